@@ -1,0 +1,61 @@
+"""Shared fixtures: tiny benchmark tables and stores built by the real ingest code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+#: a tiny NB201 skeleton (C=4, N=1) on 8×8 digits: every network collects in ~10 ms
+TINY = dict(dataset="digits", C=4, N=1, image_size=8)
+
+
+def shared_path(*parts: str) -> Path:
+    p = SHARED_DATA.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"{p} not found: this test reads the real data in ../shared/data (see SOURCES.md)")
+    return p
+
+
+def make_bench(path: Path, n: int = 12, seed: int = 0, column: str = "digits_test") -> Path:
+    """A small benchmark CSV in the NB201 table format with made-up accuracies."""
+    from eznas_store.benchmarks import write_benchmark
+    from eznas_store.spaces.nb201 import all_cells
+
+    cells = list(all_cells())
+    rng = np.random.default_rng(seed)
+    pick = sorted(rng.choice(len(cells), n, replace=False))
+    archs = [cells[i] for i in pick]
+    acc = rng.uniform(50, 95, n)
+    write_benchmark(path, archs, {column: acc}, index=np.asarray(pick))
+    return path
+
+
+@pytest.fixture
+def tiny_bench(tmp_path: Path) -> Path:
+    return make_bench(tmp_path / "bench.csv")
+
+
+def tiny_ingest_config(store: str, bench: Path, **kw):
+    from eznas_store.ingest import IngestConfig
+
+    base = dict(store=store, benchmark=str(bench), networks=None, seed=0, batch_size=2,
+                chunk_networks=3, progress=False, device="cpu")
+    base.update(TINY)
+    base.update(kw)
+    return IngestConfig(**base)
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory) -> str:
+    """A complete tiny store of 12 networks (batch 2), shared read-only by tests."""
+    from eznas_store.ingest import run_ingest
+
+    d = tmp_path_factory.mktemp("tiny")
+    bench = make_bench(d / "bench.csv")
+    url = str(d / "store.zarr")
+    run_ingest(tiny_ingest_config(url, bench))
+    return url

@@ -1,0 +1,165 @@
+"""The store: xarray readability, exact round trip of all 22 terminals, resume and shards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from eznas_store.errors import StoreError
+from eznas_store.ingest import collect_network, run_ingest
+from eznas_store.store import open_store, raw_to_terminals, store_summary
+from eznas_store.terminals import TERMINALS
+
+from conftest import make_bench, tiny_ingest_config
+
+
+def test_plain_xarray_reads_the_tables(tiny_store):
+    import xarray as xr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "consolidated metadata" fallback warning
+        ds = xr.open_zarr(tiny_store)
+    assert ds.sizes["network"] == 12
+    assert ds["complete"].values.all()
+    assert ds["accuracy"].dims == ("network",)
+    assert ds["block_network"].dims == ("block",)
+    assert set(ds["inpact_D"].dims) == {"network", "inpact_elem"}
+    assert "eznas-store" in ds.attrs and ds.attrs["eznas-store"]["created_with"]["torch"]
+
+
+def test_open_store_lists_terminals_and_every_block_has_them(tiny_store):
+    s = open_store(tiny_store)
+    assert s.terminals == TERMINALS and len(s.terminals) == 22
+    for chunk in s.iter_chunks():
+        for g in chunk.groups:
+            assert set(g.terminals) == set(TERMINALS)
+            for t in TERMINALS:
+                assert g.terminals[t].shape[0] == g.size
+        assert sum(g.size for g in chunk.groups) == int(chunk.n_blocks.sum())
+
+
+def test_round_trip_equals_the_network(tiny_store):
+    """Every terminal read back (derived ones included, P as P−D) equals a fresh collection."""
+    s = open_store(tiny_store)
+    data = torch.from_numpy(s.data_batch())
+    from eznas_store.collect import collect
+    from eznas_store.collect import network_seed
+    from eznas_store.spaces import get_space
+
+    lo, hi = s.chunk_ranges()[1]
+    chunk = s.read_chunk(lo, hi)
+    for j, n in enumerate(range(lo, hi)):
+        p = s.plan
+        model = get_space(p.space).build(p.archs[n], num_classes=p.num_classes, C=p.C, N=p.N)
+        fresh = collect(model, data, config=p.collect, init_seed=network_seed(p.collect.seed, n), full=True)
+        got = chunk.network_blocks(j)
+        assert len(got) == len(fresh.blocks)
+        for g, f in zip(got, fresh.blocks):
+            for t in TERMINALS:
+                want = f.tensors[t]
+                if t.endswith("_P"):
+                    want = f.tensors[t] - f.tensors[t[:-1] + "D"]
+                assert torch.equal(g[t], want), (n, t)
+
+
+def test_lazy_accessor_and_raw_terminals(tiny_store):
+    s = open_store(tiny_store)
+    lazy = s.lazy(slice(0, 4))
+    import dask.array as da
+
+    assert isinstance(lazy["act_D"].data, da.Array)
+    raw = s.network_tensors(0)
+    terms = raw_to_terminals(raw[0], s.plan.collect.structure)
+    assert set(terms) == set(TERMINALS)
+
+
+def test_info_agrees_with_the_benchmark(tiny_store):
+    from eznas_store.benchmarks import read_benchmark
+
+    s = open_store(tiny_store)
+    table = read_benchmark(s.plan.benchmark)
+    acc = table.column("digits_test")
+    text = store_summary(s)
+    assert "12 planned, 12 complete, 0 missing" in text
+    assert f"max {acc.max():.2f}" in text and f"min {acc.min():.2f}" in text
+    for a, arch in zip(s.accuracy(), s.plan.archs):
+        assert a == acc[table.lookup(arch)]
+
+
+def test_not_a_store_is_a_clear_error(tmp_path):
+    with pytest.raises(StoreError, match="not an eznas store"):
+        open_store(str(tmp_path / "nothing"))
+    import zarr
+
+    zarr.open_group(str(tmp_path / "plain"), mode="w", zarr_format=3)
+    with pytest.raises(StoreError, match="not an eznas store"):
+        open_store(str(tmp_path / "plain"))
+
+
+def test_different_plan_is_refused(tmp_path, tiny_bench):
+    run_ingest(tiny_ingest_config(str(tmp_path / "s"), tiny_bench, networks=3))
+    with pytest.raises(StoreError, match="different configuration"):
+        run_ingest(tiny_ingest_config(str(tmp_path / "s"), tiny_bench, networks=3, batch_size=1))
+
+
+def _arrays(url):
+    s = open_store(url)
+    return {name: np.asarray(s.group[name][:]) for name in
+            ["complete", "params", "flops", *[n for n in s.meta["stored"]]]}
+
+
+def test_shards_fill_one_store_equal_to_a_sequential_run(tmp_path, tiny_bench):
+    run_ingest(tiny_ingest_config(str(tmp_path / "seq"), tiny_bench))
+    for i in (1, 0, 2):
+        run_ingest(tiny_ingest_config(str(tmp_path / "sh"), tiny_bench, shard=(i, 3)))
+    a, b = _arrays(str(tmp_path / "seq")), _arrays(str(tmp_path / "sh"))
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_rerun_skips_finished_networks(tmp_path, tiny_bench):
+    url = str(tmp_path / "s")
+    first = run_ingest(tiny_ingest_config(url, tiny_bench))
+    again = run_ingest(tiny_ingest_config(url, tiny_bench))
+    assert first.done == 12 and again.done == 0 and again.skipped == 12
+
+
+def test_killed_ingest_resumes_to_the_same_store(tmp_path, tiny_bench):
+    """SIGKILL a real ingest process mid-run, rerun it: equal to an uninterrupted run."""
+    ref = str(tmp_path / "ref")
+    run_ingest(tiny_ingest_config(ref, tiny_bench, chunk_networks=2))
+    url = str(tmp_path / "killed")
+    cmd = [sys.executable, "-m", "eznas_store.cli", "ingest", "--store", url, "--dataset", "digits",
+           "--benchmark", str(tiny_bench), "--batch-size", "2", "--chunk-networks", "2",
+           "--channels", "4", "--cells", "1", "--image-size", "8", "--device", "cpu", "--no-progress"]
+    rng = np.random.default_rng(0)
+    kills = 0
+    for _ in range(3):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(float(rng.uniform(1.5, 4.0)))  # python+torch import takes ~1.5 s
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    a, b = _arrays(ref), _arrays(url)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_collect_network_is_what_ingest_stored(tiny_store):
+    s = open_store(tiny_store)
+    data = torch.from_numpy(s.data_batch())
+    res = collect_network(s, 5, data, torch.device("cpu"))
+    stored = s.network_tensors(5)
+    for blk, raw in zip(res.blocks, stored):
+        for k, v in raw.items():
+            assert torch.equal(blk.tensors[k], v), k
