@@ -74,6 +74,101 @@ def info(store: Annotated[str, typer.Argument(help="Store path or URL.")]) -> No
     typer.echo(store_summary(open_store(store)))
 
 
+@app.command()
+def evolve(
+    stores: Annotated[list[str], typer.Argument(help="One store per evolution task (fitness: min over tasks).")],
+    out: Annotated[str, typer.Option("--out", help="Run directory (programs, log, checkpoint, scores).")],
+    population: Annotated[int, typer.Option("--population")] = 50,
+    mu: Annotated[int, typer.Option("--mu")] = 25,
+    lambda_: Annotated[int, typer.Option("--lambda")] = 50,
+    cxpb: Annotated[float, typer.Option("--cxpb")] = 0.4,
+    mutpb: Annotated[float, typer.Option("--mutpb")] = 0.4,
+    tournament: Annotated[int, typer.Option("--tournament")] = 4,
+    min_depth: Annotated[int, typer.Option("--min-depth")] = 2,
+    max_depth: Annotated[int, typer.Option("--max-depth")] = 10,
+    generations: Annotated[int, typer.Option("--generations")] = 15,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    combine: Annotated[str, typer.Option("--combine", help="min (EZNAS) or mean over tasks.")] = "min",
+    abs_tau: Annotated[bool, typer.Option("--abs-tau", help="Use |tau| as the released EZNAS code did.")] = False,
+    to_scalar: Annotated[str, typer.Option("--to-scalar", help="Per-block reduction: mean or l2.")] = "mean",
+    workers: Annotated[int, typer.Option("--workers", help="Local Dask worker processes (0: in-process).")] = 2,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Address of an existing Dask scheduler.")] = None,
+    max_networks: Annotated[Optional[int], typer.Option("--max-networks", help="Use only the first N usable networks of each store.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+) -> None:
+    """Evolve a proxy program by genetic programming (EZNAS appendix 1.7 defaults)."""
+    from .evolve import EvolveConfig, run_evolve
+
+    cfg = EvolveConfig(
+        stores=tuple(stores), out=out, population=population, mu=mu, lambda_=lambda_, cxpb=cxpb,
+        mutpb=mutpb, tournament=tournament, min_depth=min_depth, max_depth=max_depth,
+        generations=generations, seed=seed, combine=combine, abs_tau=abs_tau, to_scalar=to_scalar,
+        workers=workers, scheduler=scheduler, max_networks=max_networks, progress=not no_progress,
+    )
+    res = run_evolve(cfg, resume=resume)
+    best = res.best_final
+    typer.echo(f"evolved {res.generations} generations in {res.seconds:.1f} s; best of the final population: "
+               f"tau {best.meta.get('fitness')}: {best.formula()}")
+    typer.echo(f"programs in {res.out / 'programs'}; report with: eznas-store report {res.out}")
+
+
+@app.command()
+def score(
+    store: Annotated[Optional[str], typer.Argument(help="Store to score (omit to collect on the fly).")] = None,
+    program: Annotated[list[str], typer.Option("--program", help="Program JSON file or a name (eznas-a). Repeatable.")] = ["eznas-a"],
+    out: Annotated[Optional[str], typer.Option("--out", help="CSV of per-network scores.")] = None,
+    to_scalar: Annotated[Optional[str], typer.Option("--to-scalar", help="Override the programs' reduction: mean or l2.")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Dask workers for store scoring (0: in-process).")] = 0,
+    space: Annotated[str, typer.Option("--space")] = "nb201",
+    benchmark: Annotated[Optional[str], typer.Option("--benchmark")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset")] = None,
+    data_root: Annotated[Optional[str], typer.Option("--data-root")] = None,
+    networks: Annotated[str, typer.Option("--networks")] = "100",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
+    structure: Annotated[str, typer.Option("--structure")] = "rcb",
+    device: Annotated[str, typer.Option("--device")] = "auto",
+    image_size: Annotated[Optional[int], typer.Option("--image-size")] = None,
+    channels: Annotated[Optional[int], typer.Option("--channels")] = None,
+    cells: Annotated[Optional[int], typer.Option("--cells")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+) -> None:
+    """Kendall tau and Spearman rho of programs, from a store or straight from networks (no store)."""
+    from .score import Engine, resolve_program, score_store, score_storeless, write_scores_csv
+
+    programs = [resolve_program(p) for p in program]
+    if store is not None:
+        with Engine(workers=workers, progress=not no_progress) as engine:
+            results = score_store(store, programs, engine=engine, to_scalar=to_scalar)
+    else:
+        if dataset is None:
+            _fail("score without a STORE needs --dataset (and --benchmark, --data-root) to collect on the fly")
+        from .benchmarks import parse_network_selection
+        from .ingest import IngestConfig
+
+        sel = parse_network_selection(networks)
+        cfg = IngestConfig(store="", dataset=dataset, space=space, benchmark=benchmark, data_root=data_root,
+                           networks=tuple(sel) if isinstance(sel, list) else sel, seed=seed,
+                           batch_size=batch_size, structure=structure, device=device, image_size=image_size,
+                           C=channels, N=cells, progress=not no_progress)
+        results = score_storeless(cfg, programs, to_scalar=to_scalar, progress=not no_progress)
+    for r in results:
+        typer.echo(r.line())
+    if out:
+        write_scores_csv(out, results)
+        typer.echo(f"per-network scores → {out}")
+
+
+@app.command()
+def report(run_dir: Annotated[str, typer.Argument(help="An evolve run directory.")]) -> None:
+    """Write RUN/report.md and RUN/report.html (fitness curve, scatter plots, best program tree)."""
+    from .report import write_report
+
+    md, html = write_report(run_dir)
+    typer.echo(f"report → {html} (and {md})")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turn user errors into one line."""
     try:

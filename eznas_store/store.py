@@ -469,25 +469,38 @@ class Store:
         """Networks ``lo..hi`` as a ``Chunk``: blocks grouped by shape, all 22 terminals (lazy)."""
         rows = self.read_rows(lo, hi)
         bt = self.block_table()
-        groups: dict[tuple, list[tuple[int, int, dict[str, torch.Tensor]]]] = defaultdict(list)
-        for j, n in enumerate(range(lo, hi)):
-            start = int(bt["block_start"][n])
-            for b, tensors in enumerate(self.network_tensors(n, rows, j)):
-                sig = tuple(int(bt[c][start + b]) for c in SHAPE_COLUMNS)
-                groups[sig].append((j, b, tensors))
-        out = []
-        for members in groups.values():
-            stored = {f"raw:{name}": torch.stack([m[2][name] for m in members]) for name in STORED}
-            out.append(BlockGroup(
-                network=torch.tensor([m[0] for m in members]),
-                block=torch.tensor([m[1] for m in members]),
-                terminals=LazyTerminals(stored, terminal_derivations(self.plan.collect.structure)),
-            ))
-        return Chunk(network_ids=np.arange(lo, hi), n_blocks=np.asarray(bt["n_blocks"][lo:hi]), groups=out)
+        networks = [self.network_tensors(n, rows, j) for j, n in enumerate(range(lo, hi))]
+        return chunk_from_raw(networks, structure=self.plan.collect.structure,
+                              network_ids=np.arange(lo, hi))
 
     def iter_chunks(self) -> Iterator[Chunk]:
         for lo, hi in self.chunk_ranges():
             yield self.read_chunk(lo, hi)
+
+
+def chunk_from_raw(networks: Sequence[Sequence[dict[str, torch.Tensor]]], *, structure: str,
+                   network_ids: np.ndarray | None = None) -> Chunk:
+    """Group the stored (raw) tensors of some networks' blocks by shape into a ``Chunk``.
+
+    The one place where blocks become groups: store reads and storeless scoring (collect →
+    evaluate → discard) both go through it, so both give the same numbers.
+    """
+    groups: dict[tuple, list[tuple[int, int, dict[str, torch.Tensor]]]] = defaultdict(list)
+    for j, blocks in enumerate(networks):
+        for b, tensors in enumerate(blocks):
+            sig = (tuple(tensors["wt"].shape), tuple(tensors["inpact_D"].shape), tuple(tensors["act_D"].shape))
+            groups[sig].append((j, b, tensors))
+    out = []
+    derivations = terminal_derivations(structure)
+    for members in groups.values():
+        stored = {f"raw:{name}": torch.stack([m[2][name] for m in members]) for name in STORED}
+        out.append(BlockGroup(
+            network=torch.tensor([m[0] for m in members]),
+            block=torch.tensor([m[1] for m in members]),
+            terminals=LazyTerminals(stored, derivations),
+        ))
+    ids = np.arange(len(networks)) if network_ids is None else np.asarray(network_ids)
+    return Chunk(network_ids=ids, n_blocks=np.array([len(b) for b in networks]), groups=out)
 
 
 def _shapes(bt: dict[str, np.ndarray], b: int, B: int) -> dict[str, tuple[int, ...]]:
