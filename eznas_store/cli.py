@@ -169,6 +169,54 @@ def report(run_dir: Annotated[str, typer.Argument(help="An evolve run directory.
     typer.echo(f"report → {html} (and {md})")
 
 
+@app.command()
+def label(
+    out: Annotated[str, typer.Option("--out", help="Benchmark CSV to write (NB201 table format + .meta.json recipe).")],
+    dataset: Annotated[str, typer.Option("--dataset")] = "digits",
+    data_root: Annotated[Optional[str], typer.Option("--data-root")] = None,
+    space: Annotated[str, typer.Option("--space")] = "nb201",
+    networks: Annotated[str, typer.Option("--networks", help="A number (seeded sample), a cell string or a file of cells.")] = "40",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    epochs: Annotated[int, typer.Option("--epochs")] = 12,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 256,
+    lr: Annotated[float, typer.Option("--lr")] = 0.1,
+    channels: Annotated[Optional[int], typer.Option("--channels", help="Skeleton width C.")] = None,
+    cells: Annotated[Optional[int], typer.Option("--cells", help="Cells per stage N.")] = None,
+    image_size: Annotated[Optional[int], typer.Option("--image-size")] = None,
+    device: Annotated[str, typer.Option("--device")] = "cpu",
+    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+) -> None:
+    """Train cells for a fixed budget and write a benchmark table: ground truth no benchmark covers."""
+    from .benchmarks import parse_network_selection
+    from .label import LabelConfig, run_label
+
+    sel = parse_network_selection(networks)
+    if sel is None:
+        _fail("label needs a number of networks or a list of cells, not 'all'")
+    cfg = LabelConfig(out=out, space=space, dataset=dataset, data_root=data_root,
+                      networks=tuple(sel) if isinstance(sel, list) else sel, seed=seed, epochs=epochs,
+                      batch_size=batch_size, lr=lr, C=channels, N=cells, image_size=image_size,
+                      device=device, progress=not no_progress)
+    rep = run_label(cfg)
+    typer.echo(rep.line() if hasattr(rep, "line") else str(rep))
+
+
+@app.command()
+def demo(
+    out: Annotated[str, typer.Option("--out", help="Folder for the table, store, run and report.")] = "demo-out",
+    networks: Annotated[int, typer.Option("--networks", help="Cells to train and study.")] = 40,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    workers: Annotated[int, typer.Option("--workers", help="Dask workers for evolve (0: in-process).")] = 2,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Delete --out first instead of resuming.")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+) -> None:
+    """The whole pipeline with no files from you: label (train cells on digits) → ingest → evolve → report."""
+    from .demo import DemoConfig, run_demo
+
+    run_demo(DemoConfig(out=out, networks=networks, seed=seed, workers=workers, fresh=fresh,
+                        progress=not no_progress), echo=typer.echo)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turn user errors into one line."""
     try:

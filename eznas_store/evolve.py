@@ -107,6 +107,7 @@ class Individual(gp.PrimitiveTree):
         super().__init__(content)
         self.fitness = FitnessMax()
         self.record: Fitness | None = None
+        self.generation: int | None = None  # when this tree was first evaluated
 
 
 def _placeholder(*args):  # pragma: no cover - never called: programs are interpreted
@@ -215,7 +216,7 @@ class _Evaluator:
         self.cfg, self.engine, self.tasks = cfg, engine, tasks
         self.cache: dict[str, Fitness] = {}
 
-    def __call__(self, individuals: Sequence[Individual], desc: str) -> int:
+    def __call__(self, individuals: Sequence[Individual], desc: str, gen: int = 0) -> int:
         progs = [to_program(ind, self.cfg.to_scalar) for ind in individuals]
         todo: dict[str, Program] = {}
         for p in progs:
@@ -229,6 +230,8 @@ class _Evaluator:
             rec = self.cache[p.key()]
             ind.record = rec
             ind.fitness.values = (selection_value(rec),)
+            if getattr(ind, "generation", None) is None:
+                ind.generation = gen
         return len(todo)
 
 
@@ -259,6 +262,7 @@ def run_evolve(cfg: EvolveConfig, *, resume: bool = False) -> EvolveResult:
         for e in entries:
             ind = from_program(program_from_json(e["program"]), pset)
             ind.record = _fitness_from_json(e["fitness"])
+            ind.generation = e.get("generation")
             if ind.record is not None:
                 ind.fitness.values = (selection_value(ind.record),)
             pop.append(ind)
@@ -278,8 +282,7 @@ def run_evolve(cfg: EvolveConfig, *, resume: bool = False) -> EvolveResult:
             run_meta["started"] = ck.get("started", run_meta["started"])
             # drop log lines of generations the checkpoint does not hold (killed mid-write)
             if log_path.exists():
-                keep = [ln for ln in log_path.read_text().splitlines() if ln.strip()
-                        and json.loads(ln)["gen"] <= ck["generation"]]
+                keep = [ln for ln in log_path.read_text().splitlines() if _log_gen(ln) <= ck["generation"]]
                 log_path.write_text("".join(ln + "\n" for ln in keep))
         else:
             r = random.Random(cfg.seed)
@@ -301,12 +304,15 @@ def run_evolve(cfg: EvolveConfig, *, resume: bool = False) -> EvolveResult:
             for gen in range(start_gen, cfg.generations + 1):
                 t0 = time.perf_counter()
                 if gen == 0:
-                    evaluated = evaluate(population, desc="gen 0")
+                    evaluated = evaluate(population, desc="gen 0", gen=0)
                     hof.update(population)
                 else:
                     with _own_random(rng_state):
                         offspring = _var_or(population, tb, cfg.lambda_, cfg.cxpb, cfg.mutpb)
-                    evaluated = evaluate([i for i in offspring if not i.fitness.valid] or [], desc=f"gen {gen}")
+                    for i in offspring:
+                        if not i.fitness.valid:
+                            i.generation = None
+                    evaluated = evaluate([i for i in offspring if not i.fitness.valid], desc=f"gen {gen}", gen=gen)
                     hof.update(offspring)
                     with _own_random(rng_state):
                         population = tb.select(population + offspring, cfg.mu)
@@ -324,6 +330,14 @@ def run_evolve(cfg: EvolveConfig, *, resume: bool = False) -> EvolveResult:
     _atomic_json(out / "run.json", run_meta)
     return EvolveResult(out=out, best_final=saved[0], best_ever=saved[1:], generations=cfg.generations,
                         seconds=time.perf_counter() - t_start)
+
+
+def _log_gen(line: str) -> float:
+    """Generation of a log line; a half-written line (killed mid-write) counts as newest."""
+    try:
+        return json.loads(line)["gen"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 def _compatible(old: dict, cfg: EvolveConfig) -> bool:
@@ -371,8 +385,8 @@ def _log_generation(path: Path, gen: int, population, evaluated: int, seconds: f
 
 def _checkpoint(path: Path, cfg, gen, population, hof, rng_state, cache, run_meta) -> None:
     def entries(inds):
-        return [{"program": program_to_json(to_program(i, cfg.to_scalar)), "fitness": _fitness_json(i.record)}
-                for i in inds]
+        return [{"program": program_to_json(to_program(i, cfg.to_scalar)), "fitness": _fitness_json(i.record),
+                 "generation": getattr(i, "generation", None)} for i in inds]
 
     _atomic_json(path, {
         "config": json.loads(json.dumps(dataclasses.asdict(cfg))),
@@ -396,7 +410,7 @@ def _save_results(out: Path, cfg: EvolveConfig, tasks, engine: Engine, best_fina
             "role": role, "fitness": _fitness_json(rec)["value"] if rec else None,
             "taus": _fitness_json(rec)["taus"] if rec else [], "rhos": _fitness_json(rec)["rhos"] if rec else [],
             "reason": rec.reason if rec else None, "tasks": [t.name for t in tasks],
-            "seed": cfg.seed, "generations": cfg.generations,
+            "seed": cfg.seed, "generations": cfg.generations, "generation": getattr(ind, "generation", None),
         })
         save_program(p, out / "programs" / f"{role}.json")
         saved.append(p)

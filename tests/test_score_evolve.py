@@ -1,0 +1,115 @@
+"""Scoring (store and storeless agree), evolution outputs, resume, Dask, and the CLI around them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eznas_store.cli import main
+from eznas_store.evolve import EvolveConfig, run_evolve
+from eznas_store.gp.program import NAMED_PROGRAMS, load_program, parse_formula, Program
+from eznas_store.score import Engine, score_storeless, score_store
+from eznas_store.store import open_store
+
+from conftest import tiny_ingest_config
+
+SMALL = dict(population=6, mu=4, lambda_=6, generations=2, max_depth=4, workers=0, progress=False)
+
+
+def _programs():
+    return [NAMED_PROGRAMS["eznas-a"],
+            Program(tree=parse_formula("l1_norm(product(act_D, actgrad_D))")),
+            Program(tree=parse_formula("invert(zeros_like(wt))"))]  # invalid everywhere (1/0)
+
+
+def test_storeless_scores_equal_store_scores(tiny_store):
+    s = open_store(tiny_store)
+    from_store = score_store(tiny_store, _programs())
+    cfg = tiny_ingest_config("", Path(s.plan.benchmark))
+    direct = score_storeless(cfg, _programs(), progress=False)
+    for a, b in zip(from_store, direct):
+        np.testing.assert_array_equal(a.scores, b.scores)
+        assert a.tau == b.tau or (np.isnan(a.tau) and np.isnan(b.tau))
+    assert np.isnan(from_store[2].scores).all() and from_store[2].reason
+
+
+def test_dask_engine_equals_in_process(tiny_store):
+    progs = _programs()[:2]
+    a = score_store(tiny_store, progs)
+    with Engine(workers=2) as engine:
+        b = score_store(tiny_store, progs, engine=engine)
+        assert engine.worker_rss_mb()
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x.scores, y.scores)
+
+
+def test_evolve_writes_programs_that_score_accepts(tiny_store, tmp_path, capsys):
+    out = tmp_path / "run"
+    res = run_evolve(EvolveConfig(stores=(tiny_store,), out=str(out), seed=0, **SMALL))
+    names = sorted(p.name for p in (out / "programs").glob("*.json"))
+    assert names == ["best_ever_1.json", "best_ever_2.json", "best_final.json"]
+    log = [json.loads(ln) for ln in (out / "generations.jsonl").read_text().splitlines()]
+    assert [r["gen"] for r in log] == [0, 1, 2]
+    assert all(r["peak_rss_mb"] > 0 for r in log)
+    best = load_program(out / "programs" / "best_final.json")
+    assert best.meta["fitness"] == res.best_final.meta["fitness"]
+    assert (out / "scores" / "eznas-a.csv").exists()
+    assert main(["score", tiny_store, "--program", str(out / "programs" / "best_final.json")]) == 0
+    assert "Kendall tau" in capsys.readouterr().out
+    assert main(["report", str(out)]) == 0
+    assert (out / "report.html").exists()
+
+
+def test_resume_continues_the_same_run(tiny_store, tmp_path):
+    full = run_evolve(EvolveConfig(stores=(tiny_store,), out=str(tmp_path / "a"), seed=3, **SMALL))
+    part = dict(SMALL, generations=1)
+    run_evolve(EvolveConfig(stores=(tiny_store,), out=str(tmp_path / "b"), seed=3, **part))
+    resumed = run_evolve(EvolveConfig(stores=(tiny_store,), out=str(tmp_path / "b"), seed=3, **SMALL), resume=True)
+    assert [p.key() for p in [full.best_final, *full.best_ever]] == \
+           [p.key() for p in [resumed.best_final, *resumed.best_ever]]
+    a = (tmp_path / "a" / "generations.jsonl").read_text().splitlines()
+    b = (tmp_path / "b" / "generations.jsonl").read_text().splitlines()
+    assert [json.loads(x)["best_formula"] for x in a] == [json.loads(x)["best_formula"] for x in b]
+
+
+def test_killed_evolve_resumes_to_the_same_programs(tiny_store, tmp_path):
+    args = ["--population", "6", "--mu", "4", "--lambda", "6", "--generations", "3", "--max-depth", "4",
+            "--workers", "0", "--seed", "5", "--no-progress"]
+    ref = tmp_path / "ref"
+    assert main(["evolve", tiny_store, "--out", str(ref), *args]) == 0
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "eznas_store.cli", "evolve", tiny_store, "--out", str(out), *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (out / "checkpoint.json").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    killed = proc.poll() is None
+    if killed:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    resume = ["--resume"] if (out / "checkpoint.json").exists() else []
+    assert main(["evolve", tiny_store, "--out", str(out), *args, *resume]) == 0
+    for name in ("best_final", "best_ever_1", "best_ever_2"):
+        assert load_program(ref / "programs" / f"{name}.json") == load_program(out / "programs" / f"{name}.json")
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["evolve", "/nonexistent/store", "--out", "/tmp/x-eznas-run"], "not an eznas store"),
+    (["evolve", "STORE", "--out", "OUT", "--cxpb", "0.9", "--mutpb", "0.9"], "sum to at most 1"),
+    (["score", "STORE", "--program", "no-such-program"], "no-such-program"),
+    (["score", "/nonexistent/store"], "not an eznas store"),
+    (["report", "/nonexistent/run"], "/nonexistent/run"),
+])
+def test_cli_errors_are_one_line(argv, needle, tiny_store, tmp_path, capsys):
+    argv = [a.replace("STORE", tiny_store).replace("OUT", str(tmp_path / "o")) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1, err
