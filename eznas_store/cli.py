@@ -27,10 +27,27 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _with_job(ctx: typer.Context, job: str | None, section: str, given: dict) -> dict:
+    """Merge a TOML job file under the options typed on the command line."""
+    given = {k: v for k, v in given.items() if k not in ("ctx", "job")}
+    if not job:
+        return given
+    from .config import load_job, merge_options
+
+    # compare by name: typer may carry its own copy of click's ParameterSource enum
+    explicit = {k for k in given
+                if getattr(ctx.get_parameter_source(k), "name", "") in ("COMMANDLINE", "ENVIRONMENT")}
+    return merge_options(load_job(job, section), given, explicit)
+
+
+JobOption = Annotated[Optional[str], typer.Option("--job", help="TOML job file (jobs/*.toml); flags override it.")]
+
+
 @app.command()
 def ingest(
-    store: Annotated[str, typer.Option("--store", help="Store path or fsspec URL to create or complete.")],
-    dataset: Annotated[str, typer.Option("--dataset", help="cifar10, cifar100, imagenet16-120 or digits.")],
+    ctx: typer.Context,
+    store: Annotated[Optional[str], typer.Option("--store", help="Store path or fsspec URL to create or complete.")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="cifar10, cifar100, imagenet16-120 or digits.")] = None,
     space: Annotated[str, typer.Option("--space", help="Search space.")] = "nb201",
     benchmark: Annotated[Optional[str], typer.Option("--benchmark", help="Benchmark table (CSV[.gz]) with arch and accuracy columns.")] = None,
     data_root: Annotated[Optional[str], typer.Option("--data-root", help="Folder of the dataset in its published format.")] = None,
@@ -47,13 +64,22 @@ def ingest(
     channels: Annotated[Optional[int], typer.Option("--channels", help="Skeleton width C (benchmark default).")] = None,
     cells: Annotated[Optional[int], typer.Option("--cells", help="Cells per stage N (benchmark default).")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+    job: JobOption = None,
 ) -> None:
     """Collect the 22 EZNAS statistics of each network into a Zarr store (resumable, shardable)."""
+    given = dict(locals())
     from .benchmarks import parse_network_selection
     from .collect import DEFAULT_PERTURB_SCALE
     from .ingest import IngestConfig, parse_shard, run_ingest
 
-    sel = parse_network_selection(networks)
+    o = _with_job(ctx, job, "ingest", given)
+    (store, dataset, space, benchmark, data_root, networks, seed, batch_size, structure, perturb_scale, shard,
+     device, chunk_networks, accuracy_column, image_size, channels, cells) = (o[k] for k in (
+        "store", "dataset", "space", "benchmark", "data_root", "networks", "seed", "batch_size", "structure",
+        "perturb_scale", "shard", "device", "chunk_networks", "accuracy_column", "image_size", "channels", "cells"))
+    if not store or not dataset:
+        _fail("ingest needs --store and --dataset (on the command line or in --job)")
+    sel = parse_network_selection(str(networks))
     cfg = IngestConfig(
         store=store, dataset=dataset, space=space, benchmark=benchmark, data_root=data_root,
         networks=tuple(sel) if isinstance(sel, list) else sel, seed=seed, batch_size=batch_size,
@@ -76,8 +102,9 @@ def info(store: Annotated[str, typer.Argument(help="Store path or URL.")]) -> No
 
 @app.command()
 def evolve(
-    stores: Annotated[list[str], typer.Argument(help="One store per evolution task (fitness: min over tasks).")],
-    out: Annotated[str, typer.Option("--out", help="Run directory (programs, log, checkpoint, scores).")],
+    ctx: typer.Context,
+    stores: Annotated[Optional[list[str]], typer.Argument(help="One store per evolution task (fitness: min over tasks).")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Run directory (programs, log, checkpoint, scores).")] = None,
     population: Annotated[int, typer.Option("--population")] = 50,
     mu: Annotated[int, typer.Option("--mu")] = 25,
     lambda_: Annotated[int, typer.Option("--lambda")] = 50,
@@ -96,16 +123,18 @@ def evolve(
     max_networks: Annotated[Optional[int], typer.Option("--max-networks", help="Use only the first N usable networks of each store.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+    job: JobOption = None,
 ) -> None:
     """Evolve a proxy program by genetic programming (EZNAS appendix 1.7 defaults)."""
+    given = dict(locals())
     from .evolve import EvolveConfig, run_evolve
 
-    cfg = EvolveConfig(
-        stores=tuple(stores), out=out, population=population, mu=mu, lambda_=lambda_, cxpb=cxpb,
-        mutpb=mutpb, tournament=tournament, min_depth=min_depth, max_depth=max_depth,
-        generations=generations, seed=seed, combine=combine, abs_tau=abs_tau, to_scalar=to_scalar,
-        workers=workers, scheduler=scheduler, max_networks=max_networks, progress=not no_progress,
-    )
+    o = _with_job(ctx, job, "evolve", given)
+    o.pop("resume"), o.pop("no_progress")
+    if not o["stores"] or not o["out"]:
+        _fail("evolve needs at least one STORE and --out (on the command line or in --job)")
+    o["stores"] = tuple(o["stores"])
+    cfg = EvolveConfig(**o, progress=not no_progress)
     res = run_evolve(cfg, resume=resume)
     best = res.best_final
     typer.echo(f"evolved {res.generations} generations in {res.seconds:.1f} s; best of the final population: "

@@ -204,6 +204,19 @@ def test_symeig_ratio():
         OPS["symeig_ratio"].fn(T(1.0))
 
 
+def test_eigen_ratios_never_hand_non_finite_matrices_to_lapack():
+    """MKL can crash the process on NaN input; the ops must answer NaN instead."""
+    nan = float("nan")
+    bad = T([[1.0, nan], [0.0, 2.0]])
+    assert torch.isnan(OPS["eig_ratio"].fn(bad))
+    assert torch.isnan(OPS["symeig_ratio"].fn(bad))
+    mixed = torch.stack([T([[1.0, 0.0], [0.0, 2.0]]), bad])
+    out = OPS["symeig_ratio"].fn(mixed)
+    close(out[0], 2.0)
+    assert torch.isnan(out[1])
+    assert torch.isnan(OPS["eig_ratio"].fn(T([[float("inf"), 1.0], [0.0, 1.0]])))
+
+
 def test_eig_ratio():
     # rows (1,0,0), (0,2,0) -> A A^T = diag(1, 4) -> 4 / 1
     close(OPS["eig_ratio"].fn(T([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]])), 4.0)

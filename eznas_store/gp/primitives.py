@@ -225,13 +225,25 @@ def _logdet(a: torch.Tensor) -> torch.Tensor:
     return _nan_to_zero(_linalg(gram_logdet, a))
 
 
+def _finite_or_eye(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Matrices with a NaN/Inf entry replaced by the identity, and which ones were finite.
+
+    LAPACK must never see non-finite input: MKL's eigen solvers print "Parameter 3 was
+    incorrect" and can crash the process, which on a Dask worker kills the worker.
+    """
+    ok = torch.isfinite(m).all(dim=-1).all(dim=-1)
+    eye = torch.eye(m.shape[-1], dtype=m.dtype, device=m.device).expand_as(m)
+    return torch.where(ok[..., None, None], m, eye), ok
+
+
 def _symeig_ratio(a: torch.Tensor) -> torch.Tensor:
     if a.dim() < 2:  # .mT of a vector/scalar is a deprecated identity, not a transpose
         raise ValueError(f"symeig_ratio needs a tensor of at least 2 dims, got {a.dim()}")
 
     def ratio(x: torch.Tensor) -> torch.Tensor:
-        e = torch.linalg.eigvalsh(x + x.mT)
-        return e[..., -1] / e[..., 0]
+        m, ok = _finite_or_eye(x + x.mT)
+        e = torch.linalg.eigvalsh(m)
+        return torch.where(ok, e[..., -1] / e[..., 0], torch.full_like(e[..., 0], float("nan")))
 
     return _linalg(ratio, a)
 
@@ -239,8 +251,11 @@ def _symeig_ratio(a: torch.Tensor) -> torch.Tensor:
 def _eig_ratio(a: torch.Tensor) -> torch.Tensor:
     def ratio(x: torch.Tensor) -> torch.Tensor:
         r = _rows(x)
-        e, _ = torch.sort(torch.linalg.eigvals(r @ r.mT).real)
-        return e[-1] / e[0]
+        # R R^T is symmetric: its eigenvalues are real and eigvalsh (ascending) is both the
+        # exact tool and ~10x faster than the general solver the released code used
+        m, ok = _finite_or_eye(r @ r.mT)
+        e = torch.linalg.eigvalsh(m)
+        return torch.where(ok, e[-1] / e[0], torch.full_like(e[0], float("nan")))
 
     return _linalg(ratio, a)
 
@@ -323,10 +338,12 @@ _TABLE: tuple[Op, ...] = (
        "(a singular Gram matrix gives -inf)."),
     Op(20, "symeig_ratio", 1, _symeig_ratio,
        "Eigenvalues (ascending, eigvalsh) of the symmetrised last two dims A + A^T, "
-       "e[-1] / e[0], batched over the leading dims; raises for non-square or < 2-D A."),
+       "e[-1] / e[0], batched over the leading dims; raises for non-square or < 2-D A; "
+       "NaN where a matrix has a non-finite entry."),
     Op(21, "eig_ratio", 1, _eig_ratio,
-       "R = A reshaped to (A.shape[0], -1); eigenvalues of R R^T by the general solver "
-       "(torch.linalg.eigvals), real part, sorted ascending, e[-1] / e[0] (a 0-d tensor)."),
+       "R = A reshaped to (A.shape[0], -1); eigenvalues of the symmetric R R^T "
+       "(torch.linalg.eigvalsh, ascending), e[-1] / e[0] (a 0-d tensor); NaN if R R^T has "
+       "a non-finite entry."),
     Op(22, "normalized_sum", 1, _normalized_sum, "sum(A) / numel(A)."),
     Op(23, "l1_norm", 1, _l1_norm, "sum(|A|) / numel(A)."),
     Op(24, "hamming", 2, _hamming,
