@@ -179,8 +179,16 @@ def _compressor():
     return [BloscCodec(cname="zstd", clevel=3, shuffle="shuffle", typesize=4)]
 
 
+def normalise_url(url: str) -> str:
+    """``file://`` URLs become plain paths (zarr's LocalStore creates folders; fsspec's
+    local filesystem does not); every other fsspec URL is passed through."""
+    url = str(url)
+    return url[len("file://"):] if url.startswith("file://") else url
+
+
 def _open_group(url: str, mode: str, storage_options: dict | None = None):
     zarr = _zarr()
+    url = normalise_url(url)
     kw: dict[str, Any] = {"mode": mode, "zarr_format": 3}
     if storage_options:
         kw["storage_options"] = storage_options
@@ -214,6 +222,7 @@ def create_or_open(url: str, plan: StorePlan, *, data_batch: np.ndarray | None =
     Shards of one job call this concurrently; they all write identical metadata, so a
     race is benign. A store made with a different plan is refused with the difference.
     """
+    url = normalise_url(url)
     if store_exists(url, storage_options):
         store = open_store(url, storage_options=storage_options)
         mine, theirs = plan.identity(), store.plan.identity()
@@ -286,6 +295,7 @@ def create_or_open(url: str, plan: StorePlan, *, data_batch: np.ndarray | None =
 
 def open_store(url: str, *, storage_options: dict | None = None) -> "Store":
     """Open an eznas store (a local path or any fsspec URL)."""
+    url = normalise_url(url)
     try:
         g = _open_group(str(url), "r+", storage_options)
     except Exception as e:  # zarr raises several types for "not a group"

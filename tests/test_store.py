@@ -163,3 +163,16 @@ def test_collect_network_is_what_ingest_stored(tiny_store):
     for blk, raw in zip(res.blocks, stored):
         for k, v in raw.items():
             assert torch.equal(blk.tensors[k], v), k
+
+
+@pytest.mark.parametrize("scheme", ["memory", "file"])
+def test_fsspec_urls(tmp_path, tiny_bench, scheme):
+    from eznas_store.gp.program import NAMED_PROGRAMS
+    from eznas_store.score import score_store
+
+    url = f"memory://eznas-test/{tmp_path.name}/s.zarr" if scheme == "memory" else f"file://{tmp_path}/s.zarr"
+    rep = run_ingest(tiny_ingest_config(url, tiny_bench, networks=4))
+    s = open_store(url)
+    assert rep.done == 4 and s.complete().all() and len(s.runs()) == 1
+    assert "inpact_D" in s.dataset().data_vars
+    assert score_store(url, [NAMED_PROGRAMS["eznas-a"]])[0].n_valid == 4
