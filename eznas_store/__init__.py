@@ -1,3 +1,22 @@
-"""eznas-store: evolve zero-cost NAS proxies over an on-disk statistics store."""
+"""eznas-store: evolve zero-cost NAS proxies over an on-disk statistics store.
+
+Public entry points: ``open_store`` (read a store), ``score_model`` (score any PyTorch
+model with a program or a proxy); the CLI (``eznas-store``) wraps the rest.
+"""
 
 __version__ = "0.1.0"
+
+__all__ = ["__version__", "open_store", "score_model"]
+
+
+def __getattr__(name: str):
+    # lazy: importing the package must not import torch/zarr for `eznas-store --help`
+    if name == "open_store":
+        from .store import open_store
+
+        return open_store
+    if name == "score_model":
+        from .api import score_model
+
+        return score_model
+    raise AttributeError(name)

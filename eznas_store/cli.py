@@ -63,6 +63,7 @@ def ingest(
     image_size: Annotated[Optional[int], typer.Option("--image-size", help="Resize (digits only).")] = None,
     channels: Annotated[Optional[int], typer.Option("--channels", help="Skeleton width C (benchmark default).")] = None,
     cells: Annotated[Optional[int], typer.Option("--cells", help="Cells per stage N (benchmark default).")] = None,
+    no_proxies: Annotated[bool, typer.Option("--no-proxies", help="Skip the 13 hand-crafted proxies.")] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
     job: JobOption = None,
 ) -> None:
@@ -86,7 +87,7 @@ def ingest(
         structure=structure, perturb_scale=DEFAULT_PERTURB_SCALE if perturb_scale is None else perturb_scale,
         shard=parse_shard(shard), device=device, chunk_networks=chunk_networks,
         accuracy_column=accuracy_column, image_size=image_size, C=channels, N=cells,
-        progress=not no_progress,
+        proxies=not no_proxies, progress=not no_progress,
     )
     report = run_ingest(cfg)
     typer.echo(report.line())
@@ -145,7 +146,8 @@ def evolve(
 @app.command()
 def score(
     store: Annotated[Optional[str], typer.Argument(help="Store to score (omit to collect on the fly).")] = None,
-    program: Annotated[list[str], typer.Option("--program", help="Program JSON file or a name (eznas-a). Repeatable.")] = ["eznas-a"],
+    program: Annotated[Optional[list[str]], typer.Option("--program", help="Program JSON file or a name (eznas-a). Repeatable.")] = None,
+    proxy: Annotated[Optional[list[str]], typer.Option("--proxy", help="A hand-crafted proxy stored by ingest (synflow, nwot, ...). Repeatable.")] = None,
     out: Annotated[Optional[str], typer.Option("--out", help="CSV of per-network scores.")] = None,
     to_scalar: Annotated[Optional[str], typer.Option("--to-scalar", help="Override the programs' reduction: mean or l2.")] = None,
     workers: Annotated[int, typer.Option("--workers", help="Dask workers for store scoring (0: in-process).")] = 0,
@@ -164,9 +166,25 @@ def score(
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
 ) -> None:
     """Kendall tau and Spearman rho of programs, from a store or straight from networks (no store)."""
-    from .score import Engine, resolve_program, score_store, score_storeless, write_scores_csv
+    from .score import Engine, resolve_program, score_store, score_storeless, summarise, write_scores_csv
 
-    programs = [resolve_program(p) for p in program]
+    if proxy:
+        if store is None:
+            _fail("--proxy reads the values ingest stored: give a STORE")
+        from .compare import proxy_scores
+
+        task_name = store
+        results = []
+        for name in proxy:
+            values, acc, nets = proxy_scores(store, name)
+            results.append(summarise(name, task_name, values, acc, [""] * len(nets), nets))
+        for r in results:
+            typer.echo(r.line())
+        if out:
+            write_scores_csv(out, results)
+        if not program:
+            return
+    programs = [resolve_program(p) for p in (program or ["eznas-a"])]
     if store is not None:
         with Engine(workers=workers, progress=not no_progress) as engine:
             results = score_store(store, programs, engine=engine, to_scalar=to_scalar)
@@ -244,6 +262,32 @@ def demo(
 
     run_demo(DemoConfig(out=out, networks=networks, seed=seed, workers=workers, fresh=fresh,
                         progress=not no_progress), echo=typer.echo)
+
+
+@app.command()
+def compare(
+    store: Annotated[str, typer.Argument(help="A store ingested with hand-crafted proxies.")],
+    program: Annotated[Optional[list[str]], typer.Option("--program", help="Program JSON files to add (EZNAS-A is always there).")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Folder for compare.csv and compare.png.")] = None,
+    suitezero: Annotated[Optional[str], typer.Option("--suitezero", help="A NAS-Bench-Suite-Zero zc_*.json[.gz] to compare our proxy values with.")] = None,
+    task: Annotated[str, typer.Option("--task", help="Suite-Zero task (cifar10, ImageNet16-120, ...).")] = "cifar10",
+    workers: Annotated[int, typer.Option("--workers")] = 0,
+) -> None:
+    """Kendall tau and Spearman rho of every hand-crafted proxy, EZNAS-A and given programs."""
+    from .compare import compare_store, format_table, suitezero_agreement, write_outputs
+    from .score import Engine
+
+    with Engine(workers=workers) as engine:
+        rows = compare_store(store, programs=program or [], engine=engine)
+    title = f"{store}: {rows[0].n if rows else 0} networks"
+    typer.echo(format_table(rows, title))
+    if out:
+        csv_path, png_path = write_outputs(rows, out, title)
+        typer.echo(f"table → {csv_path}; plot → {png_path}")
+    if suitezero:
+        typer.echo(f"\nour proxy values vs NAS-Bench-Suite-Zero ({suitezero}, task {task}), Spearman rho per proxy:")
+        for name, n, rho in suitezero_agreement(store, suitezero, task=task):
+            typer.echo(f"  {name:<10} {rho:7.3f}  ({n} common cells)")
 
 
 def main(argv: list[str] | None = None) -> int:

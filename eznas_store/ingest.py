@@ -51,6 +51,7 @@ class IngestConfig:
     image_size: int | None = None  # only for datasets whose size is free (digits)
     C: int | None = None
     N: int | None = None
+    proxies: bool = True  # also compute the 13 hand-crafted proxies (same networks, batch, init)
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -84,7 +85,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def plan_ingest(cfg: IngestConfig) -> tuple[StorePlan, np.ndarray]:
+def plan_ingest(cfg: IngestConfig) -> tuple[StorePlan, np.ndarray, np.ndarray]:
     """Resolve the network list, accuracies and data batch into a ``StorePlan``."""
     from . import benchmarks, datasets
 
@@ -129,8 +130,39 @@ def plan_ingest(cfg: IngestConfig) -> tuple[StorePlan, np.ndarray]:
         C=cfg.C or space.skeleton["C"], N=cfg.N or space.skeleton["N"],
         benchmark=benchmark, data_root=os.path.abspath(cfg.data_root) if cfg.data_root else "",
         batch_indices=tuple(int(i) for i in batch.indices), chunk_networks=cfg.chunk_networks,
+        proxies=_proxy_names() if cfg.proxies else (),
     )
-    return plan, batch.images.numpy()
+    return plan, batch.images.numpy(), batch.labels.numpy()
+
+
+def _proxy_names() -> tuple[str, ...]:
+    from .proxies import PROXY_NAMES
+
+    return tuple(PROXY_NAMES)
+
+
+def network_factory(plan: StorePlan, n: int):
+    """``seed -> network n`` with EZNAS's init: what the collector and the proxies both use."""
+    from .collect import reinitialise
+
+    space = get_space(plan.space)
+
+    def factory(seed: int):
+        model = space.build(plan.archs[n], num_classes=plan.num_classes, C=plan.C, N=plan.N,
+                            structure=plan.collect.structure)
+        reinitialise(model, torch.Generator().manual_seed(int(seed)))
+        return model
+
+    return factory
+
+
+def proxies_for_network(plan: StorePlan, n: int, data: torch.Tensor, labels: torch.Tensor,
+                        device: torch.device) -> dict[str, tuple[float, str | None]]:
+    """The plan's hand-crafted proxies of network ``n`` on the run's batch and init seed."""
+    from .proxies import compute_all
+
+    return compute_all(network_factory(plan, n), data, labels, seed=network_seed(plan.collect.seed, n),
+                       names=plan.proxies, device=device)
 
 
 def collect_network(store_or_plan: Store | StorePlan, n: int, data: torch.Tensor, device: torch.device):
@@ -161,8 +193,8 @@ def run_ingest(cfg: IngestConfig, *, redo: set[int] | None = None) -> IngestRepo
     """Collect every network of this shard that the store does not hold yet."""
     t0 = time.perf_counter()
     device = resolve_device(cfg.device)
-    plan, batch = plan_ingest(cfg)
-    store = create_or_open(cfg.store, plan, data_batch=batch)
+    plan, batch, labels = plan_ingest(cfg)
+    store = create_or_open(cfg.store, plan, data_batch=batch, data_labels=labels)
     run_id = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     store.record_run(run_id, {
         "command": "ingest", "config": dataclasses.asdict(cfg), "plan": plan_to_json(plan) | {"archs": len(plan.archs)},
@@ -170,6 +202,7 @@ def run_ingest(cfg: IngestConfig, *, redo: set[int] | None = None) -> IngestRepo
         "started": _dt.datetime.now(_dt.timezone.utc).isoformat(),
     })
     data = torch.from_numpy(store.data_batch())
+    data_labels = torch.from_numpy(store.data_labels()) if store.data_labels() is not None else None
     complete = store.complete()
     i, n_shards = cfg.shard
     mine = [r for c, r in enumerate(store.chunk_ranges()) if c % n_shards == i]
@@ -181,11 +214,13 @@ def run_ingest(cfg: IngestConfig, *, redo: set[int] | None = None) -> IngestRepo
     done = 0
     with tqdm(total=total, desc=f"ingest {i}/{n_shards}", unit="net", disable=not cfg.progress) as bar:
         for lo, hi in todo:
-            results = []
+            results, proxy_values = [], []
             for n in range(lo, hi):
                 results.append(collect_network(store, n, data, device))
+                if plan.proxies:
+                    proxy_values.append(proxies_for_network(plan, n, data, data_labels, device))
                 bar.update(1)
-            store.write_chunk(lo, results)
+            store.write_chunk(lo, results, proxy_values or None)
             done += hi - lo
     return IngestReport(store=cfg.store, shard=cfg.shard, done=done, skipped=skipped,
                         seconds=time.perf_counter() - t0)

@@ -265,7 +265,7 @@ def score_storeless(cfg, programs: Sequence[Program], *, to_scalar: str | None =
 
     from .ingest import collect_network, plan_ingest, resolve_device
 
-    plan, batch = plan_ingest(cfg)
+    plan, batch, _ = plan_ingest(cfg)
     device = resolve_device(cfg.device)
     data = torch.from_numpy(batch)
     n = len(plan.archs)

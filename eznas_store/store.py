@@ -87,6 +87,8 @@ class StorePlan:
     data_root: str = ""
     batch_indices: tuple[int, ...] = ()
     chunk_networks: int = 0  # 0: choose from CHUNK_TARGET_BYTES
+    #: hand-crafted proxies computed during ingest on the same networks, batch and init
+    proxies: tuple[str, ...] = ()
 
     def identity(self) -> dict[str, Any]:
         """The fields two shards must agree on (paths may differ between nodes)."""
@@ -102,6 +104,7 @@ def plan_to_json(plan: StorePlan) -> dict[str, Any]:
     d["bench_index"] = list(plan.bench_index)
     d["accuracies"] = {k: list(v) for k, v in plan.accuracies.items()}
     d["batch_indices"] = list(plan.batch_indices)
+    d["proxies"] = list(plan.proxies)
     return d
 
 
@@ -112,6 +115,7 @@ def plan_from_json(d: dict[str, Any]) -> StorePlan:
     d["bench_index"] = tuple(int(i) for i in d["bench_index"])
     d["accuracies"] = {k: tuple(float(x) for x in v) for k, v in d["accuracies"].items()}
     d["batch_indices"] = tuple(d.get("batch_indices", ()))
+    d["proxies"] = tuple(d.get("proxies", ()))
     return StorePlan(**d)
 
 
@@ -216,7 +220,7 @@ def store_exists(url: str, storage_options: dict | None = None) -> bool:
 
 
 def create_or_open(url: str, plan: StorePlan, *, data_batch: np.ndarray | None = None,
-                   storage_options: dict | None = None) -> "Store":
+                   data_labels: np.ndarray | None = None, storage_options: dict | None = None) -> "Store":
     """Create the store for ``plan``, or open it if it already holds the same plan.
 
     Shards of one job call this concurrently; they all write identical metadata, so a
@@ -271,6 +275,14 @@ def create_or_open(url: str, plan: StorePlan, *, data_batch: np.ndarray | None =
         arr(name, shape=(n, w), dtype=np.float32, chunks=(K, w), dims=("network", FAMILIES[fam][0]))
     if data_batch is not None:
         arr("data_batch", np.asarray(data_batch, dtype=np.float32), dims=("sample", "channel", "y", "x"))
+    if data_labels is not None:
+        arr("data_labels", np.asarray(data_labels, dtype=np.int64), dims=("sample",))
+    if plan.proxies:
+        P = len(plan.proxies)
+        arr("proxy", np.array(plan.proxies, dtype=object), dtype=str, dims=("proxy",))
+        arr("proxy_value", shape=(n, P), dtype=np.float64, chunks=(K, P), dims=("network", "proxy"),
+            fill=float("nan"))
+        arr("proxy_reason", shape=(n, P), dtype=str, chunks=(K, P), dims=("network", "proxy"))
     g.attrs.update({
         FORMAT: {
             "format_version": FORMAT_VERSION,
@@ -390,12 +402,30 @@ class Store:
                 out[lo:hi] = False
         return out
 
+    def proxy_table(self):
+        """Hand-crafted proxy values as an ``xarray.DataArray`` (network × proxy), NaN where a
+        proxy failed (``proxy_reason`` says why); ``None`` for a store ingested without them."""
+        if not self.plan.proxies:
+            return None
+        ds = self.dataset()
+        return ds["proxy_value"].assign_coords(proxy=ds["proxy"].values).load()
+
+    def proxy_reasons(self) -> np.ndarray:
+        return np.asarray(self.group["proxy_reason"][:], dtype=object)
+
+    def data_labels(self) -> np.ndarray | None:
+        return np.asarray(self.group["data_labels"][:]) if "data_labels" in self.group else None
+
     def data_batch(self) -> np.ndarray | None:
         return np.asarray(self.group["data_batch"][:]) if "data_batch" in self.group else None
 
     # -- writing --------------------------------------------------------------------------
-    def write_chunk(self, lo: int, results: Sequence[NetworkStats]) -> None:
-        """Write networks ``lo .. lo+len(results)`` (one whole chunk), flags last."""
+    def write_chunk(self, lo: int, results: Sequence[NetworkStats],
+                    proxies: Sequence[dict[str, tuple[float, str | None]]] | None = None) -> None:
+        """Write networks ``lo .. lo+len(results)`` (one whole chunk), flags last.
+
+        ``proxies``: per network ``{name: (value, reason or None)}`` for the plan's proxies.
+        """
         hi = lo + len(results)
         if (lo, hi) not in self.chunk_ranges():
             raise StoreError(f"networks {lo}..{hi} are not one chunk of {self.url}")
@@ -420,6 +450,13 @@ class Store:
         self.group["params"][lo:hi] = np.array([r.params for r in results], dtype=np.int64)
         self.group["flops"][lo:hi] = np.array([r.flops for r in results], dtype=np.float64)
         self.group["seconds"][lo:hi] = np.array([r.seconds for r in results], dtype=np.float32)
+        if self.plan.proxies:
+            if proxies is None or len(proxies) != len(results):
+                raise StoreError(f"store {self.url} expects proxy values for networks {lo}..{hi - 1}")
+            names = self.plan.proxies
+            self.group["proxy_value"][lo:hi] = np.array([[p[k][0] for k in names] for p in proxies], dtype=np.float64)
+            self.group["proxy_reason"][lo:hi] = np.array([[p[k][1] or "" for k in names] for p in proxies],
+                                                         dtype=object)
         self.group["complete"][lo:hi] = np.ones(hi - lo, dtype=bool)
 
     def record_run(self, run_id: str, record: dict[str, Any]) -> None:
