@@ -64,6 +64,7 @@ def ingest(
     channels: Annotated[Optional[int], typer.Option("--channels", help="Skeleton width C (benchmark default).")] = None,
     cells: Annotated[Optional[int], typer.Option("--cells", help="Cells per stage N (benchmark default).")] = None,
     no_proxies: Annotated[bool, typer.Option("--no-proxies", help="Skip the 13 hand-crafted proxies.")] = False,
+    proxy_batch_size: Annotated[int, typer.Option("--proxy-batch-size", help="Batch of the proxies (0: the statistics batch; NASLib used 64).")] = 0,
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
     job: JobOption = None,
 ) -> None:
@@ -87,7 +88,7 @@ def ingest(
         structure=structure, perturb_scale=DEFAULT_PERTURB_SCALE if perturb_scale is None else perturb_scale,
         shard=parse_shard(shard), device=device, chunk_networks=chunk_networks,
         accuracy_column=accuracy_column, image_size=image_size, C=channels, N=cells,
-        proxies=not no_proxies, progress=not no_progress,
+        proxies=not no_proxies, proxy_batch_size=proxy_batch_size, progress=not no_progress,
     )
     report = run_ingest(cfg)
     typer.echo(report.line())

@@ -52,6 +52,8 @@ class IngestConfig:
     C: int | None = None
     N: int | None = None
     proxies: bool = True  # also compute the 13 hand-crafted proxies (same networks, batch, init)
+    #: batch of the proxies (0: the statistics batch); NASLib/Suite-Zero used 64 on CIFAR-10
+    proxy_batch_size: int = 0
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -83,6 +85,14 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {name} asked for CUDA, but torch sees no GPU here")
     return torch.device(name)
+
+
+def proxy_batch(cfg: IngestConfig, plan: StorePlan):
+    """The proxies' own seeded batch when ``proxy_batch_size`` differs from the statistics'."""
+    from . import datasets
+
+    return datasets.sample_batch(cfg.dataset, cfg.data_root, batch_size=cfg.proxy_batch_size, seed=cfg.seed,
+                                 image_size=plan.image_size)
 
 
 def plan_ingest(cfg: IngestConfig) -> tuple[StorePlan, np.ndarray, np.ndarray]:
@@ -131,6 +141,7 @@ def plan_ingest(cfg: IngestConfig) -> tuple[StorePlan, np.ndarray, np.ndarray]:
         benchmark=benchmark, data_root=os.path.abspath(cfg.data_root) if cfg.data_root else "",
         batch_indices=tuple(int(i) for i in batch.indices), chunk_networks=cfg.chunk_networks,
         proxies=_proxy_names() if cfg.proxies else (),
+        proxy_batch_size=cfg.proxy_batch_size if cfg.proxies and cfg.proxy_batch_size else 0,
     )
     return plan, batch.images.numpy(), batch.labels.numpy()
 
@@ -203,6 +214,10 @@ def run_ingest(cfg: IngestConfig, *, redo: set[int] | None = None) -> IngestRepo
     })
     data = torch.from_numpy(store.data_batch())
     data_labels = torch.from_numpy(store.data_labels()) if store.data_labels() is not None else None
+    p_data, p_labels = data, data_labels
+    if plan.proxies and plan.proxy_batch_size:
+        pb = proxy_batch(cfg, plan)
+        p_data, p_labels = pb.images, pb.labels
     complete = store.complete()
     i, n_shards = cfg.shard
     mine = [r for c, r in enumerate(store.chunk_ranges()) if c % n_shards == i]
@@ -218,7 +233,7 @@ def run_ingest(cfg: IngestConfig, *, redo: set[int] | None = None) -> IngestRepo
             for n in range(lo, hi):
                 results.append(collect_network(store, n, data, device))
                 if plan.proxies:
-                    proxy_values.append(proxies_for_network(plan, n, data, data_labels, device))
+                    proxy_values.append(proxies_for_network(plan, n, p_data, p_labels, device))
                 bar.update(1)
             store.write_chunk(lo, results, proxy_values or None)
             done += hi - lo

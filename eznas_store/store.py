@@ -89,6 +89,8 @@ class StorePlan:
     chunk_networks: int = 0  # 0: choose from CHUNK_TARGET_BYTES
     #: hand-crafted proxies computed during ingest on the same networks, batch and init
     proxies: tuple[str, ...] = ()
+    #: 0: proxies used the statistics batch; else their own seeded batch of this size
+    proxy_batch_size: int = 0
 
     def identity(self) -> dict[str, Any]:
         """The fields two shards must agree on (paths may differ between nodes)."""
@@ -116,6 +118,7 @@ def plan_from_json(d: dict[str, Any]) -> StorePlan:
     d["accuracies"] = {k: tuple(float(x) for x in v) for k, v in d["accuracies"].items()}
     d["batch_indices"] = tuple(d.get("batch_indices", ()))
     d["proxies"] = tuple(d.get("proxies", ()))
+    d.setdefault("proxy_batch_size", 0)
     return StorePlan(**d)
 
 
