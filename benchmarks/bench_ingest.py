@@ -58,16 +58,17 @@ def main() -> None:
     ap.add_argument("--benchmark")
     ap.add_argument("--data-root")
     ap.add_argument("--keep", help="keep the store at this path")
+    ap.add_argument("--proxies", action="store_true", help="also compute the 13 hand-crafted proxies")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="bench-ingest-")
     url = args.keep or os.path.join(tmp, "store.zarr")
     if args.benchmark and args.data_root:
         cfg = IngestConfig(store=url, dataset="cifar10", benchmark=args.benchmark, data_root=args.data_root,
                            networks=args.networks, seed=args.seed, batch_size=args.batch_size, device="cpu",
-                           progress=False)
+                           proxies=args.proxies, progress=False)
     else:
         cfg = IngestConfig(store=url, dataset="digits", image_size=32, networks=args.networks, seed=args.seed,
-                           batch_size=args.batch_size, device="cpu", progress=False)
+                           batch_size=args.batch_size, device="cpu", proxies=args.proxies, progress=False)
     t0 = time.perf_counter()
     rep = run_ingest(cfg)
     wall = time.perf_counter() - t0
@@ -77,7 +78,8 @@ def main() -> None:
     per_array = {name: dir_bytes(os.path.join(url, name)) for name in ARRAY_FAMILY}
     collect_s = float(np.sum(s.group["seconds"][:]))
     n = s.n_networks
-    print(f"machine: {os.cpu_count()} CPUs; batch {args.batch_size}; {n} NB201 networks (C=16, N=5, 32 px)")
+    print(f"machine: {os.cpu_count()} CPUs, torch threads {__import__('torch').get_num_threads()}; batch "
+          f"{args.batch_size}; {n} NB201 networks (C=16, N=5, 32 px); proxies {'on' if args.proxies else 'off'}")
     print(f"ingest wall time          {wall:8.1f} s   ({n / wall:.2f} networks/s end to end, "
           f"{n / collect_s:.2f} networks/s in the collector)")
     print(f"raw 22 tensors (float32)  {raw.mean() / 1e6:8.2f} MB per network (min {raw.min() / 1e6:.1f}, "
