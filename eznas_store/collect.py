@@ -75,6 +75,17 @@ class NetworkStats:
     seconds: float
 
 
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when torch sees a GPU, else CPU; a CUDA request without one is a clear error."""
+    from .errors import ConfigError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name} asked for CUDA, but torch sees no GPU here")
+    return torch.device(name)
+
+
 # ----------------------------------------------------------------------------- init & inputs
 def reinitialise(model: nn.Module, generator: torch.Generator) -> None:
     """EZNAS init: Conv kaiming_normal(fan_out, relu) bias 0; BN weight 1 bias 0; Linear N(0, 0.01)."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .collect import DEFAULT_PERTURB_SCALE, CollectConfig, collect, network_seed
+from .collect import DEFAULT_PERTURB_SCALE, CollectConfig, collect, network_seed, resolve_device
 from .errors import ConfigError
 from .spaces import get_space
 from .store import Store, StorePlan, create_or_open, package_versions, plan_to_json
@@ -77,14 +77,6 @@ def parse_shard(text: str) -> tuple[int, int]:
     if not (n >= 1 and 0 <= i < n):
         raise ConfigError(f"--shard must be I/N with 0 <= I < N, got {text!r}")
     return i, n
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name} asked for CUDA, but torch sees no GPU here")
-    return torch.device(name)
 
 
 def proxy_batch(cfg: IngestConfig, plan: StorePlan):

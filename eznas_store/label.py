@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .collect import resolve_device
 from .errors import ConfigError
 
 __all__ = [
@@ -319,14 +320,6 @@ def _precise_bn(model: nn.Module, x: torch.Tensor, *, batch_size: int) -> None:
 # ----------------------------------------------------------------------------- the run
 
 
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name} asked for CUDA, but torch sees no GPU here")
-    return torch.device(name)
-
-
 def _recipe(cfg: LabelConfig, *, C: int, N: int, image_size: int) -> dict[str, Any]:
     """Everything that decides a label, as JSON would read it back (for resume checks)."""
     recipe = {
@@ -439,7 +432,7 @@ def run_label(cfg: LabelConfig) -> LabelReport:
     t0 = time.perf_counter()
     space = get_space(cfg.space)
     spec = get_spec(cfg.dataset)
-    device = _resolve_device(cfg.device)
+    device = resolve_device(cfg.device)
     C = cfg.C or space.skeleton["C"]
     N = cfg.N or space.skeleton["N"]
     everything = list(space.all_archs())
