@@ -22,6 +22,7 @@ Each hooked input is replaced by an alias (``x.view_as(x)``) used only by this b
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Iterable
@@ -48,10 +49,15 @@ class CollectConfig:
     structure: str = "rcb"
     perturb_scale: float = DEFAULT_PERTURB_SCALE
     seed: int = 0
+    #: CPU threads of the collector. Part of the plan because the conv weight-gradient's
+    #: reduction order (so its last bits) depends on it; scale out with shards instead.
+    threads: int = 1
 
     def __post_init__(self) -> None:
         from .errors import ConfigError
 
+        if self.threads < 1:
+            raise ConfigError(f"collector threads must be at least 1, got {self.threads}")
         if self.batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
         if self.structure not in ("rcb", "cbr"):
@@ -254,8 +260,31 @@ def collect(
     ``data`` is the normalised image batch (B×3×H×W). With ``full=False`` each block holds
     ``STORED`` (P raw); with ``full=True`` also ``preact_X`` and ``inpactgrad_X`` as measured.
     """
+    with _deterministic(config.threads):
+        return _collect(model, data, config=config, init_seed=init_seed, device=torch.device(device), full=full)
+
+
+@contextlib.contextmanager
+def _deterministic(threads: int):
+    """Fixed CPU thread count and deterministic cuDNN for one collection, then restore.
+
+    Bit-identical tensors across reruns, shards and machines need the same reduction
+    order: on CPU that follows the thread count, on CUDA cuDNN must not pick kernels by
+    benchmarking or use atomics.
+    """
+    saved = (torch.get_num_threads(), torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    torch.set_num_threads(threads)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved[0])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[1], saved[2]
+
+
+def _collect(model: nn.Module, data: torch.Tensor, *, config: CollectConfig, init_seed: int,
+             device: torch.device, full: bool) -> NetworkStats:
     t0 = time.perf_counter()
-    device = torch.device(device)
     reinitialise(model, torch.Generator().manual_seed(init_seed))
     model.to(device).train()
     blocks = find_blocks(model, config.structure)

@@ -93,3 +93,22 @@ def test_shared_tensors_are_really_shared():
 def test_find_blocks_excludes_stem_lastact_and_shortcut():
     m = nb201.build("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", num_classes=10)
     assert len(find_blocks(m, "rcb")) == 4  # the two reduction blocks' two convs
+
+
+def test_collection_does_not_depend_on_the_callers_thread_count():
+    """Reruns and shards on other machines must be bit-identical: the collector pins threads."""
+    arch = "|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
+    data = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    saved = torch.get_num_threads()
+    outs = []
+    try:
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            outs.append(collect(nb201.build(arch, num_classes=10, C=4, N=1), data,
+                                config=CollectConfig(batch_size=2), init_seed=3))
+            assert torch.get_num_threads() == threads  # restored afterwards
+    finally:
+        torch.set_num_threads(saved)
+    for a, b in zip(outs[0].blocks, outs[1].blocks):
+        for k in a.tensors:
+            assert torch.equal(a.tensors[k], b.tensors[k]), k
