@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -336,9 +335,6 @@ def derive_raw(tensors: dict[str, torch.Tensor], structure: str, x: str) -> dict
 
 
 def stored_subset(block: BlockStats | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors of a block that a store keeps (``STORED``), e.g. to build a chunk in memory."""
     t = block.tensors if isinstance(block, BlockStats) else block
     return {k: t[k] for k in STORED}
-
-
-def iter_kinds(names: Iterable[str]) -> set[str]:
-    return {n.rsplit("_", 1)[0] if n != "wt" else "wt" for n in names}

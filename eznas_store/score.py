@@ -28,7 +28,7 @@ import torch
 from .errors import ConfigError, StoreError
 from .evaluate import ChunkScores, evaluate_population, merge_chunk_scores
 from .fitness import Fitness, kendall_tau, population_fitness, spearman_rho
-from .gp.program import NAMED_PROGRAMS, Program, load_program, program_from_json, program_to_json
+from .gp.program import Program, load_program, program_from_json, program_to_json
 from .store import Store, chunk_from_raw, open_store
 
 
@@ -271,12 +271,12 @@ def score_storeless(cfg, programs: Sequence[Program], *, to_scalar: str | None =
     n = len(plan.archs)
     scores = np.full((len(programs), n), np.nan)
     reasons: list[str | None] = [None] * len(programs)
-    from .collect import STORED
+    from .collect import stored_subset
 
     with tqdm(total=n, desc="score", unit="net", disable=not progress) as bar:
         for i in range(n):
             stats = collect_network(plan, i, data, device)
-            raw = [{k: b.tensors[k] for k in STORED} for b in stats.blocks]
+            raw = [stored_subset(b) for b in stats.blocks]
             res = evaluate_population(programs, chunk_from_raw([raw], structure=plan.collect.structure),
                                       to_scalar=to_scalar)
             scores[:, i] = res.scores[:, 0]

@@ -518,7 +518,6 @@ class Store:
     def read_chunk(self, lo: int, hi: int) -> Chunk:
         """Networks ``lo..hi`` as a ``Chunk``: blocks grouped by shape, all 22 terminals (lazy)."""
         rows = self.read_rows(lo, hi)
-        bt = self.block_table()
         networks = [self.network_tensors(n, rows, j) for j, n in enumerate(range(lo, hi))]
         return chunk_from_raw(networks, structure=self.plan.collect.structure,
                               network_ids=np.arange(lo, hi))

@@ -1,7 +1,7 @@
 """The 22 EZNAS terminals (DESIGN §2): names, order and what is stored vs derived.
 
-Order is stable: it is the index used in program JSON ``terminal_index`` fields and in
-reports. ``X`` ranges over the three inputs D (data), N (noise), P (perturbed data).
+Order is stable: reports, the DEAP primitive set and stores list terminals in it
+(program JSON names terminals, it does not index them). ``X`` ranges over the three inputs D (data), N (noise), P (perturbed data).
 """
 
 from __future__ import annotations
