@@ -65,6 +65,7 @@ def ingest(
     cells: Annotated[Optional[int], typer.Option("--cells", help="Cells per stage N (benchmark default).")] = None,
     no_proxies: Annotated[bool, typer.Option("--no-proxies", help="Skip the 13 hand-crafted proxies.")] = False,
     proxy_batch_size: Annotated[int, typer.Option("--proxy-batch-size", help="Batch of the proxies (0: the statistics batch; NASLib used 64).")] = 0,
+    redo_broken: Annotated[bool, typer.Option("--redo-broken", help="Recollect networks whose chunks 'verify' finds broken.")] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
     job: JobOption = None,
 ) -> None:
@@ -88,10 +89,24 @@ def ingest(
         structure=structure, perturb_scale=DEFAULT_PERTURB_SCALE if perturb_scale is None else perturb_scale,
         shard=parse_shard(shard), device=device, chunk_networks=chunk_networks,
         accuracy_column=accuracy_column, image_size=image_size, C=channels, N=cells,
-        proxies=not no_proxies, proxy_batch_size=proxy_batch_size, progress=not no_progress,
+        proxies=not no_proxies, proxy_batch_size=proxy_batch_size, redo_broken=redo_broken,
+        progress=not no_progress,
     )
     report = run_ingest(cfg)
     typer.echo(report.line())
+
+
+@app.command()
+def verify(store: Annotated[str, typer.Argument(help="Store path or URL.")]) -> None:
+    """Check a store's shapes, completion flags and that every chunk decodes; name broken networks."""
+    from .store import open_store, verify_store
+
+    s = open_store(store)
+    rep = verify_store(s)
+    for line in rep.lines(s.plan.archs):
+        typer.echo(line)
+    if not rep.ok:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -294,7 +309,8 @@ def compare(
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turn user errors into one line."""
     try:
-        app(args=argv, standalone_mode=False)
+        # with standalone_mode=False click *returns* the code of typer.Exit instead of raising
+        rv = app(args=argv, standalone_mode=False)
     except EznasError as e:
         typer.echo(f"eznas-store: error: {e}", err=True)
         return 2
@@ -312,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, click.exceptions.Abort):
             return 1
         raise
-    return 0
+    return rv if isinstance(rv, int) else 0
 
 
 def _entry() -> None:

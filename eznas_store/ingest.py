@@ -54,6 +54,8 @@ class IngestConfig:
     proxies: bool = True  # also compute the 13 hand-crafted proxies (same networks, batch, init)
     #: batch of the proxies (0: the statistics batch); NASLib/Suite-Zero used 64 on CIFAR-10
     proxy_batch_size: int = 0
+    #: recollect the networks ``verify`` finds broken (unreadable chunks), even if flagged
+    redo_broken: bool = False
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -211,6 +213,10 @@ def run_ingest(cfg: IngestConfig, *, redo: set[int] | None = None) -> IngestRepo
         pb = proxy_batch(cfg, plan)
         p_data, p_labels = pb.images, pb.labels
     complete = store.complete()
+    if cfg.redo_broken:
+        from .store import verify_store
+
+        redo = set(redo or ()) | set(verify_store(store).broken)
     i, n_shards = cfg.shard
     mine = [r for c, r in enumerate(store.chunk_ranges()) if c % n_shards == i]
     todo = [r for r in mine if not complete[r[0]:r[1]].all() or (redo and any(k in redo for k in range(*r)))]

@@ -630,3 +630,78 @@ def store_summary(store: Store) -> str:
     lines.append(f"terminals    {len(TERMINALS)}: {', '.join(TERMINALS)}")
     lines.append(f"runs         {len(store.runs())} ingest run(s) recorded")
     return "\n".join(lines)
+
+
+@dataclass
+class VerifyReport:
+    """What ``verify`` found: broken networks (index → reasons) and store-level problems."""
+
+    url: str
+    checked_chunks: int
+    problems: list[str]
+    broken: dict[int, list[str]]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.broken
+
+    def lines(self, archs: Sequence[str]) -> list[str]:
+        out = [f"verify {self.url}: {self.checked_chunks} chunks read, "
+               f"{'OK' if self.ok else f'{len(self.broken)} broken network(s)'}"]
+        out += [f"  store: {p}" for p in self.problems]
+        for n, why in sorted(self.broken.items()):
+            out.append(f"  network {n} ({archs[n]}): {'; '.join(why)}")
+        if self.broken:
+            out.append("  repair with: eznas-store ingest ... --redo-broken (same options as the original run)")
+        return out
+
+
+def verify_store(store: Store) -> VerifyReport:
+    """Check shapes against the plan's layout, completion flags and that every chunk decodes.
+
+    A chunk that cannot be read breaks every network in it; a network not flagged complete
+    is reported as missing (not broken) by ``info``, so only flagged networks are checked.
+    """
+    problems: list[str] = []
+    broken: dict[int, list[str]] = defaultdict(list)
+    layout = compute_layout(store.plan)
+    n = store.n_networks
+    for name in STORED:
+        fam = ARRAY_FAMILY[name]
+        want = (n, max(layout.widths[fam], 1))
+        if name not in store.group:
+            problems.append(f"array {name!r} is missing")
+        elif tuple(store.group[name].shape) != want:
+            problems.append(f"array {name!r} has shape {tuple(store.group[name].shape)}, the plan needs {want}")
+    try:
+        nb = np.asarray(store.group["n_blocks"][:])
+        if not np.array_equal(nb, layout.n_blocks):
+            problems.append("n_blocks differs from the plan's layout")
+    except Exception as e:
+        problems.append(f"n_blocks cannot be read ({type(e).__name__})")
+    flags = store.group["complete"]
+    chunks = store.chunk_ranges()
+    for lo, hi in chunks:
+        try:
+            done = np.asarray(flags[lo:hi], dtype=bool)
+        except Exception as e:
+            for k in range(lo, hi):
+                broken[k].append(f"completion flags unreadable ({type(e).__name__})")
+            continue
+        if not done.any():
+            continue
+        for name in [*STORED, "params", "flops"] + (["proxy_value"] if store.plan.proxies else []):
+            if name not in store.group:
+                continue
+            try:
+                values = np.asarray(store.group[name][lo:hi])
+            except Exception as e:
+                for k in range(lo, hi):
+                    if done[k - lo]:
+                        broken[k].append(f"{name} chunk unreadable ({type(e).__name__})")
+                continue
+            if name in STORED:
+                bad = ~np.isfinite(values).all(axis=1)
+                for k in np.flatnonzero(bad & done):
+                    broken[lo + int(k)].append(f"{name} holds NaN/Inf")
+    return VerifyReport(url=store.url, checked_chunks=len(chunks), problems=problems, broken=dict(broken))

@@ -107,6 +107,7 @@ def test_killed_evolve_resumes_to_the_same_programs(tiny_store, tmp_path):
     (["score", "STORE", "--program", "no-such-program"], "no-such-program"),
     (["score", "/nonexistent/store"], "not an eznas store"),
     (["report", "/nonexistent/run"], "/nonexistent/run"),
+    (["score", "--program", "eznas-a"], "needs --dataset"),
 ])
 def test_cli_errors_are_one_line(argv, needle, tiny_store, tmp_path, capsys):
     argv = [a.replace("STORE", tiny_store).replace("OUT", str(tmp_path / "o")) for a in argv]
