@@ -114,3 +114,41 @@ def test_cli_errors_are_one_line(argv, needle, tiny_store, tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1, err
+
+
+def test_evolve_on_a_real_dask_cluster(tiny_store, tmp_path):
+    """`dask scheduler` + two `dask worker` processes on loopback; evolve joins with --scheduler."""
+    import shutil
+    import socket
+
+    dask_cli = shutil.which("dask")
+    if dask_cli is None:
+        pytest.skip("the 'dask' command (from distributed) is not on PATH")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    addr = f"tcp://127.0.0.1:{port}"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([dask_cli, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)]
+    try:
+        time.sleep(3)
+        for i in range(2):
+            procs.append(subprocess.Popen([dask_cli, "worker", addr, "--nthreads", "1", "--no-dashboard",
+                                           "--name", f"w{i}"], stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL, env=env))
+        from distributed import Client
+
+        with Client(addr, timeout="30s") as c:
+            c.wait_for_workers(2, timeout=60)
+        args = ["--population", "6", "--mu", "4", "--lambda", "6", "--generations", "1", "--max-depth", "4",
+                "--seed", "2", "--no-progress"]
+        assert main(["evolve", tiny_store, "--out", str(tmp_path / "cluster"), "--scheduler", addr, *args]) == 0
+        assert main(["evolve", tiny_store, "--out", str(tmp_path / "local"), "--workers", "0", *args]) == 0
+        for name in ("best_final", "best_ever_1", "best_ever_2"):
+            assert load_program(tmp_path / "cluster" / "programs" / f"{name}.json") == \
+                load_program(tmp_path / "local" / "programs" / f"{name}.json")
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
