@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from zarr.errors import ContainsArrayError
 
 from . import __version__
 from .chunk import BlockGroup, Chunk, LazyTerminals
@@ -250,11 +251,22 @@ def create_or_open(url: str, plan: StorePlan, *, data_batch: np.ndarray | None =
         dtype = dtype or data.dtype
         chunks = chunks or shape
         kw: dict[str, Any] = dict(shape=shape, chunks=chunks, dtype=dtype, dimension_names=dims,
-                                  overwrite=True)
+                                  overwrite=False)
         if dtype is not str:
             kw["fill_value"] = fill
             kw["compressors"] = _compressor()
-        a = g.create_array(name, **kw)
+        try:
+            a = g.create_array(name, **kw)
+        except ContainsArrayError:
+            # another shard of the same job created it a moment ago: never overwrite (that
+            # would drop chunks it may already have written); a leftover of another plan is refused
+            a = g[name]
+            if tuple(a.shape) != tuple(shape) or tuple(a.chunks) != tuple(chunks):
+                raise StoreError(
+                    f"{url} holds a partial store of another configuration (array {name!r} has shape "
+                    f"{tuple(a.shape)}, this plan needs {tuple(shape)}); delete it or use another --store"
+                ) from None
+            return a
         if data is not None and (len(shape) == 0 or shape[0] > 0):
             a[...] = data
         return a

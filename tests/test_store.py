@@ -213,3 +213,31 @@ def main_cli(argv):
     from eznas_store.cli import main
 
     return main(argv)
+
+
+def test_two_shards_running_at_once_equal_a_sequential_run(tmp_path, tiny_bench):
+    """Two ingest processes start together on a store that does not exist yet."""
+    ref = str(tmp_path / "seq")
+    run_ingest(tiny_ingest_config(ref, tiny_bench, chunk_networks=2))
+    url = str(tmp_path / "par")
+    base = [sys.executable, "-m", "eznas_store.cli", "ingest", "--store", url, "--dataset", "digits",
+            "--benchmark", str(tiny_bench), "--batch-size", "2", "--chunk-networks", "2", "--channels", "4",
+            "--cells", "1", "--image-size", "8", "--device", "cpu", "--no-progress"]
+    procs = [subprocess.Popen(base + ["--shard", f"{i}/2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for i in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err.decode()[-500:]
+    a, b = _arrays(ref), _arrays(url)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_partial_store_of_another_plan_is_refused(tmp_path, tiny_bench):
+    import zarr
+
+    url = str(tmp_path / "s")
+    g = zarr.open_group(url, mode="w", zarr_format=3)
+    g.create_array("n_blocks", shape=(99,), chunks=(99,), dtype="int32", dimension_names=("network",))
+    with pytest.raises(StoreError, match="partial store of another configuration"):
+        run_ingest(tiny_ingest_config(url, tiny_bench))
