@@ -1,0 +1,95 @@
+"""Fault tests: many random SIGKILLs of ingest, and a Dask worker killed mid-scoring."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+from eznas_store.ingest import run_ingest
+from eznas_store.store import open_store, verify_store
+
+from conftest import make_bench, tiny_ingest_config
+
+
+def _arrays(url):
+    s = open_store(url)
+    names = ["complete", "params", "flops", "proxy_value", *s.meta["stored"]]
+    return {n: np.asarray(s.group[n][:]) for n in names}
+
+
+def test_ingest_survives_20_random_kills(tmp_path):
+    """SIGKILL at 20 random moments (start-up, collection, mid-write), then finish: nothing lost."""
+    tiny_bench = make_bench(tmp_path / "bench.csv", n=80, seed=3)
+    ref = str(tmp_path / "ref")
+    run_ingest(tiny_ingest_config(ref, tiny_bench, chunk_networks=1))
+    url = str(tmp_path / "killed")
+    cmd = [sys.executable, "-m", "eznas_store.cli", "ingest", "--store", url, "--dataset", "digits",
+           "--benchmark", str(tiny_bench), "--batch-size", "2", "--chunk-networks", "1", "--channels", "4",
+           "--cells", "1", "--image-size", "8", "--device", "cpu", "--no-progress"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    rng = np.random.default_rng(7)
+    kills, progress = 0, []
+    for _ in range(20):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        time.sleep(float(rng.uniform(1.5, 3.0)))  # start-up (imports) takes ~1.5 s
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        if os.path.exists(os.path.join(url, "zarr.json")):
+            try:
+                progress.append(int(open_store(url).complete().sum()))
+            except Exception:
+                progress.append(-1)  # killed while the store itself was being created
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    print(f"kills survived: {kills} of 20 runs; complete networks after each: {progress}")
+    assert kills >= 15
+    landed = sum(1 for a, b in zip(progress, progress[1:]) if b > a >= 0)
+    assert landed >= 8, progress  # most kills interrupted real work, not a finished store
+    s = open_store(url)
+    assert verify_store(s).ok and s.complete().all()
+    a, b = _arrays(ref), _arrays(url)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_dask_worker_killed_mid_scoring_gives_the_same_result(tiny_store):
+    """Kill one worker process while chunks are being scored; the nanny restarts it and the
+    scheduler reruns its tasks, so the scores equal an in-process run."""
+    import sys as _sys
+    from pathlib import Path
+
+    _sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_evaluator import random_population
+
+    from eznas_store.score import Engine, load_task
+
+    task = load_task(tiny_store)
+    progs = random_population(60, seed=1)
+    from eznas_store.gp.program import Program
+
+    progs = [p if isinstance(p, Program) else Program(tree=p) for p in progs]
+    with Engine(workers=0) as local:
+        want = local.score(progs, [task]).scores[0]
+    with Engine(workers=2) as engine:
+        pids = engine.client.run(os.getpid)
+        victim = sorted(pids.values())[0]
+
+        def kill_soon():
+            time.sleep(0.5)
+            os.kill(victim, signal.SIGKILL)
+
+        killer = threading.Thread(target=kill_soon)
+        killer.start()
+        got = engine.score(progs, [task]).scores[0]
+        killer.join()
+        after = engine.client.run(os.getpid)
+    assert victim not in after.values()  # the worker really died (and was replaced)
+    np.testing.assert_array_equal(np.isnan(want), np.isnan(got))
+    np.testing.assert_allclose(got[np.isfinite(got)], want[np.isfinite(want)], rtol=1e-12)
