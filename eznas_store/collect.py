@@ -259,12 +259,12 @@ def collect(
     ``data`` is the normalised image batch (B×3×H×W). With ``full=False`` each block holds
     ``STORED`` (P raw); with ``full=True`` also ``preact_X`` and ``inpactgrad_X`` as measured.
     """
-    with _deterministic(config.threads):
+    with deterministic(config.threads):
         return _collect(model, data, config=config, init_seed=init_seed, device=torch.device(device), full=full)
 
 
 @contextlib.contextmanager
-def _deterministic(threads: int):
+def deterministic(threads: int):
     """Fixed CPU thread count and deterministic cuDNN for one collection, then restore.
 
     Bit-identical tensors across reruns, shards and machines need the same reduction

@@ -164,10 +164,13 @@ def network_factory(plan: StorePlan, n: int):
 def proxies_for_network(plan: StorePlan, n: int, data: torch.Tensor, labels: torch.Tensor,
                         device: torch.device) -> dict[str, tuple[float, str | None]]:
     """The plan's hand-crafted proxies of network ``n`` on the run's batch and init seed."""
+    from .collect import deterministic
     from .proxies import compute_all
 
-    return compute_all(network_factory(plan, n), data, labels, seed=network_seed(plan.collect.seed, n),
-                       names=plan.proxies, device=device)
+    # same pinned threads as the statistics: the values' last bits follow the reduction order
+    with deterministic(plan.collect.threads):
+        return compute_all(network_factory(plan, n), data, labels, seed=network_seed(plan.collect.seed, n),
+                           names=plan.proxies, device=device)
 
 
 def collect_network(store_or_plan: Store | StorePlan, n: int, data: torch.Tensor, device: torch.device):

@@ -94,3 +94,19 @@ def test_score_model_any_module():
     a = eznas_store.score_model(net, x, "eznas-a")
     assert np.isfinite(a) and a == eznas_store.score_model(net, x, "eznas-a")
     assert np.isfinite(eznas_store.score_model(net, x, "synflow"))
+
+
+def test_stored_proxies_do_not_depend_on_the_callers_thread_count(tiny_store):
+    s = open_store(tiny_store)
+    data, labels = torch.from_numpy(s.data_batch()), torch.from_numpy(s.data_labels())
+    saved = torch.get_num_threads()
+    try:
+        vals = []
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            vals.append(proxies_for_network(s.plan, 2, data, labels, torch.device("cpu")))
+    finally:
+        torch.set_num_threads(saved)
+    for name in s.plan.proxies:
+        a, b = vals[0][name][0], vals[1][name][0]
+        assert a == b or (np.isnan(a) and np.isnan(b)), name
