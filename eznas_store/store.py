@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
+import pathlib
 import platform
 import warnings
 from collections import defaultdict
@@ -330,6 +332,10 @@ def open_store(url: str, *, storage_options: dict | None = None) -> "Store":
     meta = g.attrs.get(FORMAT)
     if not isinstance(meta, dict) or "plan" not in meta:
         raise StoreError(f"{url} is a Zarr group but not an eznas store (no '{FORMAT}' attributes)")
+    if isinstance(meta, dict) and meta.get("format_version") == FORMAT_VERSION:
+        problem = _schema_problem(meta)
+        if problem:
+            raise StoreError(f"{url} has invalid eznas-store attributes: {problem}")
     if meta.get("format_version") != FORMAT_VERSION:
         raise StoreError(f"{url} has store format version {meta.get('format_version')}, "
                          f"this eznas-store reads version {FORMAT_VERSION}")
@@ -338,6 +344,27 @@ def open_store(url: str, *, storage_options: dict | None = None) -> "Store":
     except (TypeError, KeyError, ValueError) as e:
         raise StoreError(f"{url} has unreadable eznas-store attributes ({e})") from None
     return Store(url=str(url), group=g, plan=plan, meta=meta, storage_options=storage_options)
+
+
+@functools.lru_cache(maxsize=1)
+def _store_validator():
+    from jsonschema import Draft202012Validator
+
+    here = pathlib.Path(__file__).resolve()
+    for path in (here.parents[1] / "schemas" / "store.schema.json", here.parent / "schemas" / "store.schema.json"):
+        if path.exists():
+            return Draft202012Validator(json.loads(path.read_text()))
+    raise StoreError("schemas/store.schema.json is missing from this installation")
+
+
+def _schema_problem(meta: dict) -> str | None:
+    """First violation of ``schemas/store.schema.json`` (path: message), or None."""
+    errors = sorted(_store_validator().iter_errors(meta), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return None
+    e = errors[0]
+    where = ".".join(str(x) for x in e.absolute_path) or "(top level)"
+    return f"{where}: {e.message[:200]}"
 
 
 # ----------------------------------------------------------------------------- the store

@@ -241,3 +241,50 @@ def test_partial_store_of_another_plan_is_refused(tmp_path, tiny_bench):
     g.create_array("n_blocks", shape=(99,), chunks=(99,), dtype="int32", dimension_names=("network",))
     with pytest.raises(StoreError, match="partial store of another configuration"):
         run_ingest(tiny_ingest_config(url, tiny_bench))
+
+
+def test_any_store_attributes_open_or_fail_clearly(tiny_store, tmp_path_factory):
+    """1000 mutations of a real store's attributes: open_store succeeds or raises StoreError."""
+    import copy
+    import json as _json
+    import shutil
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    import zarr
+
+    url = str(tmp_path_factory.mktemp("attrs") / "s")
+    shutil.copytree(tiny_store, url)
+    meta = _json.loads(_json.dumps(dict(zarr.open_group(url, mode="r").attrs)["eznas-store"]))
+    paths = [("format_version",), ("plan",), ("plan", "archs"), ("plan", "collect"), ("plan", "collect", "batch_size"),
+             ("plan", "collect", "structure"), ("plan", "accuracies"), ("plan", "bench_index"), ("plan", "C"),
+             ("layout",), ("layout", "chunk_networks"), ("terminals",), ("stored",), ("plan", "proxies")]
+    json_values = st.recursive(st.none() | st.booleans() | st.integers(-3, 10**9) | st.floats(allow_nan=False)
+                               | st.text(max_size=8), lambda c: st.lists(c, max_size=3)
+                               | st.dictionaries(st.text(max_size=5), c, max_size=3), max_leaves=6)
+    group = zarr.open_group(url, mode="r+", use_consolidated=False)
+
+    @settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.tuples(st.sampled_from(paths), json_values | st.just("<delete>")), min_size=1, max_size=3))
+    def check(edits):
+        m = copy.deepcopy(meta)
+        for path, value in edits:
+            node = m
+            for key in path[:-1]:
+                node = node.get(key) if isinstance(node, dict) else None
+            if isinstance(node, dict):
+                if value == "<delete>":
+                    node.pop(path[-1], None)
+                else:
+                    node[path[-1]] = value
+        group.attrs["eznas-store"] = m
+        try:
+            open_store(url)
+        except StoreError as e:
+            assert "\n" not in str(e)
+
+    try:
+        check()
+    finally:
+        group.attrs["eznas-store"] = meta
