@@ -59,3 +59,23 @@ def tiny_store(tmp_path_factory) -> str:
     url = str(d / "store.zarr")
     run_ingest(tiny_ingest_config(url, bench))
     return url
+
+
+def tiny_ingest_cmd(store: str, bench: Path, *, chunk_networks: int) -> list[str]:
+    """The CLI command that ingests what ``tiny_ingest_config`` describes, for subprocess tests."""
+    import sys
+
+    return [sys.executable, "-m", "eznas_store.cli", "ingest", "--store", store, "--dataset", "digits",
+            "--benchmark", str(bench), "--batch-size", "2", "--chunk-networks", str(chunk_networks),
+            "--channels", "4", "--cells", "1", "--image-size", "8", "--device", "cpu", "--no-progress"]
+
+
+def store_arrays(url: str) -> dict[str, np.ndarray]:
+    """Every per-network array a store holds (tensors, flags, params, FLOPs, proxies), loaded."""
+    from eznas_store.store import open_store
+
+    s = open_store(url)
+    names = ["complete", "params", "flops", *s.meta["stored"]]
+    if "proxy_value" in s.group:
+        names.append("proxy_value")
+    return {n: np.asarray(s.group[n][:]) for n in names}

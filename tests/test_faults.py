@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 
@@ -14,13 +13,7 @@ import numpy as np
 from eznas_store.ingest import run_ingest
 from eznas_store.store import open_store, verify_store
 
-from conftest import make_bench, tiny_ingest_config
-
-
-def _arrays(url):
-    s = open_store(url)
-    names = ["complete", "params", "flops", "proxy_value", *s.meta["stored"]]
-    return {n: np.asarray(s.group[n][:]) for n in names}
+from conftest import make_bench, store_arrays, tiny_ingest_cmd, tiny_ingest_config
 
 
 def test_ingest_survives_20_random_kills(tmp_path):
@@ -29,9 +22,7 @@ def test_ingest_survives_20_random_kills(tmp_path):
     ref = str(tmp_path / "ref")
     run_ingest(tiny_ingest_config(ref, tiny_bench, chunk_networks=1))
     url = str(tmp_path / "killed")
-    cmd = [sys.executable, "-m", "eznas_store.cli", "ingest", "--store", url, "--dataset", "digits",
-           "--benchmark", str(tiny_bench), "--batch-size", "2", "--chunk-networks", "1", "--channels", "4",
-           "--cells", "1", "--image-size", "8", "--device", "cpu", "--no-progress"]
+    cmd = tiny_ingest_cmd(url, tiny_bench, chunk_networks=1)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     rng = np.random.default_rng(7)
     kills, progress = 0, []
@@ -54,7 +45,7 @@ def test_ingest_survives_20_random_kills(tmp_path):
     assert landed >= 8, progress  # most kills interrupted real work, not a finished store
     s = open_store(url)
     assert verify_store(s).ok and s.complete().all()
-    a, b = _arrays(ref), _arrays(url)
+    a, b = store_arrays(ref), store_arrays(url)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import warnings
 
@@ -18,7 +17,7 @@ from eznas_store.ingest import collect_network, run_ingest
 from eznas_store.store import open_store, raw_to_terminals, store_summary
 from eznas_store.terminals import TERMINALS
 
-from conftest import make_bench, tiny_ingest_config
+from conftest import store_arrays, tiny_ingest_cmd, tiny_ingest_config
 
 
 def test_plain_xarray_reads_the_tables(tiny_store):
@@ -110,17 +109,11 @@ def test_different_plan_is_refused(tmp_path, tiny_bench):
         run_ingest(tiny_ingest_config(str(tmp_path / "s"), tiny_bench, networks=3, batch_size=1))
 
 
-def _arrays(url):
-    s = open_store(url)
-    return {name: np.asarray(s.group[name][:]) for name in
-            ["complete", "params", "flops", *[n for n in s.meta["stored"]]]}
-
-
 def test_shards_fill_one_store_equal_to_a_sequential_run(tmp_path, tiny_bench):
     run_ingest(tiny_ingest_config(str(tmp_path / "seq"), tiny_bench))
     for i in (1, 0, 2):
         run_ingest(tiny_ingest_config(str(tmp_path / "sh"), tiny_bench, shard=(i, 3)))
-    a, b = _arrays(str(tmp_path / "seq")), _arrays(str(tmp_path / "sh"))
+    a, b = store_arrays(str(tmp_path / "seq")), store_arrays(str(tmp_path / "sh"))
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
@@ -137,9 +130,7 @@ def test_killed_ingest_resumes_to_the_same_store(tmp_path, tiny_bench):
     ref = str(tmp_path / "ref")
     run_ingest(tiny_ingest_config(ref, tiny_bench, chunk_networks=2))
     url = str(tmp_path / "killed")
-    cmd = [sys.executable, "-m", "eznas_store.cli", "ingest", "--store", url, "--dataset", "digits",
-           "--benchmark", str(tiny_bench), "--batch-size", "2", "--chunk-networks", "2",
-           "--channels", "4", "--cells", "1", "--image-size", "8", "--device", "cpu", "--no-progress"]
+    cmd = tiny_ingest_cmd(url, tiny_bench, chunk_networks=2)
     rng = np.random.default_rng(0)
     kills = 0
     for _ in range(3):
@@ -150,7 +141,7 @@ def test_killed_ingest_resumes_to_the_same_store(tmp_path, tiny_bench):
             kills += 1
         proc.wait()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    a, b = _arrays(ref), _arrays(url)
+    a, b = store_arrays(ref), store_arrays(url)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
@@ -188,7 +179,7 @@ def test_corrupted_chunk_is_named_and_repaired(tmp_path, tiny_bench):
 
     url = str(tmp_path / "s")
     run_ingest(tiny_ingest_config(url, tiny_bench))
-    ref = _arrays(url)
+    ref = store_arrays(url)
     shutil.copytree(url, tmp_path / "ref")
     assert verify_store(open_store(url)).ok
     chunk_file = Path(url) / "act_N" / "c" / "1" / "0"
@@ -204,7 +195,7 @@ def test_corrupted_chunk_is_named_and_repaired(tmp_path, tiny_bench):
     assert main_cli(["verify", url]) == 1
     run_ingest(tiny_ingest_config(url, tiny_bench, redo_broken=True))
     assert verify_store(open_store(url)).ok
-    after = _arrays(url)
+    after = store_arrays(url)
     for k in ref:
         np.testing.assert_array_equal(ref[k], after[k], err_msg=k)
 
@@ -220,15 +211,13 @@ def test_two_shards_running_at_once_equal_a_sequential_run(tmp_path, tiny_bench)
     ref = str(tmp_path / "seq")
     run_ingest(tiny_ingest_config(ref, tiny_bench, chunk_networks=2))
     url = str(tmp_path / "par")
-    base = [sys.executable, "-m", "eznas_store.cli", "ingest", "--store", url, "--dataset", "digits",
-            "--benchmark", str(tiny_bench), "--batch-size", "2", "--chunk-networks", "2", "--channels", "4",
-            "--cells", "1", "--image-size", "8", "--device", "cpu", "--no-progress"]
+    base = tiny_ingest_cmd(url, tiny_bench, chunk_networks=2)
     procs = [subprocess.Popen(base + ["--shard", f"{i}/2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
              for i in range(2)]
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err.decode()[-500:]
-    a, b = _arrays(ref), _arrays(url)
+    a, b = store_arrays(ref), store_arrays(url)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
