@@ -7,9 +7,10 @@ Usage (from the repository root, a store of >= 400 complete networks)::
 1. ``evolve`` with the paper's defaults (population 50, mu 25, lambda 50, 15
    generations) on the first 100 networks: wall time, peak RSS of the driver and of each
    Dask worker.
-2. The same with ``--generations G`` (default 2) on 100 and on 400 networks: peak worker
-   RSS of each and their ratio (goal <= 1.2: memory follows the chunk size, not the
-   number of networks).
+2. The same with ``--generations G`` (default 2) on each of ``--sizes`` networks (default
+   100 400): wall time and peak worker RSS of each, and the ratio of the largest to the
+   smallest (goal <= 1.2: memory follows the chunk size, not the number of networks).
+   ``--sizes 100 400 1000 --skip-paper`` is the load benchmark of 1,000 stored networks.
 
 Peak RSS comes from ``getrusage(RUSAGE_SELF).ru_maxrss`` of each process (workers report
 theirs through ``client.run``), as logged in ``generations.jsonl``.
@@ -51,8 +52,9 @@ def main() -> None:
     ap.add_argument("store")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--generations", type=int, default=2, help="generations of the 100-vs-400 memory runs")
+    ap.add_argument("--generations", type=int, default=2, help="generations of the memory runs")
     ap.add_argument("--skip-paper", action="store_true", help="only the memory comparison")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100, 400], help="network counts to compare")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="bench-evolve-")
     print(f"machine: {os.cpu_count()} CPUs; store {args.store}; {args.workers} Dask workers (1 thread each)")
@@ -62,12 +64,15 @@ def main() -> None:
             print(f"paper defaults, 100 networks: wall {r['wall_s']:.0f} s ({r['wall_s'] / 60:.1f} min), "
                   f"{r['evaluated']} programs evaluated, driver peak RSS {r['driver_peak_mb']:.0f} MB, "
                   f"worker peak RSS {r['worker_peak_mb']:.0f} MB, best tau {r['best']}")
-        small = run(args.store, 100, args.generations, args.workers, os.path.join(tmp, "m100"), args.seed)
-        large = run(args.store, 400, args.generations, args.workers, os.path.join(tmp, "m400"), args.seed)
-        for r in (small, large):
-            print(f"{r['networks']:4d} networks, {r['generations']} generations: wall {r['wall_s']:.0f} s, "
-                  f"driver peak {r['driver_peak_mb']:.0f} MB, worker peak {r['worker_peak_mb']:.0f} MB")
-        print(f"worker peak RSS ratio 400/100: {large['worker_peak_mb'] / small['worker_peak_mb']:.2f} "
+        runs = [run(args.store, n, args.generations, args.workers, os.path.join(tmp, f"m{n}"), args.seed)
+                for n in args.sizes]
+        for r in runs:
+            print(f"{r['networks']:5d} networks, {r['generations']} generations: wall {r['wall_s']:.0f} s, "
+                  f"{r['evaluated']} programs, driver peak {r['driver_peak_mb']:.0f} MB, "
+                  f"worker peak {r['worker_peak_mb']:.0f} MB")
+        small, large = runs[0], runs[-1]
+        print(f"worker peak RSS ratio {large['networks']}/{small['networks']}: "
+              f"{large['worker_peak_mb'] / small['worker_peak_mb']:.2f} "
               f"(driver {large['driver_peak_mb'] / small['driver_peak_mb']:.2f})")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
