@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from eznas_store.ingest import IngestConfig, run_ingest  # noqa: E402
-from eznas_store.store import ARRAY_FAMILY, open_store  # noqa: E402
+from eznas_store.store import ARRAY_FAMILY, dir_bytes, open_store  # noqa: E402
 
 
 def raw_bytes_22(store) -> np.ndarray:
@@ -39,15 +39,6 @@ def raw_bytes_22(store) -> np.ndarray:
     o = B * bt["c_out"] * bt["h_out"] ** 2
     per_block = 4 * (w * (1 + 3) + i * 4 * 3 + o * 2 * 3)  # wt + wtgrad×3; 4 input kinds×3; act, actgrad×3
     return np.bincount(bt["block_network"], weights=per_block, minlength=store.n_networks)
-
-
-def dir_bytes(path: str, prefix: str = "") -> int:
-    total = 0
-    for d, _, files in os.walk(path):
-        if prefix and not os.path.relpath(d, path).startswith(prefix):
-            continue
-        total += sum(os.path.getsize(os.path.join(d, f)) for f in files)
-    return total
 
 
 def main() -> None:

@@ -46,13 +46,6 @@ class LazyTerminals(Mapping[str, torch.Tensor]):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
-    def drop_cache(self, keep: set[str] | None = None) -> None:
-        """Forget derived tensors (not stored ones) to bound memory."""
-        keep = keep or set()
-        for k in list(self._cache):
-            if k in self._derive and k not in keep:
-                del self._cache[k]
-
 
 @dataclass
 class BlockGroup:

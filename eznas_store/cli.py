@@ -182,7 +182,8 @@ def score(
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
 ) -> None:
     """Kendall tau and Spearman rho of programs, from a store or straight from networks (no store)."""
-    from .score import Engine, resolve_program, score_store, score_storeless, summarise, write_scores_csv
+    from .gp.program import load_program
+    from .score import Engine, score_store, score_storeless, summarise, write_scores_csv
 
     if proxy:
         if store is None:
@@ -200,7 +201,7 @@ def score(
             write_scores_csv(out, results)
         if not program:
             return
-    programs = [resolve_program(p) for p in (program or ["eznas-a"])]
+    programs = [load_program(p) for p in (program or ["eznas-a"])]
     if store is not None:
         with Engine(workers=workers, progress=not no_progress) as engine:
             results = score_store(store, programs, engine=engine, to_scalar=to_scalar)

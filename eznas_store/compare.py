@@ -22,8 +22,8 @@ import numpy as np
 
 from .errors import StoreError, UnknownNameError
 from .fitness import kendall_tau, spearman_rho
-from .gp.program import NAMED_PROGRAMS
-from .score import Engine, load_task, resolve_program
+from .gp.program import NAMED_PROGRAMS, load_program
+from .score import Engine, load_task
 from .store import open_store
 
 
@@ -75,7 +75,7 @@ def compare_store(url: str, *, programs: Sequence[str] = (), engine: Engine | No
             failed = [r for r in reasons[:, j] if r]
             note = f"failed on {len(failed)}: {failed[0]}" if failed else ""
             rows.append(_row(name, "proxy", values, task.accuracy, note))
-    progs = [NAMED_PROGRAMS["eznas-a"]] + [resolve_program(p) for p in programs]
+    progs = [NAMED_PROGRAMS["eznas-a"]] + [load_program(p) for p in programs]
     names = ["eznas-a"] + [os.path.splitext(os.path.basename(p))[0] if os.path.exists(p) else p for p in programs]
     own = engine is None
     engine = engine or Engine(workers=0)

@@ -366,7 +366,7 @@ def _log_generation(path: Path, gen: int, population, evaluated: int, seconds: f
     values = np.array([i.record.value if i.record else np.nan for i in population], dtype=float)
     finite = values[np.isfinite(values)]
     best = max(population, key=lambda i: i.fitness.values[0])
-    worker_peak = max((v["peak"] for v in engine.worker_rss_mb().values()), default=0.0)
+    worker_peak = engine.worker_peak_rss_mb  # measured by the engine after its last scoring call
     rec = {
         "gen": gen,
         "best": float(finite.max()) if finite.size else None,

@@ -210,7 +210,8 @@ def run_ingest(cfg: IngestConfig, *, redo: set[int] | None = None) -> IngestRepo
         "started": _dt.datetime.now(_dt.timezone.utc).isoformat(),
     })
     data = torch.from_numpy(store.data_batch())
-    data_labels = torch.from_numpy(store.data_labels()) if store.data_labels() is not None else None
+    stored_labels = store.data_labels()
+    data_labels = torch.from_numpy(stored_labels) if stored_labels is not None else None
     p_data, p_labels = data, data_labels
     if plan.proxies and plan.proxy_batch_size:
         pb = proxy_batch(cfg, plan)

@@ -28,7 +28,7 @@ import torch
 from .errors import ConfigError, StoreError
 from .evaluate import ChunkScores, evaluate_population, merge_chunk_scores
 from .fitness import Fitness, kendall_tau, population_fitness, spearman_rho
-from .gp.program import Program, load_program, program_from_json, program_to_json
+from .gp.program import Program, program_from_json, program_to_json
 from .store import Store, chunk_from_raw, open_store
 
 
@@ -100,6 +100,8 @@ class Engine:
         self.progress = progress
         self.client = None
         self.cluster = None
+        #: highest worker peak RSS (MB) seen after any scoring call; 0 in-process
+        self.worker_peak_rss_mb = 0.0
         if scheduler:
             from distributed import Client
 
@@ -169,6 +171,7 @@ class Engine:
             scores.append(merged.scores[:, cols])
             reasons.append(merged.reasons)
         peak = max((v["peak"] for v in self.worker_rss_mb().values()), default=0.0)
+        self.worker_peak_rss_mb = max(self.worker_peak_rss_mb, peak)
         return PopulationScores(scores, reasons, time.perf_counter() - t0, peak)
 
     def fitness(self, programs: Sequence[Program], tasks: Sequence[Task], *, combine: str = "min",
@@ -187,11 +190,6 @@ def _rss_mb() -> dict[str, float]:
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     return {"rss": psutil.Process().memory_info().rss / 2**20, "peak": peak}
-
-
-def resolve_program(text: str) -> Program:
-    """A registered name (``eznas-a``) or a program JSON file."""
-    return load_program(text)
 
 
 # ----------------------------------------------------------------------------- reporting

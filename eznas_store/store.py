@@ -628,7 +628,8 @@ def raw_to_terminals(raw: dict[str, torch.Tensor], structure: str) -> dict[str, 
     return {t: lt[t] for t in TERMINALS}
 
 
-def _dir_bytes(url: str) -> int | None:
+def dir_bytes(url: str) -> int | None:
+    """Bytes under a local store path (or one of its arrays); None for remote URLs."""
     import os
 
     if "://" in url and not url.startswith("file://"):
@@ -662,7 +663,7 @@ def store_summary(store: Store) -> str:
                      f"  ({p.accuracy_column})")
         best = int(np.nanargmax(acc))
         lines.append(f"best         {p.archs[best]}  {acc[best]:.2f}")
-    size = _dir_bytes(store.url)
+    size = dir_bytes(store.url)
     if size is not None and complete.any():
         lines.append(f"on disk      {size / 2**20:.1f} MiB ({size / max(int(complete.sum()), 1) / 2**20:.2f} MiB "
                      "per complete network)")
