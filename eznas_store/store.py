@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from zarr.errors import ContainsArrayError
+from zarr.errors import ContainsArrayError, ContainsGroupError
 
 from . import __version__
 from .chunk import BlockGroup, Chunk, LazyTerminals
@@ -244,7 +244,11 @@ def create_or_open(url: str, plan: StorePlan, *, data_batch: np.ndarray | None =
             )
         return store
     layout = compute_layout(plan)
-    g = _open_group(url, "a", storage_options)
+    try:
+        g = _open_group(url, "a", storage_options)
+    except ContainsGroupError:
+        # another shard created the root group between our look and our create: join it
+        g = _open_group(url, "r+", storage_options)
     n = len(plan.archs)
     K = layout.chunk_networks
 

@@ -222,6 +222,32 @@ def test_two_shards_running_at_once_equal_a_sequential_run(tmp_path, tiny_bench)
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
+def test_shard_that_loses_the_create_race_joins_the_store(tmp_path, tiny_bench, monkeypatch):
+    """The interleaving CI once hit: shard A looks (no store), shard B creates the root
+    group, A's create then finds it. A must join B's store, not fail."""
+    import zarr
+    from zarr.core.group import AsyncGroup
+
+    from eznas_store.ingest import plan_ingest
+    from eznas_store.store import create_or_open
+
+    url = str(tmp_path / "s")
+    plan, batch, labels = plan_ingest(tiny_ingest_config(url, tiny_bench))
+    zarr.open_group(url, mode="w", zarr_format=3)  # shard B got there first
+    real_open, calls = AsyncGroup.open, []
+
+    async def open_before_b_created(*a, **k):  # what shard A saw a moment earlier
+        calls.append(1)
+        if len(calls) == 1:
+            raise FileNotFoundError(url)
+        return await real_open(*a, **k)
+
+    monkeypatch.setattr(AsyncGroup, "open", open_before_b_created)
+    monkeypatch.setattr("eznas_store.store.store_exists", lambda *a, **k: False)
+    store = create_or_open(url, plan, data_batch=batch, data_labels=labels)
+    assert calls and len(store.networks.arch) == 12 and not store.networks.complete.any()
+
+
 def test_partial_store_of_another_plan_is_refused(tmp_path, tiny_bench):
     import zarr
 
