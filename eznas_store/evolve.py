@@ -18,6 +18,13 @@ Design choices, with the reasons:
 * A checkpoint (JSON, written atomically) after every generation holds the population,
   its fitnesses, the hall of fame, the log and the random state; ``--resume`` continues.
 * Fitness of a program is cached by its canonical key: GP re-creates identical trees often.
+* Two things vary independently of the loop: what a program reads (``over``: the 22
+  statistics of a store, scored on Dask workers; or the columns of a network x proxy
+  table, scored in-process, Phan & Luong 2025) and how it is represented
+  (``representation``: a DEAP expression tree, or the AutoML-Zero instruction list of the
+  EZNAS appendix 1.2, converted to a tree for evaluation). Both sit behind small
+  objects (``_StatisticScorer``/``_ProxyScorer``, ``_TreeRep``/``_SequentialRep``), so
+  checkpointing, selection and logging are one code path.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import os
 import random
 import resource
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,15 +46,24 @@ from typing import Any
 import numpy as np
 from deap import base, gp, tools
 
-from .errors import ConfigError
+from .errors import ConfigError, ProgramError
 from .fitness import Fitness, selection_value
-from .gp.primitives import OPS
-from .gp.program import NAMED_PROGRAMS, Program, from_prefix, program_from_json, program_to_json, save_program
-from .score import Engine, Task, load_task, summarise, write_scores_csv
+from .gp.primitives import OPS, Op
+from .gp.program import (
+    NAMED_PROGRAMS,
+    Program,
+    from_prefix,
+    program_from_json,
+    program_to_json,
+    save_program,
+)
+from .score import Engine, load_task, summarise, write_scores_csv
 from .store import package_versions
 from .terminals import TERMINALS
 
 CHECKPOINT = "checkpoint.json"
+OVER: tuple[str, ...] = ("statistics", "proxies")
+REPRESENTATIONS: tuple[str, ...] = ("tree", "sequential")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,10 +89,17 @@ class EvolveConfig:
     scheduler: str | None = None
     max_networks: int | None = None
     progress: bool = True
+    over: str = "statistics"
+    representation: str = "tree"
+    problems: tuple[str, ...] = ()
+    train_networks: int = 100
+    min_length: int = 2
+    max_length: int = 32
 
     def __post_init__(self) -> None:
         if not self.stores:
-            raise ConfigError("evolve needs at least one store")
+            raise ConfigError("evolve needs at least one store" if self.over == "statistics"
+                              else "evolve --over proxies needs at least one store or zc_*.json file")
         checks = [
             (self.population >= 2, f"--population must be >= 2, got {self.population}"),
             (1 <= self.mu, f"--mu must be >= 1, got {self.mu}"),
@@ -89,6 +112,14 @@ class EvolveConfig:
             (self.combine in ("min", "mean"), "--combine must be min or mean"),
             (self.to_scalar in ("mean", "l2"), "--to-scalar must be mean or l2"),
             (self.workers >= 0, "--workers must be >= 0"),
+            (self.over in OVER, f"--over must be one of {', '.join(OVER)}, got {self.over!r}"),
+            (self.representation in REPRESENTATIONS,
+             f"--representation must be one of {', '.join(REPRESENTATIONS)}, got {self.representation!r}"),
+            (not (self.over == "proxies" and self.representation == "sequential"),
+             "--representation sequential addresses the 22 statistics; use it with --over statistics"),
+            (self.train_networks >= 2, f"--train-networks must be >= 2, got {self.train_networks}"),
+            (1 <= self.min_length <= self.max_length <= 1000,
+             "need 1 <= --min-length <= --max-length <= 1000"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -110,22 +141,35 @@ class Individual(gp.PrimitiveTree):
         self.generation: int | None = None  # when this tree was first evaluated
 
 
+class SequentialIndividual(list):
+    """A list of 4-integer instructions with the same fitness/record/generation slots."""
+
+    def __init__(self, content=()) -> None:
+        super().__init__(tuple(int(v) for v in ins) for ins in content)
+        self.fitness = FitnessMax()
+        self.record: Fitness | None = None
+        self.generation: int | None = None
+
+
 def _placeholder(*args):  # pragma: no cover - never called: programs are interpreted
     raise RuntimeError("DEAP primitives are placeholders; evaluation goes through evaluate.py")
 
 
-def primitive_set(terminals: Sequence[str] = TERMINALS) -> gp.PrimitiveSet:
-    """The untyped primitive set: every op of the table and the 22 statistics."""
+def primitive_set(terminals: Sequence[str] = TERMINALS, ops: Mapping[str, Op] = OPS) -> gp.PrimitiveSet:
+    """The untyped primitive set: every op of the table and the terminals."""
     pset = gp.PrimitiveSet("eznas", 0)
-    for op in OPS.values():
+    for op in ops.values():
         pset.addPrimitive(_placeholder, op.arity, name=op.name)
     for t in terminals:
         pset.addTerminal(t, name=t)
     return pset
 
 
-def to_program(ind: gp.PrimitiveTree, to_scalar: str) -> Program:
-    return Program(tree=from_prefix([node.name for node in ind]), to_scalar=to_scalar)
+def to_program(ind: gp.PrimitiveTree, to_scalar: str, *, ops: Mapping[str, Op] = OPS,
+               terminal_set: str = "statistics") -> Program:
+    terminals = TERMINALS if terminal_set == "statistics" else None
+    return Program(tree=from_prefix([node.name for node in ind], ops=ops, terminals=terminals),
+                   to_scalar=to_scalar, terminal_set=terminal_set)
 
 
 def from_program(program: Program, pset: gp.PrimitiveSet) -> Individual:
@@ -153,6 +197,76 @@ def make_toolbox(cfg: EvolveConfig, pset: gp.PrimitiveSet) -> base.Toolbox:
     return tb
 
 
+class _TreeRep:
+    """Expression trees (the EZNAS paper's choice), varied by DEAP's GP operators."""
+
+    def __init__(self, cfg: EvolveConfig, terminals: Sequence[str], ops: Mapping[str, Op], terminal_set: str):
+        self.cfg, self.ops, self.terminal_set = cfg, ops, terminal_set
+        self.pset = primitive_set(terminals, ops)
+        self.toolbox = make_toolbox(cfg, self.pset)
+
+    def program(self, ind) -> Program:
+        """What is saved: the tree program itself."""
+        return to_program(ind, self.cfg.to_scalar, ops=self.ops, terminal_set=self.terminal_set)
+
+    def individual(self, program) -> Individual:
+        return from_program(program, self.pset)
+
+    @staticmethod
+    def evaluable(program) -> Program:
+        return program
+
+    @staticmethod
+    def stats(population) -> dict:
+        sizes = [len(i) for i in population]
+        return {"mean_size": round(float(np.mean(sizes)), 2)} if sizes else {}
+
+
+class _SequentialRep:
+    """AutoML-Zero instruction lists (EZNAS appendix 1.2): Mate + one of InsertOP,
+    RemoveOP, MutateOP, MutateOPArg; evaluated as the tree they compute, so fitness,
+    cache and scoring are shared with trees."""
+
+    def __init__(self, cfg: EvolveConfig) -> None:
+        from .gp import sequential as seq
+
+        self.cfg, self.seq = cfg, seq
+        tb = base.Toolbox()
+        tb.register("individual", lambda: SequentialIndividual(
+            seq.random_program(random, min_len=cfg.min_length, max_len=cfg.max_length).instructions))
+        tb.register("population", tools.initRepeat, list, tb.individual)
+        tb.register("select", tools.selTournament, tournsize=cfg.tournament)
+        tb.register("mate", self._mate)
+        tb.register("mutate", self._mutate)
+        self.toolbox = tb
+
+    def program(self, ind):
+        """What is saved: the instruction list (dead code included, as evolved)."""
+        return self.seq.SequentialProgram(instructions=tuple(tuple(i) for i in ind), to_scalar=self.cfg.to_scalar)
+
+    def individual(self, program) -> SequentialIndividual:
+        return SequentialIndividual(program.instructions)
+
+    @staticmethod
+    def evaluable(program) -> Program:
+        return program.to_program()
+
+    def stats(self, population) -> dict:
+        return self.seq.code_stats([self.program(i) for i in population])
+
+    def _limits(self) -> dict:
+        return {"min_len": self.cfg.min_length, "max_len": self.cfg.max_length}
+
+    def _mate(self, a, b):
+        pa, pb = self.seq.mate(self.program(a), self.program(b), random, **self._limits())
+        a[:], b[:] = pa.instructions, pb.instructions
+        return a, b
+
+    def _mutate(self, a):
+        a[:] = self.seq.mutate(self.program(a), random, **self._limits()).instructions
+        return (a,)
+
+
 @contextlib.contextmanager
 def _own_random(state: list) -> Iterator[None]:
     """Swap the run's random state into the global ``random`` (DEAP uses it), then back."""
@@ -177,7 +291,7 @@ def _state_from_json(s) -> tuple:
 def _fitness_json(f: Fitness | None) -> dict | None:
     if f is None:
         return None
-    nan = lambda x: None if x is None or (isinstance(x, float) and math.isnan(x)) else x  # noqa: E731
+    nan = lambda x: None if x is None or (isinstance(x, float) and math.isnan(x)) else x
     return {"value": nan(f.value), "taus": [nan(x) for x in f.taus], "rhos": [nan(x) for x in f.rhos],
             "reason": f.reason, "valid_fraction": f.valid_fraction}
 
@@ -185,7 +299,7 @@ def _fitness_json(f: Fitness | None) -> dict | None:
 def _fitness_from_json(d: dict | None) -> Fitness | None:
     if d is None:
         return None
-    f = lambda x: float("nan") if x is None else float(x)  # noqa: E731
+    f = lambda x: float("nan") if x is None else float(x)
     return Fitness(value=f(d["value"]), taus=tuple(f(x) for x in d["taus"]), rhos=tuple(f(x) for x in d["rhos"]),
                    reason=d.get("reason"), valid_fraction=float(d.get("valid_fraction", 0.0)))
 
@@ -209,25 +323,141 @@ class EvolveResult:
     seconds: float
 
 
-class _Evaluator:
-    """Fitness of individuals through the engine, with a cache by canonical program key."""
+class _StatisticScorer:
+    """Programs over the 22 statistics of stores, scored chunk by chunk on Dask workers."""
 
-    def __init__(self, cfg: EvolveConfig, engine: Engine, tasks: Sequence[Task]) -> None:
-        self.cfg, self.engine, self.tasks = cfg, engine, tasks
+    terminal_set = "statistics"
+    terminals = TERMINALS
+    ops = OPS
+
+    def __init__(self, cfg: EvolveConfig) -> None:
+        self.cfg = cfg
+        self.tasks = [load_task(u, max_networks=cfg.max_networks) for u in cfg.stores]
+        self.engine = Engine(workers=cfg.workers, scheduler=cfg.scheduler, progress=cfg.progress)
+
+    def describe(self) -> list[dict]:
+        return [{"name": t.name, "n_networks": t.n, "url": t.url} for t in self.tasks]
+
+    def fitness(self, programs: Sequence[Program], desc: str) -> list[Fitness]:
+        fits, _ = self.engine.fitness(list(programs), self.tasks, combine=self.cfg.combine,
+                                      abs_tau=self.cfg.abs_tau, to_scalar=self.cfg.to_scalar, desc=desc)
+        return fits
+
+    def peak_rss_mb(self) -> float:
+        return self.engine.worker_peak_rss_mb  # measured by the engine after its last scoring call
+
+    def finish(self, out: Path, programs: list[Program]) -> None:
+        """Per-network scores of the saved programs and of EZNAS-A, one CSV each."""
+        programs = programs + [dataclasses.replace(NAMED_PROGRAMS["eznas-a"], name="eznas-a")]
+        res = self.engine.score(programs, self.tasks, desc="final scores")
+        (out / "scores").mkdir(exist_ok=True)
+        for k, p in enumerate(programs):
+            results = [summarise(p.name, t.name, res.scores[ti][k], t.accuracy, t.archs, t.networks,
+                                 res.reasons[ti][k]) for ti, t in enumerate(self.tasks)]
+            write_scores_csv(out / "scores" / f"{p.name}.csv", results)
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+class _ProxyScorer:
+    """Programs over the columns of network x proxy tables (stores ingested with proxies,
+    or NAS-Bench-Suite-Zero zc files): each training problem is split, seeded, into
+    ``train_networks`` to evolve on and the rest to test on; problems not chosen for
+    training are tested on whole."""
+
+    terminal_set = "proxies"
+
+    def __init__(self, cfg: EvolveConfig) -> None:
+        from .gp.proxy_ops import PROXY_OPS
+        from .proxy_tables import ProxyScorer, load_problems, split_problem
+
+        self.cfg, self.ops = cfg, PROXY_OPS
+        problems = [p for src in cfg.stores for p in load_problems(src)]
+        names = [p.name for p in problems]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"problem names repeat across sources: {', '.join(names)}")
+        unknown = [n for n in cfg.problems if n not in names]
+        if unknown:
+            raise ConfigError(f"--problems {', '.join(unknown)}: not in the sources (they hold {', '.join(names)})")
+        chosen = set(cfg.problems or names)
+        self.train, self.test = [], []
+        for p in problems:
+            if p.name in chosen:
+                tr, te = split_problem(p, cfg.train_networks, cfg.seed)
+                self.train.append(tr)
+                self.test.append(te)
+            else:
+                self.test.append(p)
+        self.scorer = ProxyScorer(self.train, combine=cfg.combine, abs_tau=cfg.abs_tau)
+        self.terminals = tuple(self.scorer.terminals)
+        if not self.terminals:
+            raise ConfigError("the training problems share no proxy column")
+
+    def describe(self) -> list[dict]:
+        return ([{"name": p.name, "n_networks": len(p.archs), "role": "train", "source": p.source}
+                 for p in self.train]
+                + [{"name": p.name, "n_networks": len(p.archs), "role": "test", "source": p.source}
+                   for p in self.test])
+
+    def fitness(self, programs: Sequence[Program], desc: str) -> list[Fitness]:
+        return self.scorer.fitness(list(programs), desc=desc)
+
+    @staticmethod
+    def peak_rss_mb() -> float:
+        return 0.0
+
+    def finish(self, out: Path, programs: list[Program]) -> None:
+        """The cross-problem matrix (held-out networks and problems) beside the best single proxy."""
+        from .proxy_tables import cross_problem_matrix, format_matrix, write_matrix
+
+        m = cross_problem_matrix({p.name: p for p in programs}, self.test)
+        write_matrix(m, out / "cross_problem")
+        (out / "cross_problem" / "matrix.txt").write_text(format_matrix(m) + "\n")
+
+    def close(self) -> None:
+        pass
+
+
+def _scorer(cfg: EvolveConfig):
+    return _StatisticScorer(cfg) if cfg.over == "statistics" else _ProxyScorer(cfg)
+
+
+def _representation(cfg: EvolveConfig, scorer):
+    if cfg.representation == "sequential":
+        return _SequentialRep(cfg)
+    return _TreeRep(cfg, scorer.terminals, scorer.ops, scorer.terminal_set)
+
+
+def _invalid(reason: str, n_tasks: int) -> Fitness:
+    nan = float("nan")
+    return Fitness(value=nan, taus=(nan,) * n_tasks, rhos=(nan,) * n_tasks, reason=reason, valid_fraction=0.0)
+
+
+class _Evaluator:
+    """Fitness of individuals through the scorer, cached by the canonical key of what they compute."""
+
+    def __init__(self, scorer, rep, n_tasks: int) -> None:
+        self.scorer, self.rep, self.n_tasks = scorer, rep, n_tasks
         self.cache: dict[str, Fitness] = {}
 
-    def __call__(self, individuals: Sequence[Individual], desc: str, gen: int = 0) -> int:
-        progs = [to_program(ind, self.cfg.to_scalar) for ind in individuals]
-        todo: dict[str, Program] = {}
-        for p in progs:
-            if p.key() not in self.cache:
-                todo.setdefault(p.key(), p)
+    def __call__(self, individuals: Sequence[Any], desc: str, gen: int = 0) -> int:
+        keys, todo = [], {}
+        for ind in individuals:
+            try:
+                p = self.rep.evaluable(self.rep.program(ind))
+            except ProgramError as e:  # e.g. a sequential program reading an unwritten address
+                key = f"invalid:{e}"
+                self.cache.setdefault(key, _invalid(str(e), self.n_tasks))
+            else:
+                key = p.key()
+                if key not in self.cache:
+                    todo.setdefault(key, p)
+            keys.append(key)
         if todo:
-            fits, _ = self.engine.fitness(list(todo.values()), self.tasks, combine=self.cfg.combine,
-                                          abs_tau=self.cfg.abs_tau, to_scalar=self.cfg.to_scalar, desc=desc)
-            self.cache.update(zip(todo, fits))
-        for ind, p in zip(individuals, progs):
-            rec = self.cache[p.key()]
+            self.cache.update(zip(todo, self.scorer.fitness(list(todo.values()), desc)))
+        for ind, key in zip(individuals, keys):
+            rec = self.cache[key]
             ind.record = rec
             ind.fitness.values = (selection_value(rec),)
             if getattr(ind, "generation", None) is None:
@@ -243,24 +473,32 @@ def run_evolve(cfg: EvolveConfig, *, resume: bool = False) -> EvolveResult:
         raise ConfigError(f"--resume: no checkpoint in {out} (start the run without --resume)")
     if not resume and ckpt_path.exists():
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    scorer = _scorer(cfg)
+    try:
+        return _run(cfg, scorer, out, ckpt_path, resume)
+    finally:
+        scorer.close()
+
+
+def _run(cfg: EvolveConfig, scorer, out: Path, ckpt_path: Path, resume: bool) -> EvolveResult:
     out.mkdir(parents=True, exist_ok=True)
     (out / "programs").mkdir(exist_ok=True)
-    tasks = [load_task(u, max_networks=cfg.max_networks) for u in cfg.stores]
-    pset = primitive_set()
-    tb = make_toolbox(cfg, pset)
+    rep = _representation(cfg, scorer)
+    tb = rep.toolbox
     t_start = time.perf_counter()
+    described = scorer.describe()
     run_meta = {
-        "config": dataclasses.asdict(cfg), "stores": list(cfg.stores),
-        "tasks": [{"name": t.name, "n_networks": t.n, "url": t.url} for t in tasks],
+        "config": dataclasses.asdict(cfg), "stores": list(cfg.stores), "tasks": described,
         "versions": package_versions(),
-        "started": _dt.datetime.now(_dt.timezone.utc).isoformat(), "finished": None, "seconds": None,
+        "started": _dt.datetime.now(_dt.UTC).isoformat(), "finished": None, "seconds": None,
     }
     log_path = out / "generations.jsonl"
+    n_fit = sum(1 for d in described if d.get("role", "train") == "train")
 
-    def individuals_from(entries) -> list[Individual]:
+    def individuals_from(entries) -> list:
         pop = []
         for e in entries:
-            ind = from_program(program_from_json(e["program"]), pset)
+            ind = rep.individual(program_from_json(e["program"], ops=scorer.ops))
             ind.record = _fitness_from_json(e["fitness"])
             ind.generation = e.get("generation")
             if ind.record is not None:
@@ -268,64 +506,63 @@ def run_evolve(cfg: EvolveConfig, *, resume: bool = False) -> EvolveResult:
             pop.append(ind)
         return pop
 
-    with Engine(workers=cfg.workers, scheduler=cfg.scheduler, progress=cfg.progress) as engine:
-        evaluate = _Evaluator(cfg, engine, tasks)
-        if resume:
-            ck = json.loads(ckpt_path.read_text())
-            if ck["config"] != json.loads(json.dumps(dataclasses.asdict(cfg))) and not _compatible(ck["config"], cfg):
-                raise ConfigError(f"{out}: the checkpoint was made with other options; resume with the same ones")
-            rng_state = [ck["random_state"]]
-            population = individuals_from(ck["population"])
-            hof_entries = individuals_from(ck["hall_of_fame"])
-            start_gen = ck["generation"] + 1
-            evaluate.cache.update({k: _fitness_from_json(v) for k, v in ck.get("cache", {}).items()})
-            run_meta["started"] = ck.get("started", run_meta["started"])
-            # drop log lines of generations the checkpoint does not hold (killed mid-write)
-            if log_path.exists():
-                keep = [ln for ln in log_path.read_text().splitlines() if _log_gen(ln) <= ck["generation"]]
-                log_path.write_text("".join(ln + "\n" for ln in keep))
-        else:
-            r = random.Random(cfg.seed)
-            rng_state = [_state_to_json(r.getstate())]
-            with _own_random(rng_state):
-                population = tb.population(n=cfg.population)
-            hof_entries = []
-            start_gen = 0
-            log_path.write_text("")
-        _atomic_json(out / "run.json", run_meta)
-        hof = tools.HallOfFame(2, similar=lambda a, b: str(a) == str(b))
-        if hof_entries:
-            hof.update(hof_entries)
+    evaluate = _Evaluator(scorer, rep, n_fit)
+    if resume:
+        ck = json.loads(ckpt_path.read_text())
+        if ck["config"] != json.loads(json.dumps(dataclasses.asdict(cfg))) and not _compatible(ck["config"], cfg):
+            raise ConfigError(f"{out}: the checkpoint was made with other options; resume with the same ones")
+        rng_state = [ck["random_state"]]
+        population = individuals_from(ck["population"])
+        hof_entries = individuals_from(ck["hall_of_fame"])
+        start_gen = ck["generation"] + 1
+        evaluate.cache.update({k: _fitness_from_json(v) for k, v in ck.get("cache", {}).items()})
+        run_meta["started"] = ck.get("started", run_meta["started"])
+        # drop log lines of generations the checkpoint does not hold (killed mid-write)
+        if log_path.exists():
+            keep = [ln for ln in log_path.read_text().splitlines() if _log_gen(ln) <= ck["generation"]]
+            log_path.write_text("".join(ln + "\n" for ln in keep))
+    else:
+        r = random.Random(cfg.seed)
+        rng_state = [_state_to_json(r.getstate())]
+        with _own_random(rng_state):
+            population = tb.population(n=cfg.population)
+        hof_entries = []
+        start_gen = 0
+        log_path.write_text("")
+    _atomic_json(out / "run.json", run_meta)
+    hof = tools.HallOfFame(2, similar=lambda a, b: str(a) == str(b))
+    if hof_entries:
+        hof.update(hof_entries)
 
-        from tqdm.auto import tqdm
+    from tqdm.auto import tqdm
 
-        with tqdm(total=cfg.generations + 1, initial=start_gen, desc="evolve", unit="gen",
-                  disable=not cfg.progress) as bar:
-            for gen in range(start_gen, cfg.generations + 1):
-                t0 = time.perf_counter()
-                if gen == 0:
-                    evaluated = evaluate(population, desc="gen 0", gen=0)
-                    hof.update(population)
-                else:
-                    with _own_random(rng_state):
-                        offspring = _var_or(population, tb, cfg.lambda_, cfg.cxpb, cfg.mutpb)
-                    for i in offspring:
-                        if not i.fitness.valid:
-                            i.generation = None
-                    evaluated = evaluate([i for i in offspring if not i.fitness.valid], desc=f"gen {gen}", gen=gen)
-                    hof.update(offspring)
-                    with _own_random(rng_state):
-                        population = tb.select(population + offspring, cfg.mu)
-                    population = [tb.clone(i) for i in population]
-                _log_generation(log_path, gen, population, evaluated, time.perf_counter() - t0, engine)
-                _checkpoint(ckpt_path, cfg, gen, population, hof, rng_state, evaluate.cache, run_meta)
-                best = max(population, key=lambda i: i.fitness.values[0])
-                bar.set_postfix(best=f"{_fmt(best.record.value)}")
-                bar.update(1)
+    with tqdm(total=cfg.generations + 1, initial=start_gen, desc="evolve", unit="gen",
+              disable=not cfg.progress) as bar:
+        for gen in range(start_gen, cfg.generations + 1):
+            t0 = time.perf_counter()
+            if gen == 0:
+                evaluated = evaluate(population, desc="gen 0", gen=0)
+                hof.update(population)
+            else:
+                with _own_random(rng_state):
+                    offspring = _var_or(population, tb, cfg.lambda_, cfg.cxpb, cfg.mutpb)
+                for i in offspring:
+                    if not i.fitness.valid:
+                        i.generation = None
+                evaluated = evaluate([i for i in offspring if not i.fitness.valid], desc=f"gen {gen}", gen=gen)
+                hof.update(offspring)
+                with _own_random(rng_state):
+                    population = tb.select(population + offspring, cfg.mu)
+                population = [tb.clone(i) for i in population]
+            _log_generation(log_path, gen, population, evaluated, time.perf_counter() - t0, scorer, rep)
+            _checkpoint(ckpt_path, cfg, gen, population, hof, rng_state, evaluate.cache, run_meta, rep)
+            best = max(population, key=lambda i: i.fitness.values[0])
+            bar.set_postfix(best=f"{_fmt(best.record.value)}")
+            bar.update(1)
 
-        best_final = max(population, key=lambda i: i.fitness.values[0])
-        saved = _save_results(out, cfg, tasks, engine, best_final, list(hof))
-    run_meta["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat()
+    best_final = max(population, key=lambda i: i.fitness.values[0])
+    saved = _save_results(out, cfg, scorer, rep, best_final, list(hof), described)
+    run_meta["finished"] = _dt.datetime.now(_dt.UTC).isoformat()
     run_meta["seconds"] = (run_meta.get("seconds") or 0) + time.perf_counter() - t_start
     _atomic_json(out / "run.json", run_meta)
     return EvolveResult(out=out, best_final=saved[0], best_ever=saved[1:], generations=cfg.generations,
@@ -362,11 +599,15 @@ def _var_or(population, tb, lambda_, cxpb, mutpb):
     return offspring
 
 
-def _log_generation(path: Path, gen: int, population, evaluated: int, seconds: float, engine: Engine) -> None:
+def _log_generation(path: Path, gen: int, population, evaluated: int, seconds: float, scorer, rep) -> None:
     values = np.array([i.record.value if i.record else np.nan for i in population], dtype=float)
     finite = values[np.isfinite(values)]
     best = max(population, key=lambda i: i.fitness.values[0])
-    worker_peak = engine.worker_peak_rss_mb  # measured by the engine after its last scoring call
+    worker_peak = scorer.peak_rss_mb()
+    try:
+        formula = rep.evaluable(rep.program(best)).formula()
+    except ProgramError:
+        formula = None
     rec = {
         "gen": gen,
         "best": float(finite.max()) if finite.size else None,
@@ -377,15 +618,16 @@ def _log_generation(path: Path, gen: int, population, evaluated: int, seconds: f
         "peak_rss_mb": round(max(_peak_rss_mb(), worker_peak), 1),
         "driver_peak_rss_mb": round(_peak_rss_mb(), 1),
         "worker_peak_rss_mb": round(worker_peak, 1),
-        "best_formula": to_program(best, "mean").formula(),
+        "best_formula": formula,
+        **rep.stats(population),
     }
     with open(path, "a") as f:
         f.write(json.dumps(rec) + "\n")
 
 
-def _checkpoint(path: Path, cfg, gen, population, hof, rng_state, cache, run_meta) -> None:
+def _checkpoint(path: Path, cfg, gen, population, hof, rng_state, cache, run_meta, rep) -> None:
     def entries(inds):
-        return [{"program": program_to_json(to_program(i, cfg.to_scalar)), "fitness": _fitness_json(i.record),
+        return [{"program": program_to_json(rep.program(i)), "fitness": _fitness_json(i.record),
                  "generation": getattr(i, "generation", None)} for i in inds]
 
     _atomic_json(path, {
@@ -399,27 +641,26 @@ def _checkpoint(path: Path, cfg, gen, population, hof, rng_state, cache, run_met
     })
 
 
-def _save_results(out: Path, cfg: EvolveConfig, tasks, engine: Engine, best_final, hof) -> list[Program]:
-    """Program JSON for the final best and the two best ever; per-network scores of each + EZNAS-A."""
-    saved = []
+def _save_results(out: Path, cfg: EvolveConfig, scorer, rep, best_final, hof, described) -> list:
+    """Program JSON for the final best and the two best ever; then the scorer's final scores."""
+    saved, scorable = [], []
     roles = [("best_final", best_final)] + [(f"best_ever_{k + 1}", ind) for k, ind in enumerate(hof)]
+    train = [d["name"] for d in described if d.get("role", "train") == "train"]
     for role, ind in roles:
-        p = to_program(ind, cfg.to_scalar)
-        rec = ind.record
-        p = dataclasses.replace(p, name=role, meta={
-            "role": role, "fitness": _fitness_json(rec)["value"] if rec else None,
-            "taus": _fitness_json(rec)["taus"] if rec else [], "rhos": _fitness_json(rec)["rhos"] if rec else [],
-            "reason": rec.reason if rec else None, "tasks": [t.name for t in tasks],
+        rec = _fitness_json(ind.record)
+        meta = {
+            "role": role, "fitness": rec["value"] if rec else None,
+            "taus": rec["taus"] if rec else [], "rhos": rec["rhos"] if rec else [],
+            "reason": rec["reason"] if rec else None, "tasks": train, "over": cfg.over,
+            "representation": cfg.representation,
             "seed": cfg.seed, "generations": cfg.generations, "generation": getattr(ind, "generation", None),
-        })
+        }
+        p = dataclasses.replace(rep.program(ind), name=role, meta=meta)
         save_program(p, out / "programs" / f"{role}.json")
         saved.append(p)
-    reference = NAMED_PROGRAMS["eznas-a"]
-    programs = saved + [dataclasses.replace(reference, name="eznas-a")]
-    res = engine.score(programs, tasks, desc="final scores")
-    (out / "scores").mkdir(exist_ok=True)
-    for k, p in enumerate(programs):
-        results = [summarise(p.name, t.name, res.scores[ti][k], t.accuracy, t.archs, t.networks,
-                             res.reasons[ti][k]) for ti, t in enumerate(tasks)]
-        write_scores_csv(out / "scores" / f"{p.name}.csv", results)
+        try:
+            scorable.append(dataclasses.replace(rep.evaluable(p), name=role))
+        except ProgramError:
+            pass  # an invalid program has no scores to write
+    scorer.finish(out, scorable)
     return saved

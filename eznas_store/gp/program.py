@@ -39,7 +39,7 @@ import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
@@ -47,6 +47,9 @@ from jsonschema.exceptions import best_match
 from ..errors import ProgramError
 from ..terminals import TERMINALS
 from .primitives import OPS, Op
+
+if TYPE_CHECKING:  # a runtime import would be circular: sequential builds on this module
+    from .sequential import SequentialProgram
 
 __all__ = [
     "MAX_DEPTH", "MAX_NODES", "TO_SCALAR", "TERMINAL_SETS", "FORMAT", "VERSION",
@@ -615,8 +618,51 @@ def tree_from_json(
     return build(obj, path, 0)
 
 
-def program_to_json(program: Program) -> dict[str, Any]:
-    """The JSON document of ``program`` (always valid against the schema)."""
+def _sequential_to_json(program: SequentialProgram) -> dict[str, Any]:
+    doc: dict[str, Any] = {"format": FORMAT, "version": VERSION, "representation": "sequential"}
+    if program.name is not None:
+        doc["name"] = program.name
+    doc["to_scalar"] = program.to_scalar
+    doc["terminal_set"] = program.terminal_set
+    doc["instructions"] = [list(ins) for ins in program.instructions]
+    if program.meta:
+        doc["meta"] = _plain_json(program.meta, "$.meta")
+    return doc
+
+
+def _sequential_from_json(doc: dict[str, Any]) -> SequentialProgram:
+    """A :class:`~eznas_store.gp.sequential.SequentialProgram` from a schema-checked document."""
+    from .sequential import SequentialProgram, check_instructions
+
+    terminal_set = doc.get("terminal_set", "statistics")
+    if terminal_set != "statistics":
+        raise ProgramError(
+            "$.terminal_set: the sequential representation addresses the 22 statistics; "
+            "use 'statistics'"
+        )
+    instructions = check_instructions(doc["instructions"], path="$.instructions")
+    name = doc.get("name")
+    if name is not None and _LABEL_RE.fullmatch(name) is None:
+        raise ProgramError(f"$.name: invalid program name {_short(name)}")
+    return SequentialProgram(
+        instructions=instructions,
+        to_scalar=doc.get("to_scalar", "mean"),
+        terminal_set=terminal_set,
+        name=name,
+        meta=doc.get("meta", {}),
+    )
+
+
+def program_to_json(program: Program | SequentialProgram) -> dict[str, Any]:
+    """The JSON document of ``program`` (always valid against the schema).
+
+    A :class:`~eznas_store.gp.sequential.SequentialProgram` is written with
+    ``"representation": "sequential"`` and its ``instructions``.
+    """
+    from .sequential import SequentialProgram
+
+    if isinstance(program, SequentialProgram):
+        return _sequential_to_json(program)
     if not isinstance(program, Program):
         raise TypeError(f"expected a Program, got {type(program).__name__}")
     if program.tree.size() > MAX_NODES:
@@ -635,11 +681,15 @@ def program_to_json(program: Program) -> dict[str, Any]:
     return doc
 
 
-def program_from_json(obj: Any, *, ops: Mapping[str, Op] = OPS) -> Program:
+def program_from_json(obj: Any, *, ops: Mapping[str, Op] = OPS) -> Program | SequentialProgram:
     """Validate a JSON document (schema, then names/arity/limits) and build its Program.
 
     Anything that is not a valid program -- wrong types, extra keys, unknown names,
     strings that are not names -- raises :class:`ProgramError`, never another exception.
+    A ``"representation": "sequential"`` document gives a
+    :class:`~eznas_store.gp.sequential.SequentialProgram` (op ids of the standard table
+    :data:`~eznas_store.gp.primitives.OPS_BY_ID`, whatever ``ops`` is; address ranges,
+    write typing and 1..10000 instructions checked).
     """
     if not isinstance(obj, dict):
         kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
@@ -649,7 +699,7 @@ def program_from_json(obj: Any, *, ops: Mapping[str, Op] = OPS) -> Program:
     doc = _plain_json(obj)
     _schema_problem(_validators()[1], doc, "$")
     if doc["representation"] == "sequential":
-        raise ProgramError("$.representation: sequential programs are not supported yet")
+        return _sequential_from_json(doc)
     terminal_set = doc.get("terminal_set", "statistics")
     terminals = terminals_for(terminal_set)
     tree = tree_from_json(doc["tree"], ops=ops, terminals=terminals, path="$.tree")
@@ -679,7 +729,7 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def save_program(program: Program, path: str | os.PathLike[str]) -> Path:
+def save_program(program: Program | SequentialProgram, path: str | os.PathLike[str]) -> Path:
     """Write ``program`` as indented JSON (a file :func:`load_program` reads back)."""
     doc = program_to_json(program)
     _schema_problem(_validators()[1], doc, "$")
@@ -689,8 +739,14 @@ def save_program(program: Program, path: str | os.PathLike[str]) -> Path:
     return out
 
 
-def load_program(path_or_name: str | os.PathLike[str], *, ops: Mapping[str, Op] = OPS) -> Program:
-    """A registered program by name (e.g. ``"eznas-a"``), or one read from a JSON file."""
+def load_program(
+    path_or_name: str | os.PathLike[str], *, ops: Mapping[str, Op] = OPS
+) -> Program | SequentialProgram:
+    """A registered program by name (e.g. ``"eznas-a"``), or one read from a JSON file.
+
+    A file holding a sequential program gives a
+    :class:`~eznas_store.gp.sequential.SequentialProgram` (see :func:`program_from_json`).
+    """
     if isinstance(path_or_name, str) and path_or_name in NAMED_PROGRAMS:
         return NAMED_PROGRAMS[path_or_name]
     path = Path(path_or_name)
