@@ -138,6 +138,12 @@ def evolve(
     workers: Annotated[int, typer.Option("--workers", help="Local Dask worker processes (0: in-process).")] = 2,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Address of an existing Dask scheduler.")] = None,
     max_networks: Annotated[Optional[int], typer.Option("--max-networks", help="Use only the first N usable networks of each store.")] = None,
+    over: Annotated[str, typer.Option("--over", help="statistics: programs over the 22 per-block statistics of STOREs; proxies: formulas over hand-crafted proxy values (STOREs ingested with proxies, or Suite-Zero zc_*.json files).")] = "statistics",
+    representation: Annotated[str, typer.Option("--representation", help="tree (EZNAS) or sequential (AutoML-Zero instruction lists, EZNAS appendix 1.2).")] = "tree",
+    problems: Annotated[Optional[list[str]], typer.Option("--problems", help="--over proxies: problems to train on (default all); the others are test problems. Repeatable.")] = None,
+    train_networks: Annotated[int, typer.Option("--train-networks", help="--over proxies: networks per training problem to evolve on; the rest are held out.")] = 100,
+    min_length: Annotated[int, typer.Option("--min-length", help="--representation sequential: fewest instructions.")] = 2,
+    max_length: Annotated[int, typer.Option("--max-length", help="--representation sequential: most instructions.")] = 32,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
     job: JobOption = None,
@@ -151,6 +157,7 @@ def evolve(
     if not o["stores"] or not o["out"]:
         _fail("evolve needs at least one STORE and --out (on the command line or in --job)")
     o["stores"] = tuple(o["stores"])
+    o["problems"] = tuple(o.get("problems") or ())
     cfg = EvolveConfig(**o, progress=not no_progress)
     res = run_evolve(cfg, resume=resume)
     best = res.best_final
@@ -225,12 +232,27 @@ def score(
 
 
 @app.command()
-def report(run_dir: Annotated[str, typer.Argument(help="An evolve run directory.")]) -> None:
-    """Write RUN/report.md and RUN/report.html (fitness curve, scatter plots, best program tree)."""
-    from .report import write_report
+def report(
+    run_dirs: Annotated[list[str], typer.Argument(help="An evolve run directory; several: one comparison report.")],
+    out: Annotated[Optional[str], typer.Option("--out", help="With several runs: where the comparison goes.")] = None,
+) -> None:
+    """One run: RUN/report.md + .html (fitness curve, scatter plots, best program tree).
+    Several runs (e.g. the statistic variants R-C-B/C-B-R x mean/L2, or tree vs sequential):
+    one comparison table + overlaid fitness curves in --out."""
+    from .report import write_comparison, write_report
 
-    md, html = write_report(run_dir)
-    typer.echo(f"report → {html} (and {md})")
+    if len(run_dirs) == 1 and out is None:
+        md, html = write_report(run_dirs[0])
+        typer.echo(f"report → {html} (and {md})")
+        return
+    if out is None:
+        _fail("several runs are compared into one report: give --out DIR")
+    md, html, csv = write_comparison(run_dirs, out)
+    import pandas as pd
+
+    table = pd.read_csv(csv).drop(columns=["formula"])
+    typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    typer.echo(f"comparison → {html} (and {md}, {csv})")
 
 
 @app.command()

@@ -336,7 +336,11 @@ class _StatisticScorer:
         self.engine = Engine(workers=cfg.workers, scheduler=cfg.scheduler, progress=cfg.progress)
 
     def describe(self) -> list[dict]:
-        return [{"name": t.name, "n_networks": t.n, "url": t.url} for t in self.tasks]
+        """Tasks for run.json; the collection structure lets reports name the variant."""
+        from .store import open_store
+
+        return [{"name": t.name, "n_networks": t.n, "url": t.url,
+                 "structure": open_store(t.url).plan.collect.structure} for t in self.tasks]
 
     def fitness(self, programs: Sequence[Program], desc: str) -> list[Fitness]:
         fits, _ = self.engine.fitness(list(programs), self.tasks, combine=self.cfg.combine,

@@ -869,3 +869,107 @@ def write_report(run_dir: str | os.PathLike[str], *, title: str | None = None) -
     _write_atomic(md_path, _to_markdown(blocks).encode("utf-8"))
     _write_atomic(html_path, _to_html(blocks, title).encode("utf-8"))
     return md_path, html_path
+
+
+# ----------------------------------------------------------------------------- several runs
+def variant_label(run: RunRecord) -> str:
+    """The paper's name for a run's statistic variant (Fig. 3), e.g. ``EZNAS-(C-B-R)-(L2)``,
+    from the collection structure its stores recorded and the run's to_scalar; proxy runs
+    are ``proxies``, and a sequential run says so."""
+    cfg = run.info.get("config") or {}
+    if cfg.get("over") == "proxies":
+        label = "proxies"
+    else:
+        structures = {t.get("structure") for t in run.info.get("tasks") or [] if isinstance(t, Mapping)}
+        structures.discard(None)
+        struct = "/".join(sorted("-".join(s.upper()) for s in structures)) or "?"
+        label = f"EZNAS-({struct})-({'Mean' if cfg.get('to_scalar', 'mean') == 'mean' else 'L2'})"
+    if cfg.get("representation") == "sequential":
+        label += " sequential"
+    return label
+
+
+def _comparison_rows(runs: Sequence[RunRecord]) -> tuple[list[str], list[list[Any]]]:
+    tasks: list[str] = []
+    for run in runs:
+        tasks += [t for t in run.task_names() if t not in tasks]
+    header = ["run", "variant", "generations", "evaluated", "wall time", "best fitness", "final best fitness"]
+    header += [f"tau {t}" for t in tasks] + [f"rho {t}" for t in tasks] + ["dead code", "formula"]
+    rows = []
+    for run in runs:
+        gens = [g for g in run.generations if isinstance(g.get("gen"), (int, float))]
+        best_ever = max((_float(g.get("best")) for g in gens if math.isfinite(_float(g.get("best")))),
+                        default=math.nan)
+        final = _float(gens[-1].get("best")) if gens else math.nan
+        corr = (score_correlations(run.scores["best_final"], tasks) if "best_final" in run.scores
+                else pd.DataFrame(index=tasks, columns=["tau", "rho"], dtype=float))
+        dead = gens[-1].get("dead_code_fraction", _MISSING) if gens else _MISSING
+        prog = run.programs.get("best_final")
+        formula = prog.formula() if prog is not None else (gens[-1].get("best_formula") if gens else None)
+        rows.append([run.path.name, variant_label(run), len(gens) - 1 if gens else 0,
+                     int(sum(_float(g.get("evaluated")) for g in gens if math.isfinite(_float(g.get("evaluated"))))),
+                     _duration(run.info.get("seconds")), best_ever, final,
+                     *[corr["tau"].get(t, math.nan) for t in tasks], *[corr["rho"].get(t, math.nan) for t in tasks],
+                     dead, formula or "-"])
+    return header, rows
+
+
+def _comparison_plot(runs: Sequence[RunRecord], labels: Sequence[str]) -> bytes | None:
+    fig = _figure(7.0, 3.8)
+    ax = fig.add_subplot()
+    drawn = False
+    for k, (run, label) in enumerate(zip(runs, labels)):
+        gens = [g for g in run.generations if isinstance(g.get("gen"), (int, float))]
+        if not gens:
+            continue
+        x = np.array([g["gen"] for g in gens], dtype=np.float64)
+        color = f"C{k % 10}"
+        ax.plot(x, [_float(g.get("best")) for g in gens], color=color, marker="o", ms=3, label=f"{label} best")
+        ax.plot(x, [_float(g.get("median")) for g in gens], color=color, ls="--", alpha=0.7)
+        drawn = True
+    if not drawn:
+        return None
+    ax.set_xlabel("generation")
+    ax.set_ylabel("fitness (Kendall tau); dashed: median")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False, loc="lower right")
+    return _png(fig)
+
+
+def write_comparison(run_dirs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], *,
+                     title: str | None = None) -> tuple[Path, Path, Path]:
+    """One report over several evolve runs (statistic variants, tree vs sequential, ...).
+
+    Writes ``comparison.md``, ``comparison.html``, ``comparison.csv`` and
+    ``plots/comparison_fitness.png`` into ``out``: per run its variant label, budget,
+    best fitness, the final best program's tau/rho on every task and, for sequential runs,
+    the dead-code fraction of the last population. Returns (markdown, HTML, CSV) paths.
+    """
+    if not run_dirs:
+        raise DataNotFoundError("compare needs at least one run directory")
+    runs = [read_run(d) for d in run_dirs]
+    out_dir = Path(out)
+    (out_dir / "plots").mkdir(parents=True, exist_ok=True)
+    labels = [f"{r.path.name}: {variant_label(r)}" for r in runs]
+    header, rows = _comparison_rows(runs)
+    title = title or "EZNAS runs compared"
+    blocks: list[_Block] = [_Heading(1, title),
+                            _para(f"{len(runs)} runs; tau/rho are those of each run's final best program "
+                                  "(scores/best_final.csv) on every task; 'best fitness' is the best over all "
+                                  "generations, 'final best fitness' the best of the last population.")]
+    numeric = [False, False, True, True, False, True, True] + [True] * (len(header) - 9) + [True, False]
+    blocks.append(_table(header, [[_num(v) if isinstance(v, float) else ("-" if v is _MISSING else str(v))
+                                   for v in row] for row in rows], numeric))
+    png = _comparison_plot(runs, labels)
+    if png is not None:
+        blocks += [_Heading(2, "Fitness per generation"), _Image("plots/comparison_fitness.png", "fitness per run", png)]
+        _write_atomic(out_dir / "plots" / "comparison_fitness.png", png)
+    for run, label in zip(runs, labels):
+        for note in run.notes:
+            blocks.append(_para(f"{label}: {note}"))
+    csv = pd.DataFrame([[None if v is _MISSING else v for v in row] for row in rows], columns=header)
+    md, html, csv_path = out_dir / "comparison.md", out_dir / "comparison.html", out_dir / "comparison.csv"
+    _write_atomic(csv_path, csv.to_csv(index=False).encode("utf-8"))
+    _write_atomic(md, _to_markdown(blocks).encode("utf-8"))
+    _write_atomic(html, _to_html(blocks, title).encode("utf-8"))
+    return md, html, csv_path
