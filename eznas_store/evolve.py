@@ -252,7 +252,7 @@ class _SequentialRep:
         return program.to_program()
 
     def stats(self, population) -> dict:
-        return self.seq.code_stats([self.program(i) for i in population])
+        return self.seq.code_stats([self.program(i) for i in population], max_len=self.cfg.max_length)
 
     def _limits(self) -> dict:
         return {"min_len": self.cfg.min_length, "max_len": self.cfg.max_length}
@@ -536,7 +536,8 @@ def _run(cfg: EvolveConfig, scorer, out: Path, ckpt_path: Path, resume: bool) ->
     _atomic_json(out / "run.json", run_meta)
     hof = tools.HallOfFame(2, similar=lambda a, b: str(a) == str(b))
     if hof_entries:
-        hof.update(hof_entries)
+        # HallOfFame.insert puts a tie before its equals: insert worst first to keep the saved order
+        hof.update(list(reversed(hof_entries)))
 
     from tqdm.auto import tqdm
 

@@ -851,6 +851,16 @@ def write_report(run_dir: str | os.PathLike[str], *, title: str | None = None) -
     else:
         name, prog = best
         fit = prog.meta.get("fitness", _MISSING)
+        if not isinstance(prog, Program):  # a sequential program: show its instructions, then its tree
+            blocks.append(_para(_Code(name), f" as evolved: {len(prog.instructions)} instructions, "
+                                f"{len(prog.live())} live (dead ones marked):"))
+            blocks.append(_Pre(prog.listing()))
+            try:
+                prog = prog.to_program()
+            except ProgramError as e:
+                blocks.append(_para(f"It computes no valid tree: {_one_line(e)}"))
+                prog = None
+    if best is not None and prog is not None:
         blocks.append(_para(_Code(name), f" (fitness {_num(fit)}, {prog.tree.size()} nodes, "
                             f"depth {prog.tree.depth()}, to_scalar {prog.to_scalar}):"))
         blocks.append(_Pre(prog.formula()))

@@ -295,15 +295,18 @@ def test_eznas_a_json_document():
     assert program_from_json(doc) == load_program("eznas-a")
 
 
-def test_schema_file_is_valid_and_reserves_sequential():
+def test_schema_file_is_valid_and_admits_sequential():
     schema = json.loads(SCHEMA_PATH.read_text())
     Draft202012Validator.check_schema(schema)
     assert schema["properties"]["representation"]["enum"] == ["tree", "sequential"]
     sequential = {"format": "eznas-program", "version": 1, "representation": "sequential",
                   "instructions": [[18, 30, 5, 0]]}
     assert not list(full_schema().iter_errors(sequential))
-    with pytest.raises(ProgramError, match=r"^\$\.representation: sequential programs are not supported yet"):
-        program_from_json(sequential)
+    from eznas_store.gp.sequential import SequentialProgram
+
+    loaded = program_from_json(sequential)
+    assert isinstance(loaded, SequentialProgram) and loaded.instructions == ((18, 30, 5, 0),)
+    assert program_to_json(loaded)["instructions"] == [[18, 30, 5, 0]]
 
 
 def test_save_and_load(tmp_path: Path):
@@ -471,7 +474,9 @@ def _accepted_or_program_error(obj) -> None:
     except ProgramError as e:
         assert "\n" not in str(e)
         return
-    assert isinstance(p, Program)
+    from eznas_store.gp.sequential import SequentialProgram
+
+    assert isinstance(p, (Program, SequentialProgram))
     # whatever the node-by-node loader accepts, the (recursive) schema file accepts too
     assert not list(full_schema().iter_errors(obj))
 
