@@ -681,7 +681,7 @@ def program_to_json(program: Program | SequentialProgram) -> dict[str, Any]:
     return doc
 
 
-def program_from_json(obj: Any, *, ops: Mapping[str, Op] = OPS) -> Program | SequentialProgram:
+def program_from_json(obj: Any, *, ops: Mapping[str, Op] | None = None) -> Program | SequentialProgram:
     """Validate a JSON document (schema, then names/arity/limits) and build its Program.
 
     Anything that is not a valid program -- wrong types, extra keys, unknown names,
@@ -702,6 +702,10 @@ def program_from_json(obj: Any, *, ops: Mapping[str, Op] = OPS) -> Program | Seq
         return _sequential_from_json(doc)
     terminal_set = doc.get("terminal_set", "statistics")
     terminals = terminals_for(terminal_set)
+    if ops is None:  # by default the document's terminal set picks the op table
+        from .proxy_ops import PROXY_OPS
+
+        ops = PROXY_OPS if terminal_set == "proxies" else OPS
     tree = tree_from_json(doc["tree"], ops=ops, terminals=terminals, path="$.tree")
     if "formula" in doc:
         try:
@@ -740,7 +744,7 @@ def save_program(program: Program | SequentialProgram, path: str | os.PathLike[s
 
 
 def load_program(
-    path_or_name: str | os.PathLike[str], *, ops: Mapping[str, Op] = OPS
+    path_or_name: str | os.PathLike[str], *, ops: Mapping[str, Op] | None = None
 ) -> Program | SequentialProgram:
     """A registered program by name (e.g. ``"eznas-a"``), or one read from a JSON file.
 
