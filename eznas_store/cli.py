@@ -329,6 +329,71 @@ def compare(
             typer.echo(f"  {name:<10} {rho:7.3f}  ({n} common cells)")
 
 
+@app.command()
+def transfer(
+    stores: Annotated[list[str], typer.Argument(help="One store per task, URL or NAME=URL (at least two).")],
+    out: Annotated[str, typer.Option("--out", help="Folder: evolve/<task>/ runs, transfer.csv/.md/.json/.png.")],
+    program: Annotated[str, typer.Option("--program", help="Each run's representative: best_ever or best_final.")] = "best_ever",
+    population: Annotated[int, typer.Option("--population")] = 50,
+    mu: Annotated[int, typer.Option("--mu")] = 25,
+    lambda_: Annotated[int, typer.Option("--lambda")] = 50,
+    generations: Annotated[int, typer.Option("--generations")] = 15,
+    max_depth: Annotated[int, typer.Option("--max-depth")] = 10,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    abs_tau: Annotated[bool, typer.Option("--abs-tau")] = False,
+    to_scalar: Annotated[str, typer.Option("--to-scalar")] = "mean",
+    workers: Annotated[int, typer.Option("--workers", help="Dask workers (0: in-process).")] = 2,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler")] = None,
+    max_networks: Annotated[Optional[int], typer.Option("--max-networks")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+) -> None:
+    """Fig. 4: evolve on each task, test every best program on every task (Kendall-tau matrix,
+    FLOPs/params/EZNAS-A rows, best ** and second best * per column, heat map). Reruns reuse runs."""
+    from .transfer import TransferConfig, format_transfer, run_transfer
+
+    cfg = TransferConfig(stores=tuple(stores), out=out, program=program, population=population, mu=mu,
+                         lambda_=lambda_, generations=generations, max_depth=max_depth, seed=seed, abs_tau=abs_tau,
+                         to_scalar=to_scalar, workers=workers, scheduler=scheduler, max_networks=max_networks,
+                         progress=not no_progress)
+    typer.echo(format_transfer(run_transfer(cfg)))
+    typer.echo(f"matrix → {out}/transfer.csv, transfer.md, transfer.png")
+
+
+@app.command()
+def seeds(
+    out: Annotated[str, typer.Option("--out", help="Folder for seeds.csv, seeds.json, seeds.png.")],
+    benchmark: Annotated[str, typer.Option("--benchmark", help="Benchmark table with the accuracies.")],
+    dataset: Annotated[str, typer.Option("--dataset")],
+    data_root: Annotated[Optional[str], typer.Option("--data-root")] = None,
+    program: Annotated[Optional[list[str]], typer.Option("--program", help="Program JSON file or a name (eznas-a). Repeatable.")] = None,
+    networks: Annotated[int, typer.Option("--networks", help="Cells per sample.")] = 100,
+    k: Annotated[int, typer.Option("--seeds", help="Number of seeds k.")] = 5,
+    first_seed: Annotated[int, typer.Option("--first-seed")] = 0,
+    sample_seed: Annotated[int, typer.Option("--sample-seed", help="Seed of the one sample of mode 'fixed'.")] = 0,
+    modes: Annotated[str, typer.Option("--modes", help="fixed (architectures fixed, init/batch vary), resampled (architectures vary too), or both, comma-separated.")] = "fixed,resampled",
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
+    structure: Annotated[str, typer.Option("--structure")] = "rcb",
+    accuracy_column: Annotated[Optional[str], typer.Option("--accuracy-column")] = None,
+    image_size: Annotated[Optional[int], typer.Option("--image-size")] = None,
+    channels: Annotated[Optional[int], typer.Option("--channels")] = None,
+    cells: Annotated[Optional[int], typer.Option("--cells")] = None,
+    device: Annotated[str, typer.Option("--device")] = "auto",
+    to_scalar: Annotated[Optional[str], typer.Option("--to-scalar")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+) -> None:
+    """Fig. 2: spread of Kendall tau over k seeds, (a) architectures fixed, (b) resampled; box plots.
+    Storeless; a killed study resumes from its finished seeds."""
+    from .seeds import SeedsConfig, format_seeds, run_seeds
+
+    cfg = SeedsConfig(out=out, dataset=dataset, benchmark=benchmark, programs=tuple(program or ("eznas-a",)),
+                      data_root=data_root, networks=networks, seeds=k, first_seed=first_seed, sample_seed=sample_seed,
+                      modes=tuple(m.strip() for m in modes.split(",") if m.strip()), batch_size=batch_size,
+                      structure=structure, accuracy_column=accuracy_column, image_size=image_size, C=channels,
+                      N=cells, device=device, to_scalar=to_scalar, progress=not no_progress)
+    typer.echo(format_seeds(run_seeds(cfg)))
+    typer.echo(f"→ {out}/seeds.csv, seeds.json, seeds.png")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turn user errors into one line."""
     try:
