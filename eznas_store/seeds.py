@@ -228,7 +228,7 @@ def run_seeds(cfg: SeedsConfig) -> SeedsResult:
     from .store import package_versions
 
     t0 = time.perf_counter()
-    started = _dt.datetime.now(_dt.timezone.utc).isoformat()
+    started = _dt.datetime.now(_dt.UTC).isoformat()
     loaded = [load_program(p) for p in cfg.programs]
     labels = _labels(cfg.programs, loaded)
     programs = [dataclasses.replace(p, name=lab) for p, lab in zip(loaded, labels)]
@@ -285,7 +285,7 @@ def run_seeds(cfg: SeedsConfig) -> SeedsResult:
                  for r in runs],
         "samples": {d: list(a) for d, a in {r.archs_digest: r.archs for r in runs}.items()},
         "versions": package_versions(), "host": socket.gethostname(),
-        "started": started, "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+        "started": started, "finished": _dt.datetime.now(_dt.UTC).isoformat(),
         "seconds": round(result.seconds, 3),
     }
     _write_text(out / "seeds.json", json.dumps(meta, indent=1, allow_nan=False) + "\n")

@@ -274,7 +274,7 @@ def run_transfer(cfg: TransferConfig) -> TransferResult:
     from .store import package_versions
 
     t0 = time.perf_counter()
-    started = _dt.datetime.now(_dt.timezone.utc).isoformat()
+    started = _dt.datetime.now(_dt.UTC).isoformat()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     names = [n for n, _ in cfg.tasks]
@@ -343,7 +343,7 @@ def run_transfer(cfg: TransferConfig) -> TransferResult:
         "tau": _nan_to_none(tau), "rho": _nan_to_none(rho), "n": result.n.tolist(), "n_valid": n_valid.tolist(),
         "marks": result.marks, "notes": result.notes,
         "versions": package_versions(), "host": socket.gethostname(),
-        "started": started, "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+        "started": started, "finished": _dt.datetime.now(_dt.UTC).isoformat(),
         "seconds": round(result.seconds, 3),
     }
     _write_text(out / "transfer.json", json.dumps(meta, indent=1, allow_nan=False) + "\n")
