@@ -163,6 +163,8 @@ def evolve(
     best = res.best_final
     typer.echo(f"evolved {res.generations} generations in {res.seconds:.1f} s; best of the final population: "
                f"tau {best.meta.get('fitness')}: {best.formula()}")
+    if cfg.over == "proxies":
+        typer.echo((res.out / "cross_problem" / "matrix.txt").read_text().rstrip())
     typer.echo(f"programs in {res.out / 'programs'}; report with: eznas-store report {res.out}")
 
 
