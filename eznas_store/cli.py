@@ -396,6 +396,41 @@ def seeds(
     typer.echo(f"→ {out}/seeds.csv, seeds.json, seeds.png")
 
 
+@app.command()
+def search(
+    proxy: Annotated[str, typer.Option("--proxy", help="Fitness: a hand-crafted proxy (synflow, nwot, ...), a registered program (eznas-a) or a program JSON file (statistics or proxies).")],
+    benchmark: Annotated[str, typer.Option("--benchmark", help="Benchmark table: true accuracy and rank of the chosen cell.")],
+    budget: Annotated[Optional[str], typer.Option("--budget", help="Wall-time budget, e.g. 15m, 90s, 1h (setup included).")] = None,
+    max_evaluations: Annotated[Optional[int], typer.Option("--max-evaluations", help="Stop after scoring this many unseen cells.")] = None,
+    dataset: Annotated[str, typer.Option("--dataset")] = "cifar10",
+    data_root: Annotated[Optional[str], typer.Option("--data-root")] = None,
+    accuracy_column: Annotated[Optional[str], typer.Option("--accuracy-column", help="Default: the dataset's test accuracy.")] = None,
+    space: Annotated[str, typer.Option("--space")] = "nb201",
+    population: Annotated[int, typer.Option("--population")] = 64,
+    sample: Annotated[int, typer.Option("--sample", help="Tournament size of aging evolution.")] = 16,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Default 64 for proxies, 16 for statistics programs.")] = None,
+    reference_size: Annotated[int, typer.Option("--reference-size", help="Proxy programs: random cells that rank ops compare with.")] = 64,
+    device: Annotated[str, typer.Option("--device")] = "auto",
+    threads: Annotated[int, typer.Option("--threads")] = 1,
+    image_size: Annotated[Optional[int], typer.Option("--image-size")] = None,
+    channels: Annotated[Optional[int], typer.Option("--channels")] = None,
+    cells: Annotated[Optional[int], typer.Option("--cells")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Folder for search.json and history.csv.")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+) -> None:
+    """Aging evolution over NB201 cells with a zero-cost proxy as fitness, computed on the fly
+    (no store): prints the chosen cell, its true accuracy, its rank among all cells, wall time."""
+    from .search import SearchConfig, format_result, run_search
+
+    cfg = SearchConfig(proxy=proxy, benchmark=benchmark, budget=budget, max_evaluations=max_evaluations,
+                       dataset=dataset, data_root=data_root, accuracy_column=accuracy_column, space=space,
+                       population=population, sample=sample, seed=seed, batch_size=batch_size,
+                       reference_size=reference_size, device=device, threads=threads, image_size=image_size,
+                       C=channels, N=cells, out=out, progress=not no_progress)
+    typer.echo(format_result(run_search(cfg)))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turn user errors into one line."""
     try:
