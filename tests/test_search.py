@@ -328,3 +328,15 @@ def test_cli_search(bench30: Path, tmp_path: Path, capsys):
     result = json.loads((tmp_path / "s" / "search.json").read_text())
     assert result["cell"] in printed and result["evaluations"] == 8
     assert main(["search", "--proxy", "synflow", "--benchmark", str(bench30), "--no-progress"]) == 2  # no budget
+
+
+def test_search_is_judged_by_test_accuracy_by_default(tmp_path: Path):
+    from eznas_store.benchmarks import read_benchmark, write_benchmark
+    from eznas_store.search import _test_column
+
+    cells = list(all_cells())[:3]
+    path = write_benchmark(tmp_path / "b.csv", cells, {"cifar10_valid": np.array([1.0, 2, 3]),
+                                                       "cifar10_test": np.array([3.0, 2, 1])})
+    assert _test_column(read_benchmark(path), "cifar10") == "cifar10_test"
+    only_valid = write_benchmark(tmp_path / "v.csv", cells, {"cifar10_valid": np.array([1.0, 2, 3])})
+    assert _test_column(read_benchmark(only_valid), "cifar10") == "cifar10_valid"
