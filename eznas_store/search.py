@@ -494,6 +494,11 @@ class _ProxyProgramScorer(_Scorer):
         return got
 
     def prepare(self, rng: np.random.Generator) -> None:
+        from .gp.program import Apply
+
+        if not any(isinstance(node, Apply) and hasattr(self.ops.get(node.op), "bind_reference")
+                   for node in self.program.tree.iter_nodes()):
+            return  # no op compares with a reference sample (no rank): spend nothing on one
         t0 = time.perf_counter()
         n = self.setup.cfg.reference_size
         picks = rng.choice(N_CELLS, size=n, replace=False)

@@ -230,7 +230,11 @@ def test_proxy_program_fitness_with_a_stand_in(bench30: Path, tmp_path: Path, mo
     import eznas_store.proxies
     from eznas_store.gp.primitives import Op
 
-    rank = Op(id=900, name="rank", arity=1, fn=lambda a: a, doc="stand-in")
+    class RefOp(Op):  # like proxy_ops.ReferenceOp: an op that compares with a reference sample
+        def bind_reference(self, n_ref):
+            return self
+
+    rank = RefOp(id=900, name="rank", arity=1, fn=lambda a: a, doc="stand-in")
     monkeypatch.setitem(sys.modules, "eznas_store.gp.proxy_ops",
                         types.SimpleNamespace(PROXY_OPS={"rank": rank}))
     seen = []
@@ -257,6 +261,16 @@ def test_proxy_program_fitness_with_a_stand_in(bench30: Path, tmp_path: Path, mo
     assert len(asked) == 5 + 8 - len({e.cell for e in res.history} & _reference_cells(seed=0, n=5))
     assert len(seen) == 8 and all(r is seen[0] and len(r["synflow"]) == 5 for r in seen)
     assert all(0.0 <= e.score <= 1.0 for e in res.history)
+
+
+def test_program_without_rank_spends_nothing_on_a_reference(bench30: Path, tmp_path: Path):
+    from eznas_store.gp.program import Apply, Program, Terminal, program_to_json
+
+    prog = Program(Apply("abslog", (Terminal("synflow"),)), terminal_set="proxies", name="log-synflow")
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(program_to_json(prog)))
+    res = run_search(tiny(bench30, proxy=str(path), max_evaluations=4))
+    assert res.kind == "proxies" and res.reference_evaluations == 0 and res.evaluations == 4
 
 
 def _reference_cells(*, seed: int, n: int) -> set[str]:
