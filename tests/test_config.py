@@ -21,6 +21,37 @@ def test_job_files_shipped_in_jobs_are_valid():
             load_job(path, section)
 
 
+def test_programs_shipped_in_jobs_load():
+    from pathlib import Path
+
+    from eznas_store.gp.program import load_program
+
+    files = sorted(Path(__file__).resolve().parents[1].joinpath("jobs", "programs").glob("*.json"))
+    assert files
+    for path in files:
+        assert load_program(path).formula()
+
+
+def test_proxy_job_runs_on_suite_zero(tmp_path):
+    """The measured proxy-program job, shortened: it reads the real Suite-Zero files it names."""
+    from pathlib import Path
+
+    from conftest import shared_path
+
+    shared_path("suite-zero", "zc_nasbench201.json.gz")
+    job = Path(__file__).resolve().parents[1] / "jobs" / "evolve-proxies-suitezero.toml"
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(job.parents[1])  # its source paths are relative to the project root
+    try:
+        assert main(["evolve", "--job", str(job), "--out", str(tmp_path / "r"), "--population", "20",
+                     "--mu", "10", "--lambda", "20", "--generations", "2", "--no-progress"]) == 0
+    finally:
+        os.chdir(cwd)
+    assert "nb201-cifar10[test]" in (tmp_path / "r" / "cross_problem" / "matrix.txt").read_text()
+
+
 def test_unknown_key_and_bad_values_are_one_line_errors(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[evolve]\npopulaton = 3\n')
