@@ -33,6 +33,7 @@ import functools
 import json
 import pathlib
 import platform
+import re
 import warnings
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -367,8 +368,9 @@ def _schema_problem(meta: dict) -> str | None:
     if not errors:
         return None
     e = errors[0]
-    where = ".".join(str(x) for x in e.absolute_path) or "(top level)"
-    return f"{where}: {e.message[:200]}"
+    plain = re.compile(r"[A-Za-z0-9_-]+")
+    where = ".".join(str(x) if plain.fullmatch(str(x)) else repr(x) for x in e.absolute_path) or "(top level)"
+    return " ".join(f"{where}: {e.message[:200]}".split())  # one line, whatever keys the attributes hold
 
 
 # ----------------------------------------------------------------------------- the store

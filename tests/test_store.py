@@ -303,3 +303,21 @@ def test_any_store_attributes_open_or_fail_clearly(tiny_store, tmp_path_factory)
         check()
     finally:
         group.attrs["eznas-store"] = meta
+
+
+def test_attribute_error_names_odd_keys_on_one_line(tiny_store, tmp_path):
+    """Found by the property test: a key holding a newline once split the message in two."""
+    import json as _json
+    import shutil
+
+    import zarr
+
+    url = str(tmp_path / "s")
+    shutil.copytree(tiny_store, url)
+    group = zarr.open_group(url, mode="r+", use_consolidated=False)
+    meta = _json.loads(_json.dumps(dict(group.attrs)["eznas-store"]))
+    meta["plan"]["accuracies"] = {"\n": None}
+    group.attrs["eznas-store"] = meta
+    with pytest.raises(StoreError, match=r"plan\.accuracies\.'\\n': None is not of type 'array'") as e:
+        open_store(url)
+    assert "\n" not in str(e.value)
