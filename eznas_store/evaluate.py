@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -252,7 +252,7 @@ def _eval_tree(node: Any, block: Mapping[str, torch.Tensor], ops: Mapping[str, O
         args = [_eval_tree(a, block, ops, trace) for a in node.args]
         try:
             out = ops[node.op].fn(*args)
-        except Exception as exc:  # noqa: BLE001 - any failure makes the block invalid
+        except Exception as exc:
             raise _OpFailure(node.op, exc) from exc
         if not isinstance(out, torch.Tensor):
             out = torch.as_tensor(out)
@@ -284,6 +284,12 @@ def _diagnose(tree: Any, block: Mapping[str, torch.Tensor], ops: Mapping[str, Op
     if kind is None:
         s = _to_scalar(outs[id(tree)], mode)
         return f"{mode}: {'NaN' if math.isnan(s) else 'Inf'}"
+    return _first_bad(node, kind, outs, bad)
+
+
+def _first_bad(node: Any, kind: str | None, outs: Mapping[int, torch.Tensor],
+               bad: Callable[[torch.Tensor], str | None]) -> str:
+    """Descend from a bad node to the deepest bad argument: the op where it went wrong."""
     while _is_apply(node):
         child = next((a for a in node.args if bad(outs[id(a)]) is not None), None)
         if child is None:
@@ -633,7 +639,7 @@ class _Value:
     ``err`` is (member, message) of the first failure.
     """
 
-    __slots__ = ("data", "bad", "err", "nbytes")
+    __slots__ = ("bad", "data", "err", "nbytes")
 
     def __init__(self, data: torch.Tensor | list[torch.Tensor | None] | None,
                  bad: np.ndarray | None, err: tuple[int, str] | None, owned: bool) -> None:
@@ -1055,14 +1061,7 @@ def _column_reason(tree: Any, trace: list[tuple[Any, torch.Tensor]], row: int, n
         v = v[row if v.numel() > 1 else 0]
         return None if bool(torch.isfinite(v)) else ("NaN" if bool(torch.isnan(v)) else "Inf")
 
-    node, kind = tree, bad(outs[id(tree)])
-    while _is_apply(node):
-        child = next((a for a in node.args if bad(outs[id(a)]) is not None), None)
-        if child is None:
-            break
-        node, kind = child, bad(outs[id(child)])
-    label = node.op if _is_apply(node) else f"terminal {node.name}"
-    return f"{label}: {kind} at network {network}"
+    return f"{_first_bad(tree, bad(outs[id(tree)]), outs, bad)} at network {network}"
 
 
 def evaluate_columns(

@@ -52,12 +52,28 @@ if TYPE_CHECKING:  # a runtime import would be circular: sequential builds on th
     from .sequential import SequentialProgram
 
 __all__ = [
-    "MAX_DEPTH", "MAX_NODES", "TO_SCALAR", "TERMINAL_SETS", "FORMAT", "VERSION",
-    "SCHEMA_PATH", "NAMED_PROGRAMS",
-    "Node", "Terminal", "Apply", "Program",
-    "terminals_for", "validate_tree", "parse_formula", "from_prefix",
-    "tree_to_json", "tree_from_json",
-    "program_to_json", "program_from_json", "save_program", "load_program",
+    "FORMAT",
+    "MAX_DEPTH",
+    "MAX_NODES",
+    "NAMED_PROGRAMS",
+    "SCHEMA_PATH",
+    "TERMINAL_SETS",
+    "TO_SCALAR",
+    "VERSION",
+    "Apply",
+    "Node",
+    "Program",
+    "Terminal",
+    "from_prefix",
+    "load_program",
+    "parse_formula",
+    "program_from_json",
+    "program_to_json",
+    "save_program",
+    "terminals_for",
+    "tree_from_json",
+    "tree_to_json",
+    "validate_tree",
 ]
 
 #: deepest tree accepted (a terminal has depth 0, as DEAP's ``PrimitiveTree.height``)
@@ -434,6 +450,20 @@ def from_prefix(
 # --------------------------------------------------------------------------- programs
 
 
+def check_labels(program: Any) -> None:
+    """Validate a program's ``name`` and copy its ``meta`` (shared by both representations)."""
+    if program.name is not None and (
+        not isinstance(program.name, str) or _LABEL_RE.fullmatch(program.name) is None
+    ):
+        raise ProgramError(
+            f"invalid program name {_short(program.name)}: use letters, digits, '_', '.' "
+            "and '-', starting with a letter or digit, at most 128 characters"
+        )
+    if not isinstance(program.meta, Mapping):
+        raise TypeError(f"{type(program).__name__}.meta must be a dict, got {type(program.meta).__name__}")
+    object.__setattr__(program, "meta", dict(program.meta))
+
+
 @dataclass(frozen=True)
 class Program:
     """A per-block program and how its output becomes a block score.
@@ -460,16 +490,7 @@ class Program:
                 f"unknown to_scalar {_short(self.to_scalar)}: use one of {', '.join(TO_SCALAR)}"
             )
         terminals_for(self.terminal_set)
-        if self.name is not None and (
-            not isinstance(self.name, str) or _LABEL_RE.fullmatch(self.name) is None
-        ):
-            raise ProgramError(
-                f"invalid program name {_short(self.name)}: use letters, digits, '_', '.' "
-                "and '-', starting with a letter or digit, at most 128 characters"
-            )
-        if not isinstance(self.meta, Mapping):
-            raise TypeError(f"Program.meta must be a dict, got {type(self.meta).__name__}")
-        object.__setattr__(self, "meta", dict(self.meta))
+        check_labels(self)
 
     def key(self) -> str:
         """Canonical identity text, e.g. ``statistics/mean:frobenius(act_D)``."""

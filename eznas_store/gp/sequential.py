@@ -119,7 +119,6 @@ from ..errors import ProgramError
 from ..terminals import TERMINALS
 from .primitives import OPS_BY_ID
 from .program import (
-    _LABEL_RE,
     MAX_DEPTH,
     MAX_NODES,
     TO_SCALAR,
@@ -128,6 +127,7 @@ from .program import (
     Program,
     Terminal,
     _short,
+    check_labels,
 )
 
 __all__ = [
@@ -365,16 +365,7 @@ class SequentialProgram:
                 f"terminal set {_short(self.terminal_set)}: the sequential representation "
                 "addresses the 22 statistics, use terminal_set 'statistics'"
             )
-        if self.name is not None and (
-            not isinstance(self.name, str) or _LABEL_RE.fullmatch(self.name) is None
-        ):
-            raise ProgramError(
-                f"invalid program name {_short(self.name)}: use letters, digits, '_', '.' "
-                "and '-', starting with a letter or digit, at most 128 characters"
-            )
-        if not isinstance(self.meta, Mapping):
-            raise TypeError(f"SequentialProgram.meta must be a dict, got {type(self.meta).__name__}")
-        object.__setattr__(self, "meta", dict(self.meta))
+        check_labels(self)
 
     def __reduce__(self) -> tuple[Any, ...]:  # leave the cached trace out of pickles
         return (_rebuild, (self.instructions, self.to_scalar, self.terminal_set, self.name, self.meta))
