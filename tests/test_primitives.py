@@ -268,3 +268,13 @@ def test_vmap_matches_per_sample_loop(name: str, shape_name: str):
     assert batched.shape == looped.shape
     assert batched.is_floating_point() and batched.dtype == torch.float32
     assert torch.allclose(batched, looped, rtol=1e-4, atol=1e-5, equal_nan=True), (batched, looped)
+
+
+def test_ratio_of_a_singular_matrix_is_inf_not_rounding_noise():
+    """Found by the evaluator property test: max/min eigenvalue of a singular matrix was
+    ±1e15-ish noise that differed between batched and single solves."""
+    a = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])  # rank 2
+    single = OPS["eig_ratio"].fn(a)
+    assert torch.isinf(single) and single > 0
+    stacked = OPS["symeig_ratio"].fn(torch.stack([a, a + a.T, torch.eye(3)]))
+    assert torch.isinf(stacked[0]) and torch.isinf(stacked[1]) and stacked[2] == 1.0

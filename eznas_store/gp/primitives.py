@@ -236,13 +236,24 @@ def _finite_or_eye(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.where(ok[..., None, None], m, eye), ok
 
 
+def _spectrum(m: torch.Tensor) -> torch.Tensor:
+    """Ascending eigenvalues of symmetric ``m``, with those below rounding noise
+    (|e| <= n * eps * max|e|) set to exactly 0. Without this, the ratio of a singular
+    matrix is max / (±1e-16 * max): a number like ±1e15 whose value and sign depend on how
+    the solver was batched, so the fast and reference evaluators disagreed. With it, a
+    singular matrix gives ±inf (or NaN for 0/0), the same in every evaluator."""
+    e = torch.linalg.eigvalsh(m)
+    tol = e.abs().amax(-1, keepdim=True) * (e.shape[-1] * torch.finfo(e.dtype).eps)
+    return torch.where(e.abs() <= tol, torch.zeros_like(e), e)
+
+
 def _symeig_ratio(a: torch.Tensor) -> torch.Tensor:
     if a.dim() < 2:  # .mT of a vector/scalar is a deprecated identity, not a transpose
         raise ValueError(f"symeig_ratio needs a tensor of at least 2 dims, got {a.dim()}")
 
     def ratio(x: torch.Tensor) -> torch.Tensor:
         m, ok = _finite_or_eye(x + x.mT)
-        e = torch.linalg.eigvalsh(m)
+        e = _spectrum(m)
         return torch.where(ok, e[..., -1] / e[..., 0], torch.full_like(e[..., 0], float("nan")))
 
     return _linalg(ratio, a)
@@ -254,7 +265,7 @@ def _eig_ratio(a: torch.Tensor) -> torch.Tensor:
         # R R^T is symmetric: its eigenvalues are real and eigvalsh (ascending) is both the
         # exact tool and ~10x faster than the general solver the released code used
         m, ok = _finite_or_eye(r @ r.mT)
-        e = torch.linalg.eigvalsh(m)
+        e = _spectrum(m)
         return torch.where(ok, e[-1] / e[0], torch.full_like(e[0], float("nan")))
 
     return _linalg(ratio, a)
@@ -339,11 +350,12 @@ _TABLE: tuple[Op, ...] = (
     Op(20, "symeig_ratio", 1, _symeig_ratio,
        "Eigenvalues (ascending, eigvalsh) of the symmetrised last two dims A + A^T, "
        "e[-1] / e[0], batched over the leading dims; raises for non-square or < 2-D A; "
-       "NaN where a matrix has a non-finite entry."),
+       "NaN where a matrix has a non-finite entry; eigenvalues within rounding noise of 0 "
+       "count as 0 (a singular matrix gives inf)."),
     Op(21, "eig_ratio", 1, _eig_ratio,
        "R = A reshaped to (A.shape[0], -1); eigenvalues of the symmetric R R^T "
        "(torch.linalg.eigvalsh, ascending), e[-1] / e[0] (a 0-d tensor); NaN if R R^T has "
-       "a non-finite entry."),
+       "a non-finite entry; eigenvalues within rounding noise of 0 count as 0 (singular: inf)."),
     Op(22, "normalized_sum", 1, _normalized_sum, "sum(A) / numel(A)."),
     Op(23, "l1_norm", 1, _l1_norm, "sum(|A|) / numel(A)."),
     Op(24, "hamming", 2, _hamming,
