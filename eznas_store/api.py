@@ -28,11 +28,10 @@ def score_model(model: nn.Module, batch: torch.Tensor, program_or_proxy, *, labe
                 seed: int = 0, structure: str = "rcb", device: str | torch.device = "cpu") -> float:
     """The model's score: a program (``Program``, JSON path or name like ``"eznas-a"``) or a
     hand-crafted proxy name (``"synflow"``, ``"nwot"``, ...). NaN if the program is invalid."""
-    from .collect import CollectConfig, collect, stored_subset
-    from .evaluate import evaluate_population
+    from .collect import CollectConfig, collect
     from .gp.program import Program, load_program
     from .proxies import PROXIES, compute_proxy
-    from .store import chunk_from_raw
+    from .score import score_collected
 
     if not isinstance(batch, torch.Tensor) or batch.dim() != 4:
         raise ConfigError("batch must be an image tensor of shape (B, 3, H, W)")
@@ -45,7 +44,6 @@ def score_model(model: nn.Module, batch: torch.Tensor, program_or_proxy, *, labe
     if not stats.blocks:
         raise ConfigError(f"the model has no {structure} blocks (nn.Sequential of "
                           f"{'ReLU, Conv2d, BatchNorm2d' if structure == 'rcb' else 'Conv2d, BatchNorm2d, ReLU'})")
-    raw = [stored_subset(b) for b in stats.blocks]
-    res = evaluate_population([program], chunk_from_raw([raw], structure=structure))
+    res = score_collected(stats.blocks, [program], structure=structure)
     value = float(res.scores[0, 0])
     return value if math.isfinite(value) else float("nan")

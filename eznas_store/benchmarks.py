@@ -23,7 +23,6 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ from eznas_store.errors import (
     DataNotFoundError,
     UnknownNameError,
 )
+from eznas_store.outputs import write_atomic
 
 __all__ = [
     "DEFAULT_ACCURACY_COLUMNS",
@@ -280,25 +280,15 @@ def write_benchmark(
     payload = buffer.getvalue().encode("utf-8")
     if path.name.endswith(".gz"):
         payload = gzip.compress(payload, mtime=0)  # mtime 0: same table, same bytes
-    _atomic_write(path, payload)
+    write_atomic(path, payload)
     sidecar = meta_path(path)
     if meta is not None:
         text = json.dumps(dict(meta), indent=2, sort_keys=True) + "\n"
-        _atomic_write(sidecar, text.encode("utf-8"))
+        write_atomic(sidecar, text.encode("utf-8"))
     elif sidecar.exists():
         sidecar.unlink()
     return path
 
-
-def _atomic_write(path: Path, payload: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def default_accuracy_column(table: BenchmarkTable, dataset: str) -> str:

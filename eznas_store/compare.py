@@ -100,19 +100,21 @@ def format_table(rows: Sequence[Row], title: str = "") -> str:
 
 def write_outputs(rows: Sequence[Row], out_dir: str, title: str) -> tuple[str, str]:
     """``compare.csv`` and a horizontal bar plot ``compare.png`` of τ and ρ."""
+    import io
+
+    from .outputs import figure, png, write_atomic
+
     os.makedirs(out_dir, exist_ok=True)
     csv_path = os.path.join(out_dir, "compare.csv")
-    with open(csv_path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["name", "kind", "kendall_tau", "spearman_rho", "n_valid", "n", "note"])
-        for r in rows:
-            w.writerow([r.name, r.kind, r.tau, r.rho, r.n_valid, r.n, r.note])
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(["name", "kind", "kendall_tau", "spearman_rho", "n_valid", "n", "note"])
+    for r in rows:
+        w.writerow([r.name, r.kind, r.tau, r.rho, r.n_valid, r.n, r.note])
+    write_atomic(csv_path, buf.getvalue())
 
     ordered = sorted(rows, key=lambda r: r.tau if np.isfinite(r.tau) else -9)
-    fig = Figure(figsize=(7, 0.35 * len(ordered) + 1.5))
-    FigureCanvasAgg(fig)
+    fig = figure(7, 0.35 * len(ordered) + 1.5, dpi=100)
     ax = fig.add_subplot(111)
     y = np.arange(len(ordered))
     taus = [r.tau if np.isfinite(r.tau) else 0 for r in ordered]
@@ -127,7 +129,7 @@ def write_outputs(rows: Sequence[Row], out_dir: str, title: str) -> tuple[str, s
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     png_path = os.path.join(out_dir, "compare.png")
-    fig.savefig(png_path, dpi=110)
+    write_atomic(png_path, png(fig, dpi=110))
     return csv_path, png_path
 
 

@@ -34,7 +34,6 @@ import dataclasses
 import datetime as _dt
 import json
 import math
-import os
 import random
 import resource
 import time
@@ -57,6 +56,7 @@ from .gp.program import (
     program_to_json,
     save_program,
 )
+from .outputs import json_safe, write_atomic
 from .score import Engine, load_task, summarise, write_scores_csv
 from .store import package_versions
 from .terminals import TERMINALS
@@ -291,9 +291,8 @@ def _state_from_json(s) -> tuple:
 def _fitness_json(f: Fitness | None) -> dict | None:
     if f is None:
         return None
-    nan = lambda x: None if x is None or (isinstance(x, float) and math.isnan(x)) else x
-    return {"value": nan(f.value), "taus": [nan(x) for x in f.taus], "rhos": [nan(x) for x in f.rhos],
-            "reason": f.reason, "valid_fraction": f.valid_fraction}
+    return json_safe({"value": f.value, "taus": f.taus, "rhos": f.rhos, "reason": f.reason,
+                      "valid_fraction": f.valid_fraction})
 
 
 def _fitness_from_json(d: dict | None) -> Fitness | None:
@@ -305,9 +304,7 @@ def _fitness_from_json(d: dict | None) -> Fitness | None:
 
 
 def _atomic_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, allow_nan=False))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(obj, indent=1, allow_nan=False))
 
 
 def _peak_rss_mb() -> float:

@@ -466,13 +466,11 @@ def _markdown(m: CrossMatrix) -> str:
 
 
 def _heatmap(m: CrossMatrix, path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from .outputs import figure, png, write_atomic
 
     cols = ["best proxy"] + list(m.programs)
     vals = np.column_stack([m.best_tau, m.tau]) if len(m.problems) else np.zeros((0, len(cols)))
-    fig = Figure(figsize=(2.0 + 1.1 * len(cols), 1.2 + 0.45 * max(len(m.problems), 1)))
-    FigureCanvasAgg(fig)
+    fig = figure(2.0 + 1.1 * len(cols), 1.2 + 0.45 * max(len(m.problems), 1), dpi=110)
     ax = fig.add_subplot(111)
     im = ax.imshow(np.ma.masked_invalid(vals), cmap="RdBu", vmin=-1, vmax=1, aspect="auto")
     ax.set_facecolor("0.85")
@@ -490,7 +488,7 @@ def _heatmap(m: CrossMatrix, path: Path) -> None:
                     color="white" if not math.isnan(v) and abs(v) > 0.5 else "black")
     fig.colorbar(im, ax=ax, label="Kendall tau")
     ax.set_title("Kendall tau per problem (* = held-out part of a training problem)", fontsize=9)
-    fig.savefig(path, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    write_atomic(path, png(fig))
 
 
 def write_matrix(m: CrossMatrix, out_dir: str | os.PathLike[str]) -> dict[str, Path]:

@@ -37,7 +37,6 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html as _html
-import io
 import json
 import math
 import os
@@ -50,9 +49,17 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from . import outputs
 from .errors import DataNotFoundError, ProgramError
 from .gp.program import (
-    NAMED_PROGRAMS, Apply, Node, Program, Terminal, load_program, parse_formula, terminals_for,
+    NAMED_PROGRAMS,
+    Apply,
+    Node,
+    Program,
+    Terminal,
+    load_program,
+    parse_formula,
+    terminals_for,
 )
 
 __all__ = [
@@ -508,21 +515,6 @@ def text_tree(node: Node) -> str:
 
 
 # ----------------------------------------------------------------------------- plots
-def _figure(width: float, height: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=_DPI)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=_DPI, bbox_inches="tight", metadata={"Software": None})
-    return buf.getvalue()
-
-
 def _fitness_plot(run: RunRecord) -> bytes | None:
     gens = [g for g in run.generations if isinstance(g.get("gen"), (int, float))]
     if not gens:
@@ -531,7 +523,7 @@ def _fitness_plot(run: RunRecord) -> bytes | None:
     best = np.array([_float(g.get("best")) for g in gens])
     median = np.array([_float(g.get("median")) for g in gens])
     valid = np.array([_float(g.get("valid_fraction")) for g in gens])
-    fig = _figure(7.0, 3.8)
+    fig = outputs.figure(7.0, 3.8, dpi=_DPI)
     ax = fig.add_subplot()
     marker = "o" if len(x) <= 40 else None
     h1 = ax.plot(x, best, marker=marker, ms=4, color="tab:blue", label="best")
@@ -550,7 +542,7 @@ def _fitness_plot(run: RunRecord) -> bytes | None:
     handles = h1 + h2 + h3
     ax.legend(handles, [h.get_label() for h in handles], loc="lower center", bbox_to_anchor=(0.5, 1.0),
               ncols=3, fontsize=8, frameon=False)
-    return _png(fig)
+    return outputs.png(fig)
 
 
 def _score_axis(values: np.ndarray) -> str:
@@ -589,7 +581,7 @@ def _scatter_plot(run: RunRecord, tasks: list[str]) -> bytes | None:
         return None
     ncols = min(3, len(names))
     nrows = math.ceil(len(names) / ncols)
-    fig = _figure(4.3 * ncols, 3.7 * nrows)
+    fig = outputs.figure(4.3 * ncols, 3.7 * nrows, dpi=_DPI)
     colors = [f"C{i % 10}" for i in range(len(tasks))]
     for k, name in enumerate(names):
         ax = fig.add_subplot(nrows, ncols, k + 1)
@@ -632,7 +624,7 @@ def _scatter_plot(run: RunRecord, tasks: list[str]) -> bytes | None:
         if len(tasks) > 1:
             ax.legend(fontsize=7, markerscale=1.5)
     fig.tight_layout()
-    return _png(fig)
+    return outputs.png(fig)
 
 
 def _tree_layout(root: Node) -> tuple[dict[int, tuple[float, int]], float]:
@@ -678,7 +670,7 @@ def _tree_plot(tree: Node) -> bytes | None:
     w_in = total * _CHAR_INCHES + 0.4
     if w_in > _MAX_TREE_INCHES:
         return None
-    fig = _figure(max(w_in, 2.0), (depth + 1) * 0.62 + 0.3)
+    fig = outputs.figure(max(w_in, 2.0), (depth + 1) * 0.62 + 0.3, dpi=_DPI)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_axis_off()
     ax.set_xlim(-0.5, total + 0.5)
@@ -696,7 +688,7 @@ def _tree_plot(tree: Node) -> bytes | None:
                 family="monospace", zorder=2,
                 bbox=dict(boxstyle="round,pad=0.3", fc="#e3f2e1" if leaf else "#dde8f7",
                           ec="#5d8a55" if leaf else "#4a6fa5", lw=1))
-    return _png(fig)
+    return outputs.png(fig)
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -793,12 +785,6 @@ def _to_html(blocks: Sequence[_Block], title: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 # ----------------------------------------------------------------------------- entry point
 def write_report(run_dir: str | os.PathLike[str], *, title: str | None = None) -> tuple[Path, Path]:
     """Write ``report.md`` and ``report.html`` (plus ``plots/*.png``) into ``run_dir``.
@@ -874,10 +860,10 @@ def write_report(run_dir: str | os.PathLike[str], *, title: str | None = None) -
         if file not in pngs:
             (plots_dir / file).unlink(missing_ok=True)
     for file, png in pngs.items():
-        _write_atomic(plots_dir / file, png)
+        outputs.write_atomic(plots_dir / file, png)
     md_path, html_path = run.path / "report.md", run.path / "report.html"
-    _write_atomic(md_path, _to_markdown(blocks).encode("utf-8"))
-    _write_atomic(html_path, _to_html(blocks, title).encode("utf-8"))
+    outputs.write_atomic(md_path, _to_markdown(blocks))
+    outputs.write_atomic(html_path, _to_html(blocks, title))
     return md_path, html_path
 
 
@@ -925,7 +911,7 @@ def _comparison_rows(runs: Sequence[RunRecord]) -> tuple[list[str], list[list[An
 
 
 def _comparison_plot(runs: Sequence[RunRecord], labels: Sequence[str]) -> bytes | None:
-    fig = _figure(7.0, 3.8)
+    fig = outputs.figure(7.0, 3.8, dpi=_DPI)
     ax = fig.add_subplot()
     drawn = False
     for k, (run, label) in enumerate(zip(runs, labels)):
@@ -943,7 +929,7 @@ def _comparison_plot(runs: Sequence[RunRecord], labels: Sequence[str]) -> bytes 
     ax.set_ylabel("fitness (Kendall tau); dashed: median")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, frameon=False, loc="lower right")
-    return _png(fig)
+    return outputs.png(fig)
 
 
 def write_comparison(run_dirs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], *,
@@ -973,13 +959,13 @@ def write_comparison(run_dirs: Sequence[str | os.PathLike[str]], out: str | os.P
     png = _comparison_plot(runs, labels)
     if png is not None:
         blocks += [_Heading(2, "Fitness per generation"), _Image("plots/comparison_fitness.png", "fitness per run", png)]
-        _write_atomic(out_dir / "plots" / "comparison_fitness.png", png)
+        outputs.write_atomic(out_dir / "plots" / "comparison_fitness.png", png)
     for run, label in zip(runs, labels):
         for note in run.notes:
             blocks.append(_para(f"{label}: {note}"))
     csv = pd.DataFrame([[None if v is _MISSING else v for v in row] for row in rows], columns=header)
     md, html, csv_path = out_dir / "comparison.md", out_dir / "comparison.html", out_dir / "comparison.csv"
-    _write_atomic(csv_path, csv.to_csv(index=False).encode("utf-8"))
-    _write_atomic(md, _to_markdown(blocks).encode("utf-8"))
-    _write_atomic(html, _to_html(blocks, title).encode("utf-8"))
+    outputs.write_atomic(csv_path, csv.to_csv(index=False))
+    outputs.write_atomic(md, _to_markdown(blocks))
+    outputs.write_atomic(html, _to_html(blocks, title))
     return md, html, csv_path

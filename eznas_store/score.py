@@ -21,6 +21,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -225,16 +226,18 @@ def summarise(program_name: str, task_name: str, scores: np.ndarray, accuracy: n
 def write_scores_csv(path: str | os.PathLike, results: Sequence[ScoreResult]) -> None:
     """``task,network,arch,accuracy,score`` rows (the run-directory and ``score --out`` format)."""
     import csv
+    import io
+
+    from .outputs import write_atomic
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["task", "network", "arch", "accuracy", "score"])
-        for r in results:
-            for n, a, acc, s in zip(r.networks, r.archs, r.accuracy, r.scores):
-                w.writerow([r.task, int(n), a, repr(float(acc)), "" if not np.isfinite(s) else repr(float(s))])
-    os.replace(tmp, path)
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(["task", "network", "arch", "accuracy", "score"])
+    for r in results:
+        for n, a, acc, s in zip(r.networks, r.archs, r.accuracy, r.scores):
+            w.writerow([r.task, int(n), a, repr(float(acc)), "" if not np.isfinite(s) else repr(float(s))])
+    write_atomic(path, buf.getvalue())
 
 
 def score_store(url: str, programs: Sequence[Program], *, engine: Engine | None = None,
@@ -250,6 +253,16 @@ def score_store(url: str, programs: Sequence[Program], *, engine: Engine | None 
             engine.close()
     return [summarise(p.name or p.formula(), task.name, res.scores[0][i], task.accuracy, task.archs,
                       task.networks, res.reasons[0][i]) for i, p in enumerate(programs)]
+
+
+def score_collected(blocks: Sequence[Any], programs: Sequence[Program], *, structure: str,
+                    to_scalar: str | None = None):
+    """Evaluate programs on one freshly collected network, through the same chunk builder
+    as store reads, so a network scores the same collected or stored."""
+    from .collect import stored_subset
+
+    raw = [stored_subset(b) for b in blocks]
+    return evaluate_population(list(programs), chunk_from_raw([raw], structure=structure), to_scalar=to_scalar)
 
 
 def score_storeless(cfg, programs: Sequence[Program], *, to_scalar: str | None = None,
@@ -269,14 +282,10 @@ def score_storeless(cfg, programs: Sequence[Program], *, to_scalar: str | None =
     n = len(plan.archs)
     scores = np.full((len(programs), n), np.nan)
     reasons: list[str | None] = [None] * len(programs)
-    from .collect import stored_subset
-
     with tqdm(total=n, desc="score", unit="net", disable=not progress) as bar:
         for i in range(n):
             stats = collect_network(plan, i, data, device)
-            raw = [stored_subset(b) for b in stats.blocks]
-            res = evaluate_population(programs, chunk_from_raw([raw], structure=plan.collect.structure),
-                                      to_scalar=to_scalar)
+            res = score_collected(stats.blocks, programs, structure=plan.collect.structure, to_scalar=to_scalar)
             scores[:, i] = res.scores[:, 0]
             for p, r in enumerate(res.reasons):
                 reasons[p] = reasons[p] or r

@@ -74,6 +74,7 @@ import torch
 
 from .collect import DEFAULT_PERTURB_SCALE
 from .errors import ConfigError, ProgramError
+from .outputs import json_safe, write_atomic
 from .spaces.nb201 import EDGES, N_CELLS, OPS, format_cell, parse_cell
 
 __all__ = [
@@ -451,10 +452,9 @@ class _StatisticsScorer(_Scorer):
                                             threads=setup.cfg.threads)
 
     def __call__(self, cell: str) -> tuple[float, str | None]:
-        from .collect import collect, network_seed, stored_subset
-        from .evaluate import evaluate_population
+        from .collect import collect, network_seed
+        from .score import score_collected
         from .spaces import get_space
-        from .store import chunk_from_raw
 
         s = self.setup
         model = get_space(s.cfg.space).build(cell, num_classes=s.num_classes, C=s.C, N=s.N,
@@ -463,9 +463,7 @@ class _StatisticsScorer(_Scorer):
                         init_seed=network_seed(s.cfg.seed, cell_index(cell)), device=s.device)
         if not stats.blocks:  # e.g. a cell without convs at N=0: no block, no score
             return math.nan, f"{cell} has no {s.cfg.structure} blocks"
-        raw = [stored_subset(b) for b in stats.blocks]
-        res = evaluate_population([self.program], chunk_from_raw([raw], structure=s.cfg.structure),
-                                  to_scalar=s.cfg.to_scalar)
+        res = score_collected(stats.blocks, [self.program], structure=s.cfg.structure, to_scalar=s.cfg.to_scalar)
         value = float(res.scores[0, 0])
         return value, (None if math.isfinite(value) else (res.reasons[0] or "score is not finite"))
 
@@ -609,19 +607,7 @@ class SearchResult:
             v = getattr(self, f.name)
             out[f.name] = dataclasses.asdict(v) if f.name == "config" else v
         out["cells_per_second"] = self.cells_per_second
-        return _json_safe(out)
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        return _json_safe(value.item())
-    return value
+        return json_safe(out)
 
 
 def write_result(result: SearchResult, out: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -632,9 +618,7 @@ def write_result(result: SearchResult, out: str | os.PathLike[str]) -> tuple[Pat
     d.mkdir(parents=True, exist_ok=True)
     doc = result.to_json() | {"versions": package_versions()}
     res_path, hist_path = d / RESULT_FILE, d / HISTORY_FILE
-    tmp = res_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, res_path)
+    write_atomic(res_path, json.dumps(doc, indent=2, allow_nan=False) + "\n")
     with open(hist_path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["step", "cell", "score", "seconds", "accuracy", "reason"])

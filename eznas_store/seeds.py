@@ -48,13 +48,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from .collect import DEFAULT_PERTURB_SCALE
 from .errors import ConfigError
 from .gp.program import Program, load_program, program_to_json
+from .outputs import figure, json_safe, png, write_atomic
 
 __all__ = ["MODES", "SeedRun", "SeedsConfig", "SeedsResult", "format_seeds", "run_seeds", "seed_plan"]
 
@@ -262,9 +262,7 @@ def run_seeds(cfg: SeedsConfig) -> SeedsResult:
     result = SeedsResult(out=out, runs=runs, summary=summary, programs=dict(zip(labels, programs)),
                          seconds=time.perf_counter() - t0)
     _write_csv(out / "seeds.csv", runs)
-    from .transfer import _write_bytes, _write_text
-
-    _write_bytes(out / "seeds.png", seeds_plot(result, cfg))
+    write_atomic(out / "seeds.png", seeds_plot(result, cfg))
     meta = {
         "command": "seeds",
         "config": json.loads(json.dumps(dataclasses.asdict(cfg))),
@@ -277,10 +275,10 @@ def run_seeds(cfg: SeedsConfig) -> SeedsResult:
         },
         "seeds": cfg.seed_list,
         "programs": {lab: {"formula": p.formula(), "program": program_to_json(p)} for lab, p in zip(labels, programs)},
-        "summary": [{"mode": m, "program": p, **{k: _none(v) for k, v in s.items()}}
+        "summary": [{"mode": m, "program": p, **json_safe(s)}
                     for (m, p), s in summary.items()],
         "runs": [{"mode": r.mode, "seed": r.seed, "sample_seed": r.sample_seed, "init_seed": r.seed,
-                  "batch_seed": r.seed, "program": r.program, "tau": _none(r.tau), "rho": _none(r.rho), "n": r.n,
+                  "batch_seed": r.seed, "program": r.program, "tau": json_safe(r.tau), "rho": json_safe(r.rho), "n": r.n,
                   "n_valid": r.n_valid, "archs_sha1": r.archs_digest, "reason": r.reason, "seconds": r.seconds}
                  for r in runs],
         "samples": {d: list(a) for d, a in {r.archs_digest: r.archs for r in runs}.items()},
@@ -288,7 +286,7 @@ def run_seeds(cfg: SeedsConfig) -> SeedsResult:
         "started": started, "finished": _dt.datetime.now(_dt.UTC).isoformat(),
         "seconds": round(result.seconds, 3),
     }
-    _write_text(out / "seeds.json", json.dumps(meta, indent=1, allow_nan=False) + "\n")
+    write_atomic(out / "seeds.json", json.dumps(meta, indent=1, allow_nan=False) + "\n")
     return result
 
 
@@ -306,7 +304,7 @@ def _config_key(cfg: SeedsConfig) -> str:
 def _append_partial(path: Path, cfg: SeedsConfig, key, results, seconds: float) -> None:
     cells, seed = key
     line = {"config": _config_key(cfg), "cells": list(cells), "seed": seed, "seconds": seconds,
-            "results": [{"program": r.program, "task": r.task, "scores": [_none(float(x)) for x in r.scores],
+            "results": [{"program": r.program, "task": r.task, "scores": json_safe(r.scores),
                          "accuracy": [float(x) for x in r.accuracy], "archs": list(r.archs),
                          "networks": [int(x) for x in r.networks], "reason": r.reason} for r in results]}
     with open(path, "a") as f:
@@ -338,10 +336,6 @@ def _read_partial(path: Path, cfg: SeedsConfig, labels: Sequence[str]) -> dict:
     return done
 
 
-def _none(x: Any) -> Any:
-    return None if isinstance(x, float) and not math.isfinite(x) else x
-
-
 def _summary(runs: Sequence[SeedRun]) -> dict[str, float]:
     out: dict[str, float] = {"k": float(len(runs))}
     for stat in ("tau", "rho"):
@@ -359,15 +353,13 @@ def _write_csv(path: Path, runs: Sequence[SeedRun]) -> None:
     import csv
     import io
 
-    from .transfer import _write_text
-
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["mode", "seed", "program", "tau", "rho", "n", "n_valid", "sample_seed", "archs_sha1"])
     for r in runs:
         w.writerow([r.mode, r.seed, r.program, "" if not math.isfinite(r.tau) else repr(r.tau),
                     "" if not math.isfinite(r.rho) else repr(r.rho), r.n, r.n_valid, r.sample_seed, r.archs_digest])
-    _write_text(path, buf.getvalue())
+    write_atomic(path, buf.getvalue())
 
 
 def _fmt(x: float) -> str:
@@ -392,12 +384,10 @@ def format_seeds(result: SeedsResult) -> str:
 
 def seeds_plot(result: SeedsResult, cfg: SeedsConfig) -> bytes:
     """Box plots of τ over the seeds: one box per mode per program, each seed a point."""
-    from .transfer import _figure, _png
-
     progs = list(result.programs)
     modes = list(cfg.modes)
     colours = {"fixed": "#4c72b0", "resampled": "#dd8452"}
-    fig = _figure(max(4.5, 1.0 + 1.6 * len(progs) * len(modes) / 2 + 1.5), 3.8)
+    fig = figure(max(4.5, 1.0 + 1.6 * len(progs) * len(modes) / 2 + 1.5), 3.8)
     ax = fig.add_subplot(1, 1, 1)
     width = 0.8 / len(modes)
     rng = np.random.default_rng(0)  # jitter only
@@ -423,4 +413,4 @@ def seeds_plot(result: SeedsResult, cfg: SeedsConfig) -> bytes:
                  f"batch {cfg.batch_size})", fontsize=10)
     ax.margins(y=0.08)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(modes), frameon=False)
-    return _png(fig)
+    return png(fig)

@@ -50,6 +50,7 @@ import numpy as np
 
 from .errors import ConfigError
 from .gp.program import NAMED_PROGRAMS, Program, load_program, program_to_json
+from .outputs import figure, json_safe, png, write_atomic
 
 __all__ = [
     "BASELINES",
@@ -322,8 +323,8 @@ def run_transfer(cfg: TransferConfig) -> TransferResult:
                                 f"networks of {name} (fitness NaN): the evolution found no valid program; "
                                 "raise --population or --generations")
     _write_csv(out / "transfer.csv", result)
-    _write_text(out / "transfer.md", _markdown(result, cfg))
-    _write_bytes(out / "transfer.png", transfer_plot(result))
+    write_atomic(out / "transfer.md", _markdown(result, cfg))
+    write_atomic(out / "transfer.png", transfer_plot(result))
     meta = {
         "command": "transfer",
         "config": _plain(cfg),
@@ -340,13 +341,13 @@ def run_transfer(cfg: TransferConfig) -> TransferResult:
         },
         "programs": {r: {"formula": p.formula(), "program": program_to_json(p)} for r, p in result.programs.items()},
         "rows": list(rows), "row_kinds": list(kinds), "columns": list(names),
-        "tau": _nan_to_none(tau), "rho": _nan_to_none(rho), "n": result.n.tolist(), "n_valid": n_valid.tolist(),
+        "tau": json_safe(tau), "rho": json_safe(rho), "n": result.n.tolist(), "n_valid": n_valid.tolist(),
         "marks": result.marks, "notes": result.notes,
         "versions": package_versions(), "host": socket.gethostname(),
         "started": started, "finished": _dt.datetime.now(_dt.UTC).isoformat(),
         "seconds": round(result.seconds, 3),
     }
-    _write_text(out / "transfer.json", json.dumps(meta, indent=1, allow_nan=False) + "\n")
+    write_atomic(out / "transfer.json", json.dumps(meta, indent=1, allow_nan=False) + "\n")
     return result
 
 
@@ -358,39 +359,7 @@ def _store_identity(url: str) -> dict[str, Any]:
             "batch_size": plan.collect.batch_size, "seed": plan.collect.seed, "structure": plan.collect.structure}
 
 
-def _nan_to_none(a: np.ndarray) -> list:
-    return [[None if not math.isfinite(float(v)) else float(v) for v in row] for row in np.asarray(a)]
-
-
 # ----------------------------------------------------------------------------- writing
-def _figure(width: float, height: float) -> Any:
-    """A matplotlib figure on the Agg canvas (object API, no ``pyplot``: no display, no global state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=120)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _png(fig: Any) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight", metadata={"Software": None})
-    return buf.getvalue()
-
-
-def _write_text(path: Path, text: str) -> None:
-    _write_bytes(path, text.encode("utf-8"))
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _num(x: float, digits: int = 3) -> str:
     return "nan" if not math.isfinite(float(x)) else f"{x:.{digits}f}"
 
@@ -409,7 +378,7 @@ def _write_csv(path: Path, r: TransferResult) -> None:
                         "" if not math.isfinite(r.tau[i, c]) else repr(float(r.tau[i, c])),
                         "" if not math.isfinite(r.rho[i, c]) else repr(float(r.rho[i, c])),
                         r.marks[i][c], int(r.n[c]), int(r.n_valid[i, c]), formula])
-    _write_text(path, buf.getvalue())
+    write_atomic(path, buf.getvalue())
 
 
 def _matrix_lines(r: TransferResult, values: np.ndarray, marks: bool, corner: str) -> list[str]:
@@ -469,7 +438,7 @@ def format_transfer(result: TransferResult) -> str:
 def transfer_plot(r: TransferResult) -> bytes:
     """Heat map of τ (rows × tested-on tasks): annotated cells, diverging colours centred at 0."""
     R, C = r.tau.shape
-    fig = _figure(1.6 + 1.25 * C, 1.1 + 0.5 * R)
+    fig = figure(1.6 + 1.25 * C, 1.1 + 0.5 * R)
     ax = fig.add_subplot(1, 1, 1)
     finite = np.abs(r.tau[np.isfinite(r.tau)])
     lim = max(float(finite.max()) if finite.size else 1.0, 0.05)
@@ -494,4 +463,4 @@ def transfer_plot(r: TransferResult) -> bytes:
     ax.set_xlabel("tested on")
     ax.set_title("Kendall τ transfer (** best, * second best per column)", fontsize=10)
     fig.colorbar(im, ax=ax, label="Kendall τ", fraction=0.05, pad=0.03)
-    return _png(fig)
+    return png(fig)
