@@ -164,13 +164,9 @@ class TransferConfig:
         """The ``EvolveConfig`` of one task's run (``OUT/evolve/NAME``)."""
         from .evolve import EvolveConfig
 
-        return EvolveConfig(
-            stores=(url,), out=str(Path(self.out) / "evolve" / name), population=self.population, mu=self.mu,
-            lambda_=self.lambda_, cxpb=self.cxpb, mutpb=self.mutpb, tournament=self.tournament,
-            min_depth=self.min_depth, max_depth=self.max_depth, generations=self.generations, seed=self.seed,
-            abs_tau=self.abs_tau, to_scalar=self.to_scalar, workers=self.workers, scheduler=self.scheduler,
-            max_networks=self.max_networks, progress=self.progress,
-        )
+        shared = {f.name for f in dataclasses.fields(EvolveConfig)} - {"stores", "out"}
+        return EvolveConfig(stores=(url,), out=str(Path(self.out) / "evolve" / name),
+                            **{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name in shared})
 
 
 @dataclass

@@ -651,6 +651,14 @@ def _sequential_to_json(program: SequentialProgram) -> dict[str, Any]:
     return doc
 
 
+def _doc_name(doc: dict[str, Any]) -> str | None:
+    """The document's label, checked again: the schema's ``$`` pattern admits a final newline."""
+    name = doc.get("name")
+    if name is not None and _LABEL_RE.fullmatch(name) is None:
+        raise ProgramError(f"$.name: invalid program name {_short(name)}")
+    return name
+
+
 def _sequential_from_json(doc: dict[str, Any]) -> SequentialProgram:
     """A :class:`~eznas_store.gp.sequential.SequentialProgram` from a schema-checked document."""
     from .sequential import SequentialProgram, check_instructions
@@ -662,9 +670,7 @@ def _sequential_from_json(doc: dict[str, Any]) -> SequentialProgram:
             "use 'statistics'"
         )
     instructions = check_instructions(doc["instructions"], path="$.instructions")
-    name = doc.get("name")
-    if name is not None and _LABEL_RE.fullmatch(name) is None:
-        raise ProgramError(f"$.name: invalid program name {_short(name)}")
+    name = _doc_name(doc)
     return SequentialProgram(
         instructions=instructions,
         to_scalar=doc.get("to_scalar", "mean"),
@@ -738,9 +744,7 @@ def program_from_json(obj: Any, *, ops: Mapping[str, Op] | None = None) -> Progr
                 f"$.formula: {_short(doc['formula'])} does not describe the tree "
                 f"{_short(tree.formula())}"
             )
-    name = doc.get("name")
-    if name is not None and _LABEL_RE.fullmatch(name) is None:  # schema "$" allows a final \n
-        raise ProgramError(f"$.name: invalid program name {_short(name)}")
+    name = _doc_name(doc)
     return Program(
         tree=tree,
         to_scalar=doc.get("to_scalar", "mean"),
