@@ -334,10 +334,7 @@ class _StatisticScorer:
 
     def describe(self) -> list[dict]:
         """Tasks for run.json; the collection structure lets reports name the variant."""
-        from .store import open_store
-
-        return [{"name": t.name, "n_networks": t.n, "url": t.url,
-                 "structure": open_store(t.url).plan.collect.structure} for t in self.tasks]
+        return [{"name": t.name, "n_networks": t.n, "url": t.url, "structure": t.structure} for t in self.tasks]
 
     def fitness(self, programs: Sequence[Program], desc: str) -> list[Fitness]:
         fits, _ = self.engine.fitness(list(programs), self.tasks, combine=self.cfg.combine,
@@ -410,11 +407,9 @@ class _ProxyScorer:
 
     def finish(self, out: Path, programs: list[Program]) -> None:
         """The cross-problem matrix (held-out networks and problems) beside the best single proxy."""
-        from .proxy_tables import cross_problem_matrix, format_matrix, write_matrix
+        from .proxy_tables import cross_problem_matrix, write_matrix
 
-        m = cross_problem_matrix({p.name: p for p in programs}, self.test)
-        write_matrix(m, out / "cross_problem")
-        (out / "cross_problem" / "matrix.txt").write_text(format_matrix(m) + "\n")
+        write_matrix(cross_problem_matrix({p.name: p for p in programs}, self.test), out / "cross_problem")
 
     def close(self) -> None:
         pass

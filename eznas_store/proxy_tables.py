@@ -492,20 +492,27 @@ def _heatmap(m: CrossMatrix, path: Path) -> None:
 
 
 def write_matrix(m: CrossMatrix, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
-    """``matrix.csv`` (long form), ``matrix.md`` and a heat map ``matrix.png`` in ``out_dir``."""
+    """``matrix.csv`` (long form), ``matrix.md``, ``matrix.txt`` (what ``format_matrix``
+    prints) and a heat map ``matrix.png`` in ``out_dir``."""
+    import io
+
+    from .outputs import write_atomic
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"csv": out / "matrix.csv", "md": out / "matrix.md", "png": out / "matrix.png"}
-    with open(paths["csv"], "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["problem", "train", "n_networks", "kind", "name", "formula", "kendall_tau",
-                    "spearman_rho", "reason"])
-        for i, prob in enumerate(m.problems):
-            w.writerow([prob, int(m.train[i]), m.n_networks[i], "best_proxy", m.best_proxy[i],
-                        m.best_proxy[i], m.best_tau[i], m.best_rho[i], ""])
-            for j, name in enumerate(m.programs):
-                w.writerow([prob, int(m.train[i]), m.n_networks[i], "program", name, m.formulas[j],
-                            m.tau[i, j], m.rho[i, j], m.reasons[i][j] or ""])
-    paths["md"].write_text(_markdown(m), encoding="utf-8")
+    paths = {k: out / f"matrix.{k}" for k in ("csv", "md", "txt", "png")}
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(["problem", "train", "n_networks", "kind", "name", "formula", "kendall_tau",
+                "spearman_rho", "reason"])
+    for i, prob in enumerate(m.problems):
+        w.writerow([prob, int(m.train[i]), m.n_networks[i], "best_proxy", m.best_proxy[i],
+                    m.best_proxy[i], m.best_tau[i], m.best_rho[i], ""])
+        for j, name in enumerate(m.programs):
+            w.writerow([prob, int(m.train[i]), m.n_networks[i], "program", name, m.formulas[j],
+                        m.tau[i, j], m.rho[i, j], m.reasons[i][j] or ""])
+    write_atomic(paths["csv"], buf.getvalue())
+    write_atomic(paths["md"], _markdown(m))
+    write_atomic(paths["txt"], format_matrix(m) + "\n")
     _heatmap(m, paths["png"])
     return paths

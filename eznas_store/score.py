@@ -43,6 +43,7 @@ class Task:
     accuracy: np.ndarray
     archs: tuple[str, ...]
     chunks: tuple[tuple[int, int], ...]
+    structure: str = "rcb"  # how the store's statistics were collected (reports name variants by it)
 
     @property
     def n(self) -> int:
@@ -63,7 +64,8 @@ def load_task(url: str, *, name: str | None = None, max_networks: int | None = N
     chunks = tuple((lo, hi) for lo, hi in store.chunk_ranges() if any(n in keep for n in range(lo, hi)))
     label = name or f"{store.plan.space}-{store.plan.dataset}:{os.path.basename(str(url).rstrip('/'))}"
     return Task(url=str(url), name=label, networks=idx, accuracy=store.accuracy()[idx],
-                archs=tuple(store.plan.archs[i] for i in idx), chunks=chunks)
+                archs=tuple(store.plan.archs[i] for i in idx), chunks=chunks,
+                structure=store.plan.collect.structure)
 
 
 @functools.lru_cache(maxsize=8)
