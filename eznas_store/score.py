@@ -33,6 +33,16 @@ from .gp.program import Program, program_from_json, program_to_json
 from .store import Store, chunk_from_raw, open_store
 
 
+def _check_statistics(programs: Sequence[Program]) -> None:
+    """Networks' statistics can only feed statistics programs; say so before any work."""
+    for p in programs:
+        if p.terminal_set != "statistics":
+            raise ConfigError(
+                f"program {p.name or p.formula()!r} reads hand-crafted proxy values, not the "
+                "networks' statistics: evaluate it with evolve --over proxies or search --proxy"
+            )
+
+
 @dataclass(frozen=True)
 class Task:
     """The usable networks of one store: complete and with a finite accuracy."""
@@ -142,6 +152,7 @@ class Engine:
     def score(self, programs: Sequence[Program], tasks: Sequence[Task], *, to_scalar: str | None = None,
               desc: str = "chunks") -> PopulationScores:
         t0 = time.perf_counter()
+        _check_statistics(programs)
         payload = [program_to_json(p) for p in programs]
         jobs = [(t, lo, hi) for t, task in enumerate(tasks) for lo, hi in task.chunks]
         from tqdm.auto import tqdm
@@ -263,6 +274,7 @@ def score_collected(blocks: Sequence[Any], programs: Sequence[Program], *, struc
     as store reads, so a network scores the same collected or stored."""
     from .collect import stored_subset
 
+    _check_statistics(programs)
     raw = [stored_subset(b) for b in blocks]
     return evaluate_population(list(programs), chunk_from_raw([raw], structure=structure), to_scalar=to_scalar)
 

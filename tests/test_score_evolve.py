@@ -152,3 +152,15 @@ def test_evolve_on_a_real_dask_cluster(tiny_store, tmp_path):
         for p in procs:
             p.kill()
             p.wait()
+
+
+def test_a_proxy_program_on_statistics_is_a_clear_error(tiny_store, tmp_path, capsys):
+    from eznas_store.gp.program import save_program
+    from eznas_store.gp.proxy_ops import PROXY_OPS
+
+    prog = Program(tree=parse_formula("add(synflow, nwot)", ops=PROXY_OPS, terminals=None),
+                   terminal_set="proxies", name="sn")
+    path = save_program(prog, tmp_path / "sn.json")
+    assert main(["score", tiny_store, "--program", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "reads hand-crafted proxy values" in err and "\n" not in err
