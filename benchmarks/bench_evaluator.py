@@ -30,10 +30,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eznas_store.evaluate import evaluate_population, evaluate_reference  # noqa: E402
-from eznas_store.gp.primitives import OPS  # noqa: E402
-from eznas_store.gp.program import Apply, Program, Terminal  # noqa: E402
-from eznas_store.synthetic import synthetic_chunk  # noqa: E402
+from eznas_store.evaluate.population import evaluate_population, evaluate_reference  # noqa: E402
+from eznas_store.programs.ops import OPS  # noqa: E402
+from eznas_store.programs.tree import Apply, Program, Terminal  # noqa: E402
+from eznas_store.evaluate.synthetic import synthetic_chunk  # noqa: E402
 from eznas_store.terminals import TERMINALS  # noqa: E402
 
 

@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from eznas_store.ingest import IngestConfig, run_ingest  # noqa: E402
-from eznas_store.store import ARRAY_FAMILY, dir_bytes, open_store  # noqa: E402
+from eznas_store.ingest.driver import IngestConfig, run_ingest  # noqa: E402
+from eznas_store.store.zarr_store import ARRAY_FAMILY, dir_bytes, open_store  # noqa: E402
 
 
 def raw_bytes_22(store) -> np.ndarray:

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np
 
-from eznas_store.search import SearchConfig, run_search
+from eznas_store.search.aging import SearchConfig, run_search
 
 DATA = ROOT.parent / "shared" / "data"
 

@@ -12,11 +12,11 @@ __all__ = ["__version__", "open_store", "score_model"]
 def __getattr__(name: str):
     # lazy: importing the package must not import torch/zarr for `eznas-store --help`
     if name == "open_store":
-        from .store import open_store
+        from eznas_store.store.zarr_store import open_store
 
         return open_store
     if name == "score_model":
-        from .api import score_model
+        from eznas_store.api import score_model
 
         return score_model
     raise AttributeError(name)

@@ -8,7 +8,7 @@ EZNAS does, so the caller's model is left untouched.
 Example
 -------
 >>> import torch, eznas_store
->>> from eznas_store.spaces.nb201 import build
+>>> from eznas_store.sources.spaces.nb201 import build
 >>> net = build("|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|skip_connect~0|none~1|nor_conv_1x1~2|", num_classes=10)
 >>> score = eznas_store.score_model(net, torch.randn(4, 3, 32, 32), "eznas-a")  # doctest: +SKIP
 """
@@ -21,17 +21,17 @@ import math
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from eznas_store.errors import ConfigError
 
 
 def score_model(model: nn.Module, batch: torch.Tensor, program_or_proxy, *, labels: torch.Tensor | None = None,
                 seed: int = 0, structure: str = "rcb", device: str | torch.device = "cpu") -> float:
     """The model's score: a program (``Program``, JSON path or name like ``"eznas-a"``) or a
     hand-crafted proxy name (``"synflow"``, ``"nwot"``, ...). NaN if the program is invalid."""
-    from .collect import CollectConfig, collect
-    from .gp.program import Program, load_program
-    from .proxies import PROXIES, compute_proxy
-    from .score import score_collected
+    from eznas_store.collect.statistics import CollectConfig, collect
+    from eznas_store.programs.tree import Program, load_program
+    from eznas_store.collect.proxies import PROXIES, compute_proxy
+    from eznas_store.fitness.engine import score_collected
 
     if not isinstance(batch, torch.Tensor) or batch.dim() != 4:
         raise ConfigError("batch must be an image tensor of shape (B, 3, H, W)")

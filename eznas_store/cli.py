@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .errors import EznasError
+from eznas_store.errors import EznasError
 
 app = typer.Typer(
     name="eznas-store",
@@ -32,7 +32,7 @@ def _with_job(ctx: typer.Context, job: str | None, section: str, given: dict) ->
     given = {k: v for k, v in given.items() if k not in ("ctx", "job")}
     if not job:
         return given
-    from .config import load_job, merge_options
+    from eznas_store.config import load_job, merge_options
 
     # compare by name: typer may carry its own copy of click's ParameterSource enum
     explicit = {k for k in given
@@ -71,9 +71,9 @@ def ingest(
 ) -> None:
     """Collect the 22 EZNAS statistics of each network into a Zarr store (resumable, shardable)."""
     given = dict(locals())
-    from .benchmarks import parse_network_selection
-    from .collect import DEFAULT_PERTURB_SCALE
-    from .ingest import IngestConfig, parse_shard, run_ingest
+    from eznas_store.sources.tables import parse_network_selection
+    from eznas_store.collect.statistics import DEFAULT_PERTURB_SCALE
+    from eznas_store.ingest.driver import IngestConfig, parse_shard, run_ingest
 
     o = _with_job(ctx, job, "ingest", given)
     (store, dataset, space, benchmark, data_root, networks, seed, batch_size, structure, perturb_scale, shard,
@@ -99,7 +99,7 @@ def ingest(
 @app.command()
 def verify(store: Annotated[str, typer.Argument(help="Store path or URL.")]) -> None:
     """Check a store's shapes, completion flags and that every chunk decodes; name broken networks."""
-    from .store import open_store, verify_store
+    from eznas_store.store.zarr_store import open_store, verify_store
 
     s = open_store(store)
     rep = verify_store(s)
@@ -112,7 +112,7 @@ def verify(store: Annotated[str, typer.Argument(help="Store path or URL.")]) -> 
 @app.command()
 def info(store: Annotated[str, typer.Argument(help="Store path or URL.")]) -> None:
     """Print a store's summary: plan, completion, sizes and accuracy range."""
-    from .store import open_store, store_summary
+    from eznas_store.store.zarr_store import open_store, store_summary
 
     typer.echo(store_summary(open_store(store)))
 
@@ -150,7 +150,7 @@ def evolve(
 ) -> None:
     """Evolve a proxy program by genetic programming (EZNAS appendix 1.7 defaults)."""
     given = dict(locals())
-    from .evolve import EvolveConfig, run_evolve
+    from eznas_store.search.evolve import EvolveConfig, run_evolve
 
     o = _with_job(ctx, job, "evolve", given)
     o.pop("resume"), o.pop("no_progress")
@@ -191,13 +191,13 @@ def score(
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
 ) -> None:
     """Kendall tau and Spearman rho of programs, from a store or straight from networks (no store)."""
-    from .gp.program import load_program
-    from .score import Engine, score_store, score_storeless, summarise, write_scores_csv
+    from eznas_store.programs.tree import load_program
+    from eznas_store.fitness.engine import Engine, score_store, score_storeless, summarise, write_scores_csv
 
     if proxy:
         if store is None:
             _fail("--proxy reads the values ingest stored: give a STORE")
-        from .compare import proxy_scores
+        from eznas_store.studies.compare import proxy_scores
 
         task_name = store
         results = []
@@ -217,8 +217,8 @@ def score(
     else:
         if dataset is None:
             _fail("score without a STORE needs --dataset (and --benchmark, --data-root) to collect on the fly")
-        from .benchmarks import parse_network_selection
-        from .ingest import IngestConfig
+        from eznas_store.sources.tables import parse_network_selection
+        from eznas_store.ingest.driver import IngestConfig
 
         sel = parse_network_selection(networks)
         cfg = IngestConfig(store="", dataset=dataset, space=space, benchmark=benchmark, data_root=data_root,
@@ -241,7 +241,7 @@ def report(
     """One run: RUN/report.md + .html (fitness curve, scatter plots, best program tree).
     Several runs (e.g. the statistic variants R-C-B/C-B-R x mean/L2, or tree vs sequential):
     one comparison table + overlaid fitness curves in --out."""
-    from .report import write_comparison, write_report
+    from eznas_store.report.render import write_comparison, write_report
 
     if len(run_dirs) == 1 and out is None:
         md, html = write_report(run_dirs[0])
@@ -275,8 +275,8 @@ def label(
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
 ) -> None:
     """Train cells for a fixed budget and write a benchmark table: ground truth no benchmark covers."""
-    from .benchmarks import parse_network_selection
-    from .label import LabelConfig, run_label
+    from eznas_store.sources.tables import parse_network_selection
+    from eznas_store.collect.label import LabelConfig, run_label
 
     sel = parse_network_selection(networks)
     if sel is None:
@@ -299,7 +299,7 @@ def demo(
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
 ) -> None:
     """The whole pipeline with no files from you: label (train cells on digits) → ingest → evolve → report."""
-    from .demo import DemoConfig, run_demo
+    from eznas_store.studies.demo import DemoConfig, run_demo
 
     run_demo(DemoConfig(out=out, networks=networks, seed=seed, workers=workers, fresh=fresh,
                         progress=not no_progress), echo=typer.echo)
@@ -315,8 +315,8 @@ def compare(
     workers: Annotated[int, typer.Option("--workers")] = 0,
 ) -> None:
     """Kendall tau and Spearman rho of every hand-crafted proxy, EZNAS-A and given programs."""
-    from .compare import compare_store, format_table, suitezero_agreement, write_outputs
-    from .score import Engine
+    from eznas_store.studies.compare import compare_store, format_table, suitezero_agreement, write_outputs
+    from eznas_store.fitness.engine import Engine
 
     with Engine(workers=workers) as engine:
         rows = compare_store(store, programs=program or [], engine=engine)
@@ -351,7 +351,7 @@ def transfer(
 ) -> None:
     """Fig. 4: evolve on each task, test every best program on every task (Kendall-tau matrix,
     FLOPs/params/EZNAS-A rows, best ** and second best * per column, heat map). Reruns reuse runs."""
-    from .transfer import TransferConfig, format_transfer, run_transfer
+    from eznas_store.studies.transfer import TransferConfig, format_transfer, run_transfer
 
     cfg = TransferConfig(stores=tuple(stores), out=out, program=program, population=population, mu=mu,
                          lambda_=lambda_, generations=generations, max_depth=max_depth, seed=seed, abs_tau=abs_tau,
@@ -385,7 +385,7 @@ def seeds(
 ) -> None:
     """Fig. 2: spread of Kendall tau over k seeds, (a) architectures fixed, (b) resampled; box plots.
     Storeless; a killed study resumes from its finished seeds."""
-    from .seeds import SeedsConfig, format_seeds, run_seeds
+    from eznas_store.studies.seeds import SeedsConfig, format_seeds, run_seeds
 
     cfg = SeedsConfig(out=out, dataset=dataset, benchmark=benchmark, programs=tuple(program or ("eznas-a",)),
                       data_root=data_root, networks=networks, seeds=k, first_seed=first_seed, sample_seed=sample_seed,
@@ -421,7 +421,7 @@ def search(
 ) -> None:
     """Aging evolution over NB201 cells with a zero-cost proxy as fitness, computed on the fly
     (no store): prints the chosen cell, its true accuracy, its rank among all cells, wall time."""
-    from .search import SearchConfig, format_result, run_search
+    from eznas_store.search.aging import SearchConfig, format_result, run_search
 
     cfg = SearchConfig(proxy=proxy, benchmark=benchmark, budget=budget, max_evaluations=max_evaluations,
                        dataset=dataset, data_root=data_root, accuracy_column=accuracy_column, space=space,

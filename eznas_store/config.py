@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, DataNotFoundError
+from eznas_store.errors import ConfigError, DataNotFoundError
 
 SCHEMA_PATH = next((p for p in (Path(__file__).resolve().parents[1] / "schemas" / "job.schema.json",
                                 Path(__file__).resolve().parent / "schemas" / "job.schema.json")

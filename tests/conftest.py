@@ -22,8 +22,8 @@ def shared_path(*parts: str) -> Path:
 
 def make_bench(path: Path, n: int = 12, seed: int = 0, column: str = "digits_test") -> Path:
     """A small benchmark CSV in the NB201 table format with made-up accuracies."""
-    from eznas_store.benchmarks import write_benchmark
-    from eznas_store.spaces.nb201 import all_cells
+    from eznas_store.sources.tables import write_benchmark
+    from eznas_store.sources.spaces.nb201 import all_cells
 
     cells = list(all_cells())
     rng = np.random.default_rng(seed)
@@ -40,7 +40,7 @@ def tiny_bench(tmp_path: Path) -> Path:
 
 
 def tiny_ingest_config(store: str, bench: Path, **kw):
-    from eznas_store.ingest import IngestConfig
+    from eznas_store.ingest.driver import IngestConfig
 
     base = dict(store=store, benchmark=str(bench), networks=None, seed=0, batch_size=2,
                 chunk_networks=3, progress=False, device="cpu")
@@ -52,7 +52,7 @@ def tiny_ingest_config(store: str, bench: Path, **kw):
 @pytest.fixture(scope="session")
 def tiny_store(tmp_path_factory) -> str:
     """A complete tiny store of 12 networks (batch 2), shared read-only by tests."""
-    from eznas_store.ingest import run_ingest
+    from eznas_store.ingest.driver import run_ingest
 
     d = tmp_path_factory.mktemp("tiny")
     bench = make_bench(d / "bench.csv")
@@ -72,7 +72,7 @@ def tiny_ingest_cmd(store: str, bench: Path, *, chunk_networks: int) -> list[str
 
 def store_arrays(url: str) -> dict[str, np.ndarray]:
     """Every per-network array a store holds (tensors, flags, params, FLOPs, proxies), loaded."""
-    from eznas_store.store import open_store
+    from eznas_store.store.zarr_store import open_store
 
     s = open_store(url)
     names = ["complete", "params", "flops", *s.meta["stored"]]

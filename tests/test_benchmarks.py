@@ -12,7 +12,7 @@ from fixtures_data import SHARED_DATA
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from eznas_store.benchmarks import (
+from eznas_store.sources.tables import (
     BenchmarkTable,
     default_accuracy_column,
     meta_path,

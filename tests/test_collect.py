@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from eznas_store.collect import CollectConfig, collect, derive_raw, find_blocks, make_inputs
-from eznas_store.spaces import nb201
+from eznas_store.collect.statistics import CollectConfig, collect, derive_raw, find_blocks, make_inputs
+from eznas_store.sources.spaces import nb201
 
 
 def _bn_backward(g, xhat, var, eps):

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from eznas_store.cli import main
-from eznas_store.compare import compare_store, suitezero_agreement
+from eznas_store.studies.compare import compare_store, suitezero_agreement
 from eznas_store.errors import StoreError
-from eznas_store.ingest import proxies_for_network, run_ingest
-from eznas_store.proxies import PROXY_NAMES
-from eznas_store.store import open_store
+from eznas_store.ingest.driver import proxies_for_network, run_ingest
+from eznas_store.collect.proxies import PROXY_NAMES
+from eznas_store.store.zarr_store import open_store
 
 from conftest import tiny_ingest_config
 
@@ -59,14 +59,14 @@ def test_store_without_proxies(tmp_path, tiny_bench):
     run_ingest(tiny_ingest_config(url, tiny_bench, networks=3, proxies=False))
     assert open_store(url).proxy_table() is None
     with pytest.raises(StoreError, match="without hand-crafted proxies"):
-        from eznas_store.compare import proxy_scores
+        from eznas_store.studies.compare import proxy_scores
 
         proxy_scores(url, "synflow")
 
 
 def test_suitezero_agreement_on_a_fixture(tiny_store, tmp_path):
     """A zc file holding our own values for the same cells agrees perfectly (rho = 1)."""
-    from eznas_store.suitezero import nb201_cell_to_key
+    from eznas_store.sources.suitezero import nb201_cell_to_key
 
     s = open_store(tiny_store)
     table = s.proxy_table()

@@ -24,7 +24,7 @@ def test_job_files_shipped_in_jobs_are_valid():
 def test_programs_shipped_in_jobs_load():
     from pathlib import Path
 
-    from eznas_store.gp.program import load_program
+    from eznas_store.programs.tree import load_program
 
     files = sorted(Path(__file__).resolve().parents[1].joinpath("jobs", "programs").glob("*.json"))
     assert files

@@ -17,8 +17,8 @@ from fixtures_data import (
     write_image_folder_fixture,
 )
 
-from eznas_store import datasets
-from eznas_store.datasets import (
+from eznas_store.sources import datasets
+from eznas_store.sources.datasets import (
     DATASETS,
     RestrictedUnpickler,
     get_spec,

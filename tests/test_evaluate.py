@@ -12,9 +12,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eznas_store.chunk import BlockGroup, Chunk
+from eznas_store.evaluate.chunk import BlockGroup, Chunk
 from eznas_store.errors import CorruptChunkError, UnknownNameError
-from eznas_store.evaluate import (
+from eznas_store.evaluate.population import (
     ChunkScores,
     _rule,
     evaluate_population,
@@ -22,9 +22,9 @@ from eznas_store.evaluate import (
     merge_chunk_scores,
     node_key,
 )
-from eznas_store.gp.primitives import OPS, Op
-from eznas_store.gp.program import NAMED_PROGRAMS, Apply, Program, Terminal, parse_formula
-from eznas_store.synthetic import synthetic_chunk
+from eznas_store.programs.ops import OPS, Op
+from eznas_store.programs.tree import NAMED_PROGRAMS, Apply, Program, Terminal, parse_formula
+from eznas_store.evaluate.synthetic import synthetic_chunk
 from eznas_store.terminals import TERMINALS
 
 OP_NAMES = sorted(OPS)

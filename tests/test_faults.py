@@ -10,8 +10,8 @@ import time
 
 import numpy as np
 
-from eznas_store.ingest import run_ingest
-from eznas_store.store import open_store, verify_store
+from eznas_store.ingest.driver import run_ingest
+from eznas_store.store.zarr_store import open_store, verify_store
 
 from conftest import make_bench, store_arrays, tiny_ingest_cmd, tiny_ingest_config
 
@@ -59,11 +59,11 @@ def test_dask_worker_killed_mid_scoring_gives_the_same_result(tiny_store):
     _sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from bench_evaluator import random_population
 
-    from eznas_store.score import Engine, load_task
+    from eznas_store.fitness.engine import Engine, load_task
 
     task = load_task(tiny_store)
     progs = random_population(60, seed=1)
-    from eznas_store.gp.program import Program
+    from eznas_store.programs.tree import Program
 
     progs = [p if isinstance(p, Program) else Program(tree=p) for p in progs]
     with Engine(workers=0) as local:

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from eznas_store.errors import BenchmarkFormatError, ConfigError
-from eznas_store.fitness import (
+from eznas_store.fitness.correlations import (
     Fitness,
     combine_tasks,
     kendall_tau,

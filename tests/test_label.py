@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from eznas_store.benchmarks import default_accuracy_column, meta_path, read_benchmark
+from eznas_store.sources.tables import default_accuracy_column, meta_path, read_benchmark
 from eznas_store.errors import ConfigError, EznasError, InvalidArchError, UnknownNameError
-from eznas_store.label import DEMO_LABEL, LabelConfig, label_seeds, run_label
-from eznas_store.spaces.nb201 import all_cells
+from eznas_store.collect.label import DEMO_LABEL, LabelConfig, label_seeds, run_label
+from eznas_store.sources.spaces.nb201 import all_cells
 
 ALL = list(all_cells())
 #: three cells with different capacity: all-conv, a mix, and one with no input→output path
@@ -160,7 +160,7 @@ def test_bad_cells_and_sizes(tmp_path):
 
 
 def test_killed_run_keeps_finished_cells(tmp_path, monkeypatch):
-    import eznas_store.label as label_module
+    import eznas_store.collect.label as label_module
 
     real = label_module.train_network
     calls = []

@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eznas_store.errors import InvalidArchError
-from eznas_store.spaces import get_space
-from eznas_store.spaces import nb201
+from eznas_store.sources.spaces import get_space
+from eznas_store.sources.spaces import nb201
 
 ALL_NONE = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
 ALL_3x3 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
@@ -40,7 +40,7 @@ def test_block_counts(arch, blocks):
 
 
 def test_block_specs_match_the_network():
-    from eznas_store.collect import CollectConfig, collect
+    from eznas_store.collect.statistics import CollectConfig, collect
 
     arch = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
     for structure in ("rcb", "cbr"):

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from eznas_store.gp.primitives import OPS, OPS_BY_ID, Op, apply_op
+from eznas_store.programs.ops import OPS, OPS_BY_ID, Op, apply_op
 
 T = torch.tensor
 NAN, INF = float("nan"), float("inf")

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from eznas_store.errors import EznasError, ProgramError
-from eznas_store.gp.primitives import OPS, Op
-from eznas_store.gp.program import (
+from eznas_store.programs.ops import OPS, Op
+from eznas_store.programs.tree import (
     MAX_DEPTH, MAX_NODES, NAMED_PROGRAMS, SCHEMA_PATH, Apply, Node, Program, Terminal,
     from_prefix, load_program, parse_formula, program_from_json, program_to_json,
     save_program, terminals_for, tree_from_json, tree_to_json, validate_tree,
@@ -302,7 +302,7 @@ def test_schema_file_is_valid_and_admits_sequential():
     sequential = {"format": "eznas-program", "version": 1, "representation": "sequential",
                   "instructions": [[18, 30, 5, 0]]}
     assert not list(full_schema().iter_errors(sequential))
-    from eznas_store.gp.sequential import SequentialProgram
+    from eznas_store.programs.sequential import SequentialProgram
 
     loaded = program_from_json(sequential)
     assert isinstance(loaded, SequentialProgram) and loaded.instructions == ((18, 30, 5, 0),)
@@ -474,7 +474,7 @@ def _accepted_or_program_error(obj) -> None:
     except ProgramError as e:
         assert "\n" not in str(e)
         return
-    from eznas_store.gp.sequential import SequentialProgram
+    from eznas_store.programs.sequential import SequentialProgram
 
     assert isinstance(p, (Program, SequentialProgram))
     # whatever the node-by-node loader accepts, the (recursive) schema file accepts too

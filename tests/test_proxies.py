@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eznas_store.collect import CollectConfig, collect
-from eznas_store.datasets import sample_batch
+from eznas_store.collect.statistics import CollectConfig, collect
+from eznas_store.sources.datasets import sample_batch
 from eznas_store.errors import ConfigError, UnknownNameError
-from eznas_store.proxies import (
+from eznas_store.collect.proxies import (
     BLOCK_PROXIES,
     PROXIES,
     PROXY_NAMES,
@@ -30,7 +30,7 @@ from eznas_store.proxies import (
     nwot_logdet,
     synflow_sum,
 )
-from eznas_store.spaces import nb201
+from eznas_store.sources.spaces import nb201
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -396,7 +396,7 @@ def test_block_variants_from_terminals_match_the_network(batch, structure):
     def factory(seed):
         return nb201.build(CELL, structure=structure, **TINY)
 
-    from eznas_store.collect import reinitialise
+    from eznas_store.collect.statistics import reinitialise
 
     def eznas(seed):
         m = factory(seed)
@@ -419,7 +419,7 @@ def test_params_and_flops_equal_suite_zero_on_real_cells():
     path = SHARED_DATA / "suite-zero" / "zc_nasbench201.json.gz"
     if not path.exists():
         pytest.skip(f"{path} not found: this test reads the real Suite-Zero table (see SOURCES.md)")
-    from eznas_store.suitezero import read_zc
+    from eznas_store.sources.suitezero import read_zc
 
     table = read_zc(path)["cifar10"]
     rng = np.random.default_rng(0)

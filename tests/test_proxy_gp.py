@@ -25,10 +25,10 @@ from eznas_store.errors import (
     StoreError,
     UnknownNameError,
 )
-from eznas_store.evaluate import evaluate_columns
-from eznas_store.fitness import kendall_tau, population_fitness, spearman_rho
-from eznas_store.gp.primitives import OPS
-from eznas_store.gp.program import (
+from eznas_store.evaluate.population import evaluate_columns
+from eznas_store.fitness.correlations import kendall_tau, population_fitness, spearman_rho
+from eznas_store.programs.ops import OPS
+from eznas_store.programs.tree import (
     Apply,
     Program,
     Terminal,
@@ -36,8 +36,8 @@ from eznas_store.gp.program import (
     program_from_json,
     program_to_json,
 )
-from eznas_store.gp.proxy_ops import PDIV_EPS, PROXY_OPS, rank_against
-from eznas_store.proxy_tables import (
+from eznas_store.programs.proxy_ops import PDIV_EPS, PROXY_OPS, rank_against
+from eznas_store.fitness.problems import (
     ProxyProblem,
     ProxyScorer,
     cross_problem_matrix,
@@ -365,7 +365,7 @@ def test_load_missing_sources(tmp_path: Path) -> None:
 
 
 def test_load_store(tiny_store: str) -> None:
-    from eznas_store.store import open_store
+    from eznas_store.store.zarr_store import open_store
 
     (p,) = load_problems(tiny_store)
     store = open_store(tiny_store)
@@ -388,7 +388,7 @@ def test_load_store(tiny_store: str) -> None:
 
 
 def test_load_store_without_proxies(tmp_path: Path) -> None:
-    from eznas_store.ingest import run_ingest
+    from eznas_store.ingest.driver import run_ingest
 
     url = str(tmp_path / "np.zarr")
     run_ingest(tiny_ingest_config(url, make_bench(tmp_path / "b.csv", n=3), proxies=False))
@@ -542,8 +542,8 @@ def test_evolve_over_proxies_end_to_end(tmp_path: Path, capsys) -> None:
     import itertools
 
     from eznas_store.cli import main
-    from eznas_store.gp.program import load_program
-    from eznas_store.proxy_tables import load_problems, split_problem
+    from eznas_store.programs.tree import load_program
+    from eznas_store.fitness.problems import load_problems, split_problem
 
     keys = [str(k) for k in itertools.islice(itertools.product(range(5), repeat=6), 7, 7 + 80)]
     rng = np.random.default_rng(4)
@@ -567,7 +567,7 @@ def test_evolve_over_proxies_end_to_end(tmp_path: Path, capsys) -> None:
     c10 = load_problems(str(zc), tasks=["cifar10"])[0]
     _, test = split_problem(c10, 30, 1)
     scores, _ = evaluate_columns(best, test.columns, ops=PROXY_OPS)
-    from eznas_store.proxy_tables import cross_problem_matrix
+    from eznas_store.fitness.problems import cross_problem_matrix
 
     m = cross_problem_matrix({"best_final": best}, [test])
     assert m.tau[0, 0] == pytest.approx(kendall_tau(scores, test.accuracy))

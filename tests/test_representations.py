@@ -7,10 +7,10 @@ import json
 import pandas as pd
 
 from eznas_store.cli import main
-from eznas_store.evolve import EvolveConfig, run_evolve
-from eznas_store.gp.program import load_program
-from eznas_store.gp.sequential import SequentialProgram
-from eznas_store.score import score_store
+from eznas_store.search.evolve import EvolveConfig, run_evolve
+from eznas_store.programs.tree import load_program
+from eznas_store.programs.sequential import SequentialProgram
+from eznas_store.fitness.engine import score_store
 
 SMALL = dict(population=8, mu=4, lambda_=8, generations=2, workers=0, progress=False)
 

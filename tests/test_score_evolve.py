@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from eznas_store.cli import main
-from eznas_store.evolve import EvolveConfig, run_evolve
-from eznas_store.gp.program import NAMED_PROGRAMS, load_program, parse_formula, Program
-from eznas_store.score import Engine, score_storeless, score_store
-from eznas_store.store import open_store
+from eznas_store.search.evolve import EvolveConfig, run_evolve
+from eznas_store.programs.tree import NAMED_PROGRAMS, load_program, parse_formula, Program
+from eznas_store.fitness.engine import Engine, score_storeless, score_store
+from eznas_store.store.zarr_store import open_store
 
 from conftest import tiny_ingest_config
 
@@ -155,8 +155,8 @@ def test_evolve_on_a_real_dask_cluster(tiny_store, tmp_path):
 
 
 def test_a_proxy_program_on_statistics_is_a_clear_error(tiny_store, tmp_path, capsys):
-    from eznas_store.gp.program import save_program
-    from eznas_store.gp.proxy_ops import PROXY_OPS
+    from eznas_store.programs.tree import save_program
+    from eznas_store.programs.proxy_ops import PROXY_OPS
 
     prog = Program(tree=parse_formula("add(synflow, nwot)", ops=PROXY_OPS, terminals=None),
                    terminal_set="proxies", name="sn")

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from conftest import TINY, make_bench
 
-from eznas_store.benchmarks import read_benchmark, select_networks
+from eznas_store.sources.tables import read_benchmark, select_networks
 from eznas_store.errors import ConfigError
-from eznas_store.gp.program import NAMED_PROGRAMS, Program, parse_formula, save_program
-from eznas_store.score import score_storeless
-from eznas_store.seeds import SeedsConfig, format_seeds, run_seeds, seed_plan
+from eznas_store.programs.tree import NAMED_PROGRAMS, Program, parse_formula, save_program
+from eznas_store.fitness.engine import score_storeless
+from eznas_store.studies.seeds import SeedsConfig, format_seeds, run_seeds, seed_plan
 
 SMALL = dict(TINY, networks=4, seeds=2, first_seed=1, sample_seed=0, batch_size=2, device="cpu", progress=False)
 
@@ -92,7 +92,7 @@ def test_summary_and_files(study):
 
 
 def test_shared_experiment_is_computed_once(bench, tmp_path, monkeypatch):
-    from eznas_store import score
+    from eznas_store.fitness import engine as score
 
     calls = []
     real = score.score_storeless
@@ -112,7 +112,7 @@ def test_shared_experiment_is_computed_once(bench, tmp_path, monkeypatch):
 
 def test_killed_study_resumes_from_its_finished_scorings(bench, tmp_path, monkeypatch):
     """A study that died after two scorings redoes only the rest, and ends with the same numbers."""
-    from eznas_store import score
+    from eznas_store.fitness import engine as score
 
     ref = run_seeds(SeedsConfig(out=str(tmp_path / "ref"), benchmark=str(bench), **SMALL))
     real, calls = score.score_storeless, []

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from eznas_store.errors import ProgramError
-from eznas_store.evaluate import evaluate_reference
-from eznas_store.gp.primitives import OPS_BY_ID
-from eznas_store.gp.program import (
+from eznas_store.evaluate.population import evaluate_reference
+from eznas_store.programs.ops import OPS_BY_ID
+from eznas_store.programs.tree import (
     MAX_DEPTH,
     MAX_NODES,
     NAMED_PROGRAMS,
@@ -31,7 +31,7 @@ from eznas_store.gp.program import (
     program_to_json,
     save_program,
 )
-from eznas_store.gp.sequential import (
+from eznas_store.programs.sequential import (
     MAX_INSTRUCTIONS,
     N_ADDRESSES,
     OP_IDS,

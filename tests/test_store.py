@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from eznas_store.errors import StoreError
-from eznas_store.ingest import collect_network, run_ingest
-from eznas_store.store import open_store, raw_to_terminals, store_summary
+from eznas_store.ingest.driver import collect_network, run_ingest
+from eznas_store.store.zarr_store import open_store, raw_to_terminals, store_summary
 from eznas_store.terminals import TERMINALS
 
 from conftest import store_arrays, tiny_ingest_cmd, tiny_ingest_config
@@ -49,9 +49,9 @@ def test_round_trip_equals_the_network(tiny_store):
     """Every terminal read back (derived ones included, P as P−D) equals a fresh collection."""
     s = open_store(tiny_store)
     data = torch.from_numpy(s.data_batch())
-    from eznas_store.collect import collect
-    from eznas_store.collect import network_seed
-    from eznas_store.spaces import get_space
+    from eznas_store.collect.statistics import collect
+    from eznas_store.collect.statistics import network_seed
+    from eznas_store.sources.spaces import get_space
 
     lo, hi = s.chunk_ranges()[1]
     chunk = s.read_chunk(lo, hi)
@@ -81,7 +81,7 @@ def test_lazy_accessor_and_raw_terminals(tiny_store):
 
 
 def test_info_agrees_with_the_benchmark(tiny_store):
-    from eznas_store.benchmarks import read_benchmark
+    from eznas_store.sources.tables import read_benchmark
 
     s = open_store(tiny_store)
     table = read_benchmark(s.plan.benchmark)
@@ -158,8 +158,8 @@ def test_collect_network_is_what_ingest_stored(tiny_store):
 
 @pytest.mark.parametrize("scheme", ["memory", "file"])
 def test_fsspec_urls(tmp_path, tiny_bench, scheme):
-    from eznas_store.gp.program import NAMED_PROGRAMS
-    from eznas_store.score import score_store
+    from eznas_store.programs.tree import NAMED_PROGRAMS
+    from eznas_store.fitness.engine import score_store
 
     url = f"memory://eznas-test/{tmp_path.name}/s.zarr" if scheme == "memory" else f"file://{tmp_path}/s.zarr"
     rep = run_ingest(tiny_ingest_config(url, tiny_bench, networks=4))
@@ -175,7 +175,7 @@ def test_corrupted_chunk_is_named_and_repaired(tmp_path, tiny_bench):
     from pathlib import Path
 
     from eznas_store.errors import CorruptChunkError
-    from eznas_store.store import verify_store
+    from eznas_store.store.zarr_store import verify_store
 
     url = str(tmp_path / "s")
     run_ingest(tiny_ingest_config(url, tiny_bench))
@@ -228,8 +228,8 @@ def test_shard_that_loses_the_create_race_joins_the_store(tmp_path, tiny_bench, 
     import zarr
     from zarr.core.group import AsyncGroup
 
-    from eznas_store.ingest import plan_ingest
-    from eznas_store.store import create_or_open
+    from eznas_store.ingest.driver import plan_ingest
+    from eznas_store.store.zarr_store import create_or_open
 
     url = str(tmp_path / "s")
     plan, batch, labels = plan_ingest(tiny_ingest_config(url, tiny_bench))
@@ -243,7 +243,7 @@ def test_shard_that_loses_the_create_race_joins_the_store(tmp_path, tiny_bench, 
         return await real_open(*a, **k)
 
     monkeypatch.setattr(AsyncGroup, "open", open_before_b_created)
-    monkeypatch.setattr("eznas_store.store.store_exists", lambda *a, **k: False)
+    monkeypatch.setattr("eznas_store.store.zarr_store.store_exists", lambda *a, **k: False)
     store = create_or_open(url, plan, data_batch=batch, data_labels=labels)
     assert calls and len(store.networks.arch) == 12 and not store.networks.complete.any()
 

@@ -12,12 +12,12 @@ import pytest
 from conftest import make_bench, tiny_ingest_config
 
 from eznas_store.errors import ConfigError
-from eznas_store.evolve import EvolveConfig, run_evolve
-from eznas_store.fitness import kendall_tau, spearman_rho
-from eznas_store.gp.program import NAMED_PROGRAMS, load_program
-from eznas_store.score import score_store
-from eznas_store.store import open_store
-from eznas_store.transfer import (
+from eznas_store.search.evolve import EvolveConfig, run_evolve
+from eznas_store.fitness.correlations import kendall_tau, spearman_rho
+from eznas_store.programs.tree import NAMED_PROGRAMS, load_program
+from eznas_store.fitness.engine import score_store
+from eznas_store.store.zarr_store import open_store
+from eznas_store.studies.transfer import (
     BASELINES,
     TransferConfig,
     format_transfer,
@@ -33,7 +33,7 @@ TASKS = ("ta", "tb", "tc")
 @pytest.fixture(scope="module")
 def task_stores(tmp_path_factory) -> dict[str, str]:
     """Three tiny tasks: different network samples, accuracies and ingest seeds."""
-    from eznas_store.ingest import run_ingest
+    from eznas_store.ingest.driver import run_ingest
 
     d = tmp_path_factory.mktemp("transfer_stores")
     urls = {}
@@ -186,8 +186,8 @@ def test_default_names_from_file_names():
 
 
 def test_an_invalid_evolved_program_is_reported_not_marked(task_stores, tmp_path, monkeypatch):
-    import eznas_store.transfer as transfer
-    from eznas_store.gp.program import Program, parse_formula
+    import eznas_store.studies.transfer as transfer
+    from eznas_store.programs.tree import Program, parse_formula
 
     bad = Program(tree=parse_formula("invert(zeros_like(wt))"))  # 1/0 on every network
     monkeypatch.setattr(transfer, "_evolve_task", lambda cfg, name, url: (bad, "evolved"))

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from eznas_store.cli import main
-from eznas_store.evolve import EvolveConfig, run_evolve
-from eznas_store.ingest import run_ingest
-from eznas_store.report import read_run, score_correlations, variant_label
+from eznas_store.search.evolve import EvolveConfig, run_evolve
+from eznas_store.ingest.driver import run_ingest
+from eznas_store.report.render import read_run, score_correlations, variant_label
 
 from conftest import make_bench, tiny_ingest_config
 
@@ -34,7 +34,7 @@ def variant_runs(tmp_path_factory):
 
 
 def test_cbr_and_rcb_stores_hold_different_statistics(variant_runs):
-    from eznas_store.store import open_store
+    from eznas_store.store.zarr_store import open_store
 
     root, _ = variant_runs
     a, b = open_store(str(root / "store-rcb")), open_store(str(root / "store-cbr"))

@@ -1,0 +1,280 @@
+"""NAS-Bench-201: cell strings, the 15,625-cell space, and the network as the benchmark trained it.
+
+The builder follows NB201's ``TinyNetwork`` (Dong & Yang, ICLR 2020): stem Conv3×3+BN,
+three stages of ``N`` cells (C, 2C, 4C channels) joined by two residual reduction blocks,
+then BN-ReLU, global average pooling and a linear head. Every module is named and ordered
+as in the benchmark so that parameter counts match the published table exactly.
+
+``block_specs`` predicts, without running anything, the R-C-B blocks a network executes
+(shapes and which blocks share a tensor); the store lays out its arrays from it and the
+collector checks the prediction against what the network really did.
+
+Example
+-------
+>>> cell = parse_cell("|nor_conv_3x3~0|+|skip_connect~0|none~1|+|nor_conv_1x1~0|avg_pool_3x3~1|nor_conv_3x3~2|")
+>>> len(block_specs(cell, batch_size=1, image_size=32))
+34
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from eznas_store.errors import InvalidArchError
+
+OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+CONV_OPS: dict[str, int] = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}
+#: (to_node, from_node) of the six edges, in cell-string order
+EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
+STRUCTURES: tuple[str, ...] = ("rcb", "cbr")
+N_CELLS = 15_625
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A parsed NB201 cell: the op on each of the six edges, in cell-string order."""
+
+    ops: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return format_cell(self.ops)
+
+    def op(self, to_node: int, from_node: int) -> str:
+        return self.ops[EDGES.index((to_node, from_node))]
+
+
+def format_cell(ops: tuple[str, ...] | list[str]) -> str:
+    """The canonical cell string of six edge ops."""
+    o = list(ops)
+    return f"|{o[0]}~0|+|{o[1]}~0|{o[2]}~1|+|{o[3]}~0|{o[4]}~1|{o[5]}~2|"
+
+
+def parse_cell(text: str) -> Cell:
+    """Parse ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``; errors name the token and its position."""
+    if not isinstance(text, str):
+        raise InvalidArchError(f"a cell string must be text, got {type(text).__name__}")
+    s = text.strip()
+    offset = len(text) - len(text.lstrip())
+    groups = s.split("+")
+    if len(groups) != 3:
+        raise InvalidArchError(
+            f"invalid NB201 cell {text!r}: expected 3 node groups separated by '+', found {len(groups)}"
+        )
+    ops: list[str] = []
+    pos = offset
+    for node, group in enumerate(groups, start=1):
+        if not (group.startswith("|") and group.endswith("|")) or len(group) < 2:
+            raise InvalidArchError(
+                f"invalid NB201 cell {text!r}: node group {group!r} at position {pos} "
+                "must start and end with '|'"
+            )
+        tokens = group[1:-1].split("|")
+        if len(tokens) != node:
+            raise InvalidArchError(
+                f"invalid NB201 cell {text!r}: node {node} at position {pos} needs {node} "
+                f"edge(s), found {len(tokens)}"
+            )
+        tpos = pos + 1
+        for k, token in enumerate(tokens):
+            op, sep, src = token.partition("~")
+            if not sep:
+                raise InvalidArchError(
+                    f"invalid NB201 cell {text!r}: token {token!r} at position {tpos} is not 'op~input'"
+                )
+            if op not in OPS:
+                raise InvalidArchError(
+                    f"invalid NB201 cell {text!r}: unknown operation {op!r} at position {tpos} "
+                    f"(known: {', '.join(OPS)})"
+                )
+            if src != str(k):
+                raise InvalidArchError(
+                    f"invalid NB201 cell {text!r}: token {token!r} at position {tpos} must read "
+                    f"from node {k}, not {src!r}"
+                )
+            ops.append(op)
+            tpos += len(token) + 1
+        pos += len(group) + 1
+    return Cell(tuple(ops))
+
+
+def all_cells() -> Iterator[str]:
+    """All 15,625 cell strings (5 ops on 6 edges), in lexicographic op-index order."""
+    for ops in itertools.product(OPS, repeat=6):
+        yield format_cell(ops)
+
+
+# ----------------------------------------------------------------------------- modules
+class ReLUConvBN(nn.Module):
+    """NB201's conv op; ``structure='cbr'`` reorders it to Conv→BN→ReLU (EZNAS Fig. 3)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int,
+                 structure: str = "rcb") -> None:
+        super().__init__()
+        conv = nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False)
+        bn = nn.BatchNorm2d(c_out, affine=True, track_running_stats=True)
+        relu = nn.ReLU(inplace=False)
+        self.op = nn.Sequential(relu, conv, bn) if structure == "rcb" else nn.Sequential(conv, bn, relu)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+class Zero(nn.Module):
+    def __init__(self, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            return x.mul(0.0)
+        return x[:, :, :: self.stride, :: self.stride].mul(0.0)
+
+
+def make_op(name: str, c: int, structure: str) -> nn.Module:
+    """An edge op inside a normal cell (stride 1, C_in == C_out, as NB201 cells always are)."""
+    if name == "none":
+        return Zero(1)
+    if name == "skip_connect":
+        return nn.Identity()
+    if name == "avg_pool_3x3":
+        return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+    k = CONV_OPS[name]
+    return ReLUConvBN(c, c, k, 1, k // 2, structure)
+
+
+class InferCell(nn.Module):
+    def __init__(self, cell: Cell, c: int, structure: str) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(make_op(op, c, structure) for op in cell.ops)
+        self.out_dim = c
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nodes = [x]
+        e = 0
+        for to_node in (1, 2, 3):
+            total = None
+            for from_node in range(to_node):
+                y = self.layers[e](nodes[from_node])
+                total = y if total is None else total + y
+                e += 1
+            nodes.append(total)
+        return nodes[-1]
+
+
+class ResNetBasicblock(nn.Module):
+    """NB201's reduction block: two 3×3 conv ops, shortcut AvgPool2d(2)+Conv1×1 (no BN)."""
+
+    def __init__(self, c_in: int, c_out: int, structure: str) -> None:
+        super().__init__()
+        self.conv_a = ReLUConvBN(c_in, c_out, 3, 2, 1, structure)
+        self.conv_b = ReLUConvBN(c_out, c_out, 3, 1, 1, structure)
+        self.downsample = nn.Sequential(
+            nn.AvgPool2d(kernel_size=2, stride=2, padding=0),
+            nn.Conv2d(c_in, c_out, kernel_size=1, stride=1, padding=0, bias=False),
+        )
+        self.out_dim = c_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.downsample(x) + self.conv_b(self.conv_a(x))
+
+
+class TinyNetwork(nn.Module):
+    """The NB201 macro skeleton; ``forward`` returns logits only."""
+
+    def __init__(self, cell: Cell, *, num_classes: int, C: int = 16, N: int = 5,
+                 structure: str = "rcb") -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, C, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(C))
+        channels = [C] * N + [C * 2] + [C * 2] * N + [C * 4] + [C * 4] * N
+        reductions = [False] * N + [True] + [False] * N + [True] + [False] * N
+        cells: list[nn.Module] = []
+        c_prev = C
+        for c_curr, reduction in zip(channels, reductions):
+            cells.append(ResNetBasicblock(c_prev, c_curr, structure) if reduction
+                         else InferCell(cell, c_curr, structure))
+            c_prev = c_curr
+        self.cells = nn.ModuleList(cells)
+        self.lastact = nn.Sequential(nn.BatchNorm2d(c_prev), nn.ReLU(inplace=False))
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c_prev, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for cell in self.cells:
+            x = cell(x)
+        x = self.global_pooling(self.lastact(x))
+        return self.classifier(x.flatten(1))
+
+
+def build(arch: str | Cell, *, num_classes: int, C: int = 16, N: int = 5,
+          structure: str = "rcb") -> TinyNetwork:
+    """The benchmark's network for one cell (untrained; the collector re-initialises it)."""
+    if structure not in STRUCTURES:
+        raise InvalidArchError(f"unknown block structure {structure!r} (known: {', '.join(STRUCTURES)})")
+    cell = arch if isinstance(arch, Cell) else parse_cell(arch)
+    return TinyNetwork(cell, num_classes=num_classes, C=C, N=N, structure=structure)
+
+
+# ----------------------------------------------------------------------------- block layout
+@dataclass(frozen=True)
+class BlockSpec:
+    """One R-C-B (or C-B-R) block in execution order, predicted from the cell alone.
+
+    ``input_key`` / ``output_key`` name the tensor a block reads and the node its output
+    is summed into: blocks with the same ``input_key`` see the same input tensor, and (for
+    ``rcb``) blocks with the same ``output_key`` receive the same output gradient, so the
+    store keeps one copy of each.
+    """
+
+    c_in: int
+    c_out: int
+    kernel: int
+    stride: int
+    h_in: int
+    h_out: int
+    input_key: str
+    output_key: str
+
+    def weight_shape(self) -> tuple[int, int, int, int]:
+        return (self.c_out, self.c_in, self.kernel, self.kernel)
+
+    def input_shape(self, batch: int) -> tuple[int, int, int, int]:
+        return (batch, self.c_in, self.h_in, self.h_in)
+
+    def output_shape(self, batch: int) -> tuple[int, int, int, int]:
+        return (batch, self.c_out, self.h_out, self.h_out)
+
+
+def block_specs(arch: str | Cell, *, batch_size: int, image_size: int, C: int = 16, N: int = 5,
+                structure: str = "rcb") -> list[BlockSpec]:
+    """The blocks ``build(arch)`` executes, in order, with shapes and sharing keys."""
+    del batch_size  # shapes below are per sample; the batch is a run constant
+    cell = arch if isinstance(arch, Cell) else parse_cell(arch)
+    specs: list[BlockSpec] = []
+    channels = [C] * N + [C * 2] + [C * 2] * N + [C * 4] + [C * 4] * N
+    reductions = [False] * N + [True] + [False] * N + [True] + [False] * N
+    h = image_size
+    c_prev = C
+    for layer, (c, red) in enumerate(zip(channels, reductions)):
+        if red:
+            h_out = (h - 1) // 2 + 1
+            specs.append(BlockSpec(c_prev, c, 3, 2, h, h_out, f"L{layer}.in", f"L{layer}.a"))
+            specs.append(BlockSpec(c, c, 3, 1, h_out, h_out, f"L{layer}.a", f"L{layer}.b"))
+            h = h_out
+        else:
+            for (to_node, from_node), op in zip(EDGES, cell.ops):
+                if op in CONV_OPS:
+                    k = CONV_OPS[op]
+                    out_key = f"L{layer}.n{to_node}" if structure == "rcb" else f"L{layer}.e{to_node}{from_node}"
+                    specs.append(BlockSpec(c, c, k, 1, h, h, f"L{layer}.n{from_node}", out_key))
+        c_prev = c
+    return specs
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
