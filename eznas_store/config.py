@@ -16,18 +16,26 @@ from typing import Any
 
 from eznas_store.errors import ConfigError, DataNotFoundError
 
-SCHEMA_PATH = next((p for p in (Path(__file__).resolve().parents[1] / "schemas" / "job.schema.json",
-                                Path(__file__).resolve().parent / "schemas" / "job.schema.json")
-                    if p.exists()), None)
+#: ``eznas_store/schemas`` is the repository's ``schemas/`` (a link in a checkout, a copy in a wheel)
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 
 
-@lru_cache(maxsize=1)
-def _validator():
+@lru_cache(maxsize=None)
+def load_schema(name: str) -> dict[str, Any]:
+    """``schemas/<name>.schema.json`` as a dict (a constant of the installation, so memoised)."""
+    path = SCHEMA_DIR / f"{name}.schema.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:  # pragma: no cover - packaging problem
+        raise ConfigError(f"schemas/{name}.schema.json is missing from this installation ({e})") from None
+
+
+@lru_cache(maxsize=None)
+def schema_validator(name: str):
+    """A Draft 2020-12 validator of ``schemas/<name>.schema.json``."""
     from jsonschema import Draft202012Validator
 
-    if SCHEMA_PATH is None:
-        raise ConfigError("schemas/job.schema.json is missing from this installation")
-    return Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
+    return Draft202012Validator(load_schema(name))
 
 
 def load_job(path: str | Path, section: str) -> dict[str, Any]:
@@ -39,7 +47,7 @@ def load_job(path: str | Path, section: str) -> dict[str, Any]:
         doc = tomllib.loads(p.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"job file {p} is not valid TOML: {e}") from None
-    errors = sorted(_validator().iter_errors(doc), key=lambda e: list(e.absolute_path))
+    errors = sorted(schema_validator("job").iter_errors(doc), key=lambda e: list(e.absolute_path))
     if errors:
         e = errors[0]
         where = ".".join(str(x) for x in e.absolute_path) or "(top level)"

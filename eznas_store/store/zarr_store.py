@@ -47,6 +47,7 @@ from zarr.errors import ContainsArrayError, ContainsGroupError
 from eznas_store import __version__
 from eznas_store.evaluate.chunk import BlockGroup, Chunk, LazyTerminals
 from eznas_store.collect.statistics import STORED, STORED_KINDS, CollectConfig, NetworkStats
+from eznas_store.config import schema_validator
 from eznas_store.errors import CorruptChunkError, StoreError
 from eznas_store.sources.spaces import get_space
 from eznas_store.terminals import INPUTS, TERMINALS
@@ -351,20 +352,9 @@ def open_store(url: str, *, storage_options: dict | None = None) -> "Store":
     return Store(url=str(url), group=g, plan=plan, meta=meta, storage_options=storage_options)
 
 
-@functools.lru_cache(maxsize=1)
-def _store_validator():
-    from jsonschema import Draft202012Validator
-
-    here = pathlib.Path(__file__).resolve()
-    for path in (here.parents[2] / "schemas" / "store.schema.json", here.parents[1] / "schemas" / "store.schema.json"):
-        if path.exists():
-            return Draft202012Validator(json.loads(path.read_text()))
-    raise StoreError("schemas/store.schema.json is missing from this installation")
-
-
 def _schema_problem(meta: dict) -> str | None:
     """First violation of ``schemas/store.schema.json`` (path: message), or None."""
-    errors = sorted(_store_validator().iter_errors(meta), key=lambda e: list(e.absolute_path))
+    errors = sorted(schema_validator("store").iter_errors(meta), key=lambda e: list(e.absolute_path))
     if not errors:
         return None
     e = errors[0]

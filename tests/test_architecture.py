@@ -1,0 +1,181 @@
+"""The package's shape, enforced: one folder per stage, imports only down the stages.
+
+Read from the source text (nothing is imported), so a violation names the file and line.
+The stage order is the data flow of the README's "Architecture" section; a module may
+import its own stage or any stage before it, never one after it.
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import pytest
+
+PKG = pathlib.Path(__file__).resolve().parents[1] / "eznas_store"
+
+#: shared leaves first, then the stages in data-flow order, then the two faces
+STAGES = (
+    ("errors", "outputs", "terminals", "config"),
+    ("sources",),
+    ("collect",),
+    ("store",),
+    ("ingest",),
+    ("programs",),
+    ("evaluate",),
+    ("fitness",),
+    ("search",),
+    ("report",),
+    ("studies",),
+    ("api",),
+    ("cli",),
+)
+RANK = {name: i for i, names in enumerate(STAGES) for name in names}
+MAX_MODULE_LINES = 500
+MAX_FUNCTION_LINES = 60
+
+
+def _modules() -> dict[str, pathlib.Path]:
+    out = {}
+    for p in sorted(PKG.rglob("*.py")):
+        rel = p.relative_to(PKG.parent).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = p
+    return out
+
+
+MODULES = _modules()
+
+
+def _imports(path: pathlib.Path) -> list[tuple[int, str]]:
+    """(line, module) of every eznas_store import in the file, function-local ones too."""
+    tree = ast.parse(path.read_text())
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names if a.name.startswith("eznas_store")]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.startswith("eznas_store"):
+                # `from eznas_store.x import y` may import the submodule x.y
+                for a in node.names:
+                    sub = f"{node.module}.{a.name}"
+                    out.append((node.lineno, sub if sub in MODULES else node.module))
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            raise AssertionError(f"{path}:{node.lineno}: relative import (use absolute eznas_store.* imports)")
+    return out
+
+
+def _stage(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__root__"
+
+
+def test_no_module_imports_a_later_stage():
+    bad = []
+    for mod, path in MODULES.items():
+        stage = _stage(mod)
+        if stage == "__root__":  # the package's face re-exports lazily from any stage
+            continue
+        assert stage in RANK, f"{path}: folder or module {stage!r} is not a stage of STAGES"
+        for line, target in _imports(path):
+            t = _stage(target)
+            if t != "__root__" and RANK[t] > RANK[stage]:
+                bad.append(f"{path.relative_to(PKG.parent)}:{line}: {stage} imports {target} (stage {t})")
+    assert not bad, "imports up the stages:\n" + "\n".join(sorted(set(bad)))
+
+
+def test_import_graph_has_no_circle():
+    graph = {m: {t for _, t in _imports(p) if t in MODULES and t != m} for m, p in MODULES.items()}
+    # a package's __init__ importing its own submodules is a re-export, not a dependency
+    for m in graph:
+        graph[m] = {t for t in graph[m] if not (MODULES[m].name == "__init__.py" and t.startswith(m + "."))}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        stack.append(m)
+        for t in sorted(graph[m]):
+            if state.get(t) == 1:
+                raise AssertionError("import circle: " + " -> ".join(stack[stack.index(t):] + [t]))
+            if t not in state:
+                visit(t)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m)
+
+
+def test_store_knows_neither_torch_nor_search_spaces():
+    for mod, path in MODULES.items():
+        if _stage(mod) != "store":
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for n in names:
+                assert not n.split(".")[0] == "torch", f"{path}:{node.lineno}: store/ imports torch"
+                assert not n.startswith(("eznas_store.sources", "eznas_store.collect")), (
+                    f"{path}:{node.lineno}: store/ imports {n}")
+
+
+@pytest.mark.parametrize("mod", sorted(MODULES))
+def test_module_and_function_sizes(mod):
+    path = MODULES[mod]
+    src = path.read_text()
+    n = len(src.splitlines())
+    assert n <= MAX_MODULE_LINES, f"{path}: {n} lines (at most {MAX_MODULE_LINES})"
+    long = []
+    for node in ast.walk(ast.parse(src)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            length = node.end_lineno - node.lineno + 1
+            if length > MAX_FUNCTION_LINES:
+                long.append(f"{node.name} ({length} lines, line {node.lineno})")
+    assert not long, f"{path}: functions over {MAX_FUNCTION_LINES} lines: {', '.join(long)}"
+
+
+def test_every_stage_folder_says_its_job():
+    for init in PKG.rglob("__init__.py"):
+        doc = ast.get_docstring(ast.parse(init.read_text()))
+        assert doc and len(doc) > 80 and "TODO" not in doc, f"{init}: needs a docstring: the stage's job, what comes in, what goes out"
+
+
+def test_nothing_changes_process_state_at_import():
+    """No warnings filters, RNG seeding or memo caches at module level."""
+    for mod, path in MODULES.items():
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue
+            text = ast.unparse(node)
+            assert "warnings.filterwarnings" not in text and "warnings.simplefilter" not in text, (
+                f"{path}:{node.lineno}: process-wide warnings filter at import")
+            assert "random.seed(" not in text and "torch.manual_seed(" not in text, (
+                f"{path}:{node.lineno}: seeds a global RNG at import")
+        for node in ast.walk(tree):
+            for dec in getattr(node, "decorator_list", []):
+                name = ast.unparse(dec)
+                if "lru_cache" in name or name.endswith("cache"):
+                    # only constants of the installation may be memoised by a module
+                    assert getattr(node, "name", "") in _CONSTANT_MEMOS, (
+                        f"{path}:{node.lineno}: module-level cache {node.name}: give it to an object with a lifetime")
+
+
+#: memos of things that cannot change while a process runs (schema files shipped with the package)
+_CONSTANT_MEMOS = {"load_schema", "schema_validator", "program_validators"}
+
+
+def test_nothing_imports_the_cli():
+    for mod, path in MODULES.items():
+        if mod == "eznas_store.cli":
+            continue
+        for line, target in _imports(path):
+            assert target != "eznas_store.cli", f"{path}:{line}: imports the CLI (it only wires the stages)"
