@@ -30,7 +30,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eznas_store.evaluate.population import evaluate_population, evaluate_reference  # noqa: E402
+from eznas_store.evaluate.population import evaluate_population  # noqa: E402
+from eznas_store.evaluate.reference import evaluate_reference  # noqa: E402
 from eznas_store.programs.ops import OPS  # noqa: E402
 from eznas_store.programs.tree import Apply, Program, Terminal  # noqa: E402
 from eznas_store.evaluate.synthetic import synthetic_chunk  # noqa: E402

@@ -26,8 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from eznas_store.ingest.driver import IngestConfig, run_ingest  # noqa: E402
-from eznas_store.store.zarr_store import ARRAY_FAMILY, dir_bytes, open_store  # noqa: E402
+from eznas_store.ingest.config import IngestConfig  # noqa: E402
+from eznas_store.ingest.driver import run_ingest  # noqa: E402
+from eznas_store.store.group import dir_bytes  # noqa: E402
+from eznas_store.store.layout import ARRAY_FAMILY  # noqa: E402
+from eznas_store.store.reader import open_store  # noqa: E402
 
 
 def raw_bytes_22(store) -> np.ndarray:
@@ -67,7 +70,7 @@ def main() -> None:
     raw = raw_bytes_22(s)
     disk = dir_bytes(url)
     per_array = {name: dir_bytes(os.path.join(url, name)) for name in ARRAY_FAMILY}
-    collect_s = float(np.sum(s.group["seconds"][:]))
+    collect_s = float(np.sum(s.column("seconds")))
     n = s.n_networks
     print(f"machine: {os.cpu_count()} CPUs, torch threads {__import__('torch').get_num_threads()}; batch "
           f"{args.batch_size}; {n} NB201 networks (C=16, N=5, 32 px); proxies {'on' if args.proxies else 'off'}")

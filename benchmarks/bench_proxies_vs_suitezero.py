@@ -33,7 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eznas_store.collect.statistics import network_seed  # noqa: E402
 from eznas_store.sources.datasets import sample_batch  # noqa: E402
-from eznas_store.collect.proxies import PROXY_NAMES, compute_all, nb201_factory  # noqa: E402
+from eznas_store.collect.proxies.networks import nb201_factory  # noqa: E402
+from eznas_store.collect.proxies.registry import PROXY_NAMES  # noqa: E402
+from eznas_store.collect.proxies.runner import compute_all  # noqa: E402
 from eznas_store.sources.suitezero import read_zc  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

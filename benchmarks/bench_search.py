@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np
 
-from eznas_store.search.aging import SearchConfig, run_search
+from eznas_store.search.aging_config import SearchConfig
+from eznas_store.search.aging_run import run_search
 
 DATA = ROOT.parent / "shared" / "data"
 

@@ -4,7 +4,7 @@ Public entry points: ``open_store`` (read a store), ``score_model`` (score any P
 model with a program or a proxy); the CLI (``eznas-store``) wraps the rest.
 """
 
-__version__ = "0.1.0"
+from eznas_store._version import __version__
 
 __all__ = ["__version__", "open_store", "score_model"]
 
@@ -12,7 +12,7 @@ __all__ = ["__version__", "open_store", "score_model"]
 def __getattr__(name: str):
     # lazy: importing the package must not import torch/zarr for `eznas-store --help`
     if name == "open_store":
-        from eznas_store.store.zarr_store import open_store
+        from eznas_store.store.reader import open_store
 
         return open_store
     if name == "score_model":

@@ -28,10 +28,13 @@ def score_model(model: nn.Module, batch: torch.Tensor, program_or_proxy, *, labe
                 seed: int = 0, structure: str = "rcb", device: str | torch.device = "cpu") -> float:
     """The model's score: a program (``Program``, JSON path or name like ``"eznas-a"``) or a
     hand-crafted proxy name (``"synflow"``, ``"nwot"``, ...). NaN if the program is invalid."""
-    from eznas_store.collect.statistics import CollectConfig, collect
-    from eznas_store.programs.tree import Program, load_program
-    from eznas_store.collect.proxies import PROXIES, compute_proxy
-    from eznas_store.fitness.engine import score_collected
+    from eznas_store.collect.statistics import collect
+    from eznas_store.terminals import CollectConfig
+    from eznas_store.programs.tree import Program
+    from eznas_store.programs.codec import load_program
+    from eznas_store.collect.proxies.registry import PROXIES
+    from eznas_store.collect.proxies.runner import compute_proxy
+    from eznas_store.fitness.storeless import score_collected
 
     if not isinstance(batch, torch.Tensor) or batch.dim() != 4:
         raise ConfigError("batch must be an image tensor of shape (B, 3, H, W)")

@@ -9,6 +9,7 @@ The resolved options are then checked again by the command's own frozen dataclas
 from __future__ import annotations
 
 import json
+import os
 import tomllib
 from functools import lru_cache
 from pathlib import Path
@@ -53,6 +54,42 @@ def load_job(path: str | Path, section: str) -> dict[str, Any]:
         where = ".".join(str(x) for x in e.absolute_path) or "(top level)"
         raise ConfigError(f"job file {p}: {where}: {e.message}")
     return dict(doc.get(section, {}))
+
+
+#: job-file options that name files or folders: relative ones resolve against the job file
+PATH_OPTIONS = frozenset({"store", "stores", "benchmark", "data_root", "networks", "out", "suitezero"})
+
+
+def _resolve_path(value: Any, base: Path, key: str) -> Any:
+    if isinstance(value, list):
+        return [_resolve_path(v, base, key) for v in value]
+    if not isinstance(value, str) or "://" in value or Path(value).is_absolute():
+        return value
+    candidate = Path(os.path.normpath(base / value))
+    if key == "networks" and not candidate.exists():  # a count, 'all' or a cell string
+        return value
+    return str(candidate)
+
+
+def resolve_job_paths(job: dict[str, Any], job_path: str | Path) -> dict[str, Any]:
+    """Relative paths in a job file mean "beside the job file", wherever it is run from."""
+    base = Path(job_path).resolve().parent
+    return {k: (_resolve_path(v, base, k) if k in PATH_OPTIONS else v) for k, v in job.items()}
+
+
+def job_config(job_path: str | Path, section: str) -> dict[str, Any]:
+    """A job file's ``[section]`` as keyword arguments of the section's config dataclass."""
+    job = resolve_job_paths(load_job(job_path, section), job_path)
+    out = {("lambda_" if k == "lambda" else k): v for k, v in job.items()}
+    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in out.items()}
+
+
+def job_options(job_path: str | Path | None, section: str, given: dict[str, Any],
+                explicit: set[str]) -> dict[str, Any]:
+    """The options of one command: ``given`` (typed or default) merged over a job file, if any."""
+    if not job_path:
+        return dict(given)
+    return merge_options(resolve_job_paths(load_job(job_path, section), job_path), given, explicit)
 
 
 def merge_options(job: dict[str, Any], given: dict[str, Any], explicit: set[str]) -> dict[str, Any]:

@@ -42,5 +42,9 @@ class ProgramError(EznasError, ValueError):
     """A program JSON document is malformed or names unknown operations/terminals."""
 
 
+class OutputError(EznasError, OSError):
+    """A result file or folder cannot be written where the user asked (e.g. ``--out`` is a file)."""
+
+
 class ConfigError(EznasError, ValueError):
     """A job file or option value is invalid."""

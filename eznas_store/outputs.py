@@ -8,29 +8,62 @@ display and leaves the caller's backend alone.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata
 import io
 import math
 import os
-import tempfile
+import platform
+import secrets
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["figure", "json_safe", "png", "write_atomic"]
+from eznas_store._version import __version__
+from eznas_store.errors import OutputError
+
+__all__ = ["ensure_dir", "figure", "json_safe", "package_versions", "png", "write_atomic"]
+
+
+def ensure_dir(path: str | os.PathLike[str], what: str = "output folder") -> Path:
+    """``path`` as an existing folder (made if missing); one-line error if it is a file."""
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists() and not p.is_dir():
+            raise OutputError(f"{what} {path} cannot be made: {p} is a file, not a folder")
+        if p.exists():
+            break
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{what} {path} cannot be made: {e.strerror or e}") from None
+    return path
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> Path:
-    """Write ``data`` (text is UTF-8) to ``path`` through a temporary file and a rename."""
+    """Write ``data`` (text is UTF-8) to ``path`` through a temporary file and a rename.
+
+    The file gets the permissions ``open()`` would give (0666 less the umask), so a
+    colleague on a shared cluster can read a report; ``tempfile.mkstemp`` would make it
+    owner-only.
+    """
     path = Path(path)
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
         os.replace(tmp, path)
+    except IsADirectoryError:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: it is a folder") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
@@ -49,6 +82,15 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     return value
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python, this package and the libraries that fix the numbers, for run records."""
+    out = {"python": platform.python_version(), "eznas-store": __version__}
+    for p in ("torch", "zarr", "numpy", "xarray", "dask", "numcodecs"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            out[p] = importlib.metadata.version(p)
+    return out
 
 
 def figure(width: float, height: float, *, dpi: float = 120) -> Any:

@@ -40,7 +40,7 @@ def tiny_bench(tmp_path: Path) -> Path:
 
 
 def tiny_ingest_config(store: str, bench: Path, **kw):
-    from eznas_store.ingest.driver import IngestConfig
+    from eznas_store.ingest.config import IngestConfig
 
     base = dict(store=store, benchmark=str(bench), networks=None, seed=0, batch_size=2,
                 chunk_networks=3, progress=False, device="cpu")
@@ -72,10 +72,10 @@ def tiny_ingest_cmd(store: str, bench: Path, *, chunk_networks: int) -> list[str
 
 def store_arrays(url: str) -> dict[str, np.ndarray]:
     """Every per-network array a store holds (tensors, flags, params, FLOPs, proxies), loaded."""
-    from eznas_store.store.zarr_store import open_store
+    from eznas_store.store.reader import open_store
 
     s = open_store(url)
     names = ["complete", "params", "flops", *s.meta["stored"]]
-    if "proxy_value" in s.group:
+    if s.has_array("proxy_value"):
         names.append("proxy_value")
-    return {n: np.asarray(s.group[n][:]) for n in names}
+    return {n: s.column(n) for n in names}

@@ -16,7 +16,7 @@ PKG = pathlib.Path(__file__).resolve().parents[1] / "eznas_store"
 
 #: shared leaves first, then the stages in data-flow order, then the two faces
 STAGES = (
-    ("errors", "outputs", "terminals", "config"),
+    ("_version", "errors", "outputs", "terminals", "config"),
     ("sources",),
     ("collect",),
     ("store",),
@@ -175,7 +175,7 @@ _CONSTANT_MEMOS = {"load_schema", "schema_validator", "program_validators"}
 
 def test_nothing_imports_the_cli():
     for mod, path in MODULES.items():
-        if mod == "eznas_store.cli":
+        if mod == "eznas_store.cli" or mod.startswith("eznas_store.cli."):
             continue
         for line, target in _imports(path):
-            assert target != "eznas_store.cli", f"{path}:{line}: imports the CLI (it only wires the stages)"
+            assert not target.startswith("eznas_store.cli"), f"{path}:{line}: imports the CLI (it only wires the stages)"

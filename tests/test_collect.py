@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from eznas_store.collect.statistics import CollectConfig, collect, derive_raw, find_blocks, make_inputs
+from eznas_store.collect.statistics import collect, derive_raw, find_blocks, make_inputs
+from eznas_store.terminals import CollectConfig
 from eznas_store.sources.spaces import nb201
 
 

@@ -12,9 +12,10 @@ import torch
 from eznas_store.cli import main
 from eznas_store.studies.compare import compare_store, suitezero_agreement
 from eznas_store.errors import StoreError
-from eznas_store.ingest.driver import proxies_for_network, run_ingest
-from eznas_store.collect.proxies import PROXY_NAMES
-from eznas_store.store.zarr_store import open_store
+from eznas_store.ingest.driver import run_ingest
+from eznas_store.ingest.networks import proxies_for_network
+from eznas_store.collect.proxies.registry import PROXY_NAMES
+from eznas_store.store.reader import open_store
 
 from conftest import tiny_ingest_config
 
@@ -66,7 +67,7 @@ def test_store_without_proxies(tmp_path, tiny_bench):
 
 def test_suitezero_agreement_on_a_fixture(tiny_store, tmp_path):
     """A zc file holding our own values for the same cells agrees perfectly (rho = 1)."""
-    from eznas_store.sources.suitezero import nb201_cell_to_key
+    from eznas_store.sources.spaces.nb201 import nb201_cell_to_key
 
     s = open_store(tiny_store)
     table = s.proxy_table()

@@ -24,7 +24,7 @@ def test_job_files_shipped_in_jobs_are_valid():
 def test_programs_shipped_in_jobs_load():
     from pathlib import Path
 
-    from eznas_store.programs.tree import load_program
+    from eznas_store.programs.codec import load_program
 
     files = sorted(Path(__file__).resolve().parents[1].joinpath("jobs", "programs").glob("*.json"))
     assert files
@@ -109,3 +109,43 @@ def test_any_job_document_is_a_config_or_a_clear_error(tmp_path_factory, doc):
         load_job(path, "ingest")
     except ConfigError as e:
         assert "\n" not in str(e)
+
+
+def test_job_file_paths_resolve_beside_the_job_file(tmp_path, monkeypatch):
+    from eznas_store.config import job_options
+
+    jobs = tmp_path / "campaign" / "jobs"
+    jobs.mkdir(parents=True)
+    (tmp_path / "campaign" / "cells.txt").write_text("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|\n")
+    job = jobs / "ingest.toml"
+    job.write_text('[ingest]\nstore = "../s.zarr"\nbenchmark = "/abs/b.csv"\nnetworks = "../cells.txt"\n'
+                   'data_root = "s3://bucket/data"\n')
+    monkeypatch.chdir(tmp_path)  # run from elsewhere: paths still mean "beside the job file"
+    o = job_options(job, "ingest", {"store": None, "benchmark": None, "networks": "all", "data_root": None}, set())
+    assert o["store"] == str((tmp_path / "campaign" / "s.zarr"))
+    assert o["benchmark"] == "/abs/b.csv" and o["data_root"] == "s3://bucket/data"
+    assert o["networks"] == str(tmp_path / "campaign" / "cells.txt")
+    job.write_text('[ingest]\nnetworks = 20\n')
+    assert job_options(job, "ingest", {"networks": "all"}, set())["networks"] == 20
+
+
+def test_evolve_job_without_out_gets_a_run_folder_per_seed(tmp_path, monkeypatch):
+    from conftest import shared_path
+
+    shared_path("suite-zero", "zc_nasbench201.json.gz")
+    from pathlib import Path
+
+    job = Path(__file__).resolve().parents[1] / "jobs" / "evolve-proxies-suitezero.toml"
+    monkeypatch.chdir(tmp_path)
+    assert main(["evolve", "--job", str(job), "--seed", "3", "--population", "10", "--mu", "5",
+                 "--lambda", "10", "--generations", "1", "--no-progress"]) == 0
+    assert (tmp_path / "runs" / "evolve-proxies-suitezero-seed3" / "run.json").is_file()
+
+
+def test_job_config_gives_dataclass_keywords(tmp_path):
+    from eznas_store.config import job_config
+
+    job = tmp_path / "e.toml"
+    job.write_text('[evolve]\nstores = ["s.zarr"]\nlambda = 7\nproblems = ["a"]\n')
+    cfg = job_config(job, "evolve")
+    assert cfg == {"stores": (str(tmp_path / "s.zarr"),), "lambda_": 7, "problems": ("a",)}

@@ -20,15 +20,14 @@ from fixtures_data import (
 from eznas_store.sources import datasets
 from eznas_store.sources.datasets import (
     DATASETS,
-    RestrictedUnpickler,
     get_spec,
     load_images,
     load_split_tensors,
     locate,
     normalize,
-    restricted_load,
     sample_batch,
 )
+from eznas_store.sources.unpickle import RestrictedUnpickler, restricted_load
 from eznas_store.errors import (
     BenchmarkFormatError,
     ConfigError,

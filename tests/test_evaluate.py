@@ -14,16 +14,14 @@ from hypothesis import strategies as st
 
 from eznas_store.evaluate.chunk import BlockGroup, Chunk
 from eznas_store.errors import CorruptChunkError, UnknownNameError
-from eznas_store.evaluate.population import (
-    ChunkScores,
-    _rule,
-    evaluate_population,
-    evaluate_reference,
-    merge_chunk_scores,
-    node_key,
-)
+from eznas_store.evaluate.keys import node_key
+from eznas_store.evaluate.population import ChunkScores, evaluate_population, merge_chunk_scores
+from eznas_store.evaluate.reference import evaluate_reference
+from eznas_store.evaluate.shapes import shape_rule as _rule
 from eznas_store.programs.ops import OPS, Op
-from eznas_store.programs.tree import NAMED_PROGRAMS, Apply, Program, Terminal, parse_formula
+from eznas_store.programs.tree import Apply, Program, Terminal
+from eznas_store.programs.formula import parse_formula
+from eznas_store.programs.named import NAMED_PROGRAMS
 from eznas_store.evaluate.synthetic import synthetic_chunk
 from eznas_store.terminals import TERMINALS
 

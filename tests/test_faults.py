@@ -11,13 +11,49 @@ import time
 import numpy as np
 
 from eznas_store.ingest.driver import run_ingest
-from eznas_store.store.zarr_store import open_store, verify_store
+from eznas_store.store.reader import open_store
+from eznas_store.store.verify import verify_store
 
 from conftest import make_bench, store_arrays, tiny_ingest_cmd, tiny_ingest_config
 
 
+def _chunk_files(url: str) -> tuple[int, int]:
+    """(chunk files of the ``complete`` flags, chunk files of every other array) on disk now."""
+    flags = other = 0
+    for root, _, files in os.walk(url):
+        n = sum(1 for f in files if f != "zarr.json" and not f.endswith(".partial"))
+        if os.sep + "complete" + os.sep in root + os.sep:
+            flags += n
+        else:
+            other += n
+    return flags, other
+
+
+def _kill_at_progress(proc: subprocess.Popen, url: str, mode: int, k: int) -> bool:
+    """SIGKILL ``proc`` at an observed point of its work, never after a guessed sleep.
+
+    mode 0: as soon as it runs (start-up, imports); 1: once the store's root exists (creation);
+    2: once ``k`` more networks are flagged complete; 3: once ``k`` more chunk files of
+    tensors or tables are on disk than when it started (mid-chunk, before the flags).
+    Returns whether it was killed (False: it finished first).
+    """
+    flags0, other0 = _chunk_files(url)
+    deadline = time.monotonic() + 600  # only a hang guard: every kill point is an event
+    while proc.poll() is None:
+        flags, other = _chunk_files(url)
+        if (mode == 0
+                or (mode == 1 and os.path.exists(os.path.join(url, "zarr.json")))
+                or (mode == 2 and flags >= flags0 + k)
+                or (mode == 3 and other >= other0 + k)):
+            os.kill(proc.pid, signal.SIGKILL)
+            return True
+        assert time.monotonic() < deadline, "ingest made no progress in 600 s"
+        time.sleep(0.002)
+    return False
+
+
 def test_ingest_survives_20_random_kills(tmp_path):
-    """SIGKILL at 20 random moments (start-up, collection, mid-write), then finish: nothing lost."""
+    """SIGKILL at 20 random progress points (start-up, creation, collection, mid-write): nothing lost."""
     tiny_bench = make_bench(tmp_path / "bench.csv", n=80, seed=3)
     ref = str(tmp_path / "ref")
     run_ingest(tiny_ingest_config(ref, tiny_bench, chunk_networks=1))
@@ -26,12 +62,11 @@ def test_ingest_survives_20_random_kills(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     rng = np.random.default_rng(7)
     kills, progress = 0, []
-    for _ in range(20):
+    for i in range(20):
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        time.sleep(float(rng.uniform(1.5, 3.0)))  # start-up (imports) takes ~1.5 s
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            kills += 1
+        # the first two runs die in start-up and in store creation; then collection and writes
+        mode = i if i < 2 else int(rng.choice([2, 2, 3]))
+        kills += _kill_at_progress(proc, url, mode, k=int(rng.integers(1, 4)))
         proc.wait()
         if os.path.exists(os.path.join(url, "zarr.json")):
             try:

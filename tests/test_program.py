@@ -15,9 +15,25 @@ from jsonschema import Draft202012Validator
 from eznas_store.errors import EznasError, ProgramError
 from eznas_store.programs.ops import OPS, Op
 from eznas_store.programs.tree import (
-    MAX_DEPTH, MAX_NODES, NAMED_PROGRAMS, SCHEMA_PATH, Apply, Node, Program, Terminal,
-    from_prefix, load_program, parse_formula, program_from_json, program_to_json,
-    save_program, terminals_for, tree_from_json, tree_to_json, validate_tree,
+    MAX_DEPTH,
+    MAX_NODES,
+    Apply,
+    Node,
+    Program,
+    Terminal,
+    terminals_for,
+    validate_tree,
+)
+from eznas_store.programs.formula import from_prefix, parse_formula
+from eznas_store.programs.named import NAMED_PROGRAMS
+from eznas_store.programs.codec import (
+    SCHEMA_PATH,
+    load_program,
+    program_from_json,
+    program_to_json,
+    save_program,
+    tree_from_json,
+    tree_to_json,
 )
 from eznas_store.terminals import TERMINALS
 

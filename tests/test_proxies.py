@@ -13,23 +13,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eznas_store.collect.statistics import CollectConfig, collect
+from eznas_store.collect.statistics import collect
+from eznas_store.terminals import CollectConfig
 from eznas_store.sources.datasets import sample_batch
 from eznas_store.errors import ConfigError, UnknownNameError
-from eznas_store.collect.proxies import (
-    BLOCK_PROXIES,
-    PROXIES,
-    PROXY_NAMES,
-    _epe_score,
-    _jacov_score,
-    block_variant,
-    compute_all,
-    compute_proxy,
-    from_terminals,
-    nb201_factory,
-    nwot_logdet,
-    synflow_sum,
-)
+from eznas_store.collect.proxies.blocks import BLOCK_PROXIES, block_variant, from_terminals
+from eznas_store.collect.proxies.jacobian import _epe_score, _jacov_score
+from eznas_store.collect.proxies.networks import nb201_factory
+from eznas_store.collect.proxies.nwot import nwot_logdet
+from eznas_store.collect.proxies.registry import PROXIES, PROXY_NAMES
+from eznas_store.collect.proxies.runner import compute_all, compute_proxy
+from eznas_store.collect.proxies.synflow import synflow_sum
 from eznas_store.sources.spaces import nb201
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

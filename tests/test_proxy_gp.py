@@ -25,27 +25,16 @@ from eznas_store.errors import (
     StoreError,
     UnknownNameError,
 )
-from eznas_store.evaluate.population import evaluate_columns
+from eznas_store.evaluate.columns import evaluate_columns
 from eznas_store.fitness.correlations import kendall_tau, population_fitness, spearman_rho
 from eznas_store.programs.ops import OPS
-from eznas_store.programs.tree import (
-    Apply,
-    Program,
-    Terminal,
-    parse_formula,
-    program_from_json,
-    program_to_json,
-)
+from eznas_store.programs.tree import Apply, Program, Terminal
+from eznas_store.programs.formula import parse_formula
+from eznas_store.programs.codec import program_from_json, program_to_json
 from eznas_store.programs.proxy_ops import PDIV_EPS, PROXY_OPS, rank_against
-from eznas_store.fitness.problems import (
-    ProxyProblem,
-    ProxyScorer,
-    cross_problem_matrix,
-    format_matrix,
-    load_problems,
-    split_problem,
-    write_matrix,
-)
+from eznas_store.fitness.matrix import cross_problem_matrix, format_matrix, write_matrix
+from eznas_store.fitness.problems import ProxyProblem, load_problems, split_problem
+from eznas_store.fitness.proxy_table_scorer import ProxyTableScorer
 from eznas_store.terminals import TERMINALS
 
 NAN = math.nan
@@ -365,7 +354,7 @@ def test_load_missing_sources(tmp_path: Path) -> None:
 
 
 def test_load_store(tiny_store: str) -> None:
-    from eznas_store.store.zarr_store import open_store
+    from eznas_store.store.reader import open_store
 
     (p,) = load_problems(tiny_store)
     store = open_store(tiny_store)
@@ -434,7 +423,7 @@ def test_problem_validation() -> None:
 
 def test_scorer_fitness_matches_fitness_module() -> None:
     a, b = toy("a", 40, 0, extra=np.zeros(40)), toy("b", 60, 1)
-    sc = ProxyScorer([a, b])
+    sc = ProxyTableScorer([a, b])
     assert sc.terminals == ["anti", "bad", "good"]
     progs = [prog(f) for f in ["good", "neg(anti)", "add(rank(good), rank(bad))", "pdiv(good, sub(good, good))",
                                "bad", "good", "rank(good)", "sqrt_abs(good)", "sigmoid(pdiv(bad, sub(bad, bad)))"]]
@@ -451,11 +440,11 @@ def test_scorer_fitness_matches_fitness_module() -> None:
     assert not fits[3].valid and "constant" in fits[3].reason  # pdiv(x, 0) == 1 everywhere
     assert fits[5] == fits[0] == fits[6] == fits[7]  # same order of networks: same tau/rho
     assert fits[8].reason != fits[3].reason  # constants are not shared: reasons name the value
-    mean = ProxyScorer([a, b], combine="mean").fitness(progs[:3])
+    mean = ProxyTableScorer([a, b], combine="mean").fitness(progs[:3])
     assert mean[2].value == pytest.approx(np.mean(fits[2].taus))
-    assert ProxyScorer([a, b], abs_tau=True).fitness([prog("anti")])[0].value == pytest.approx(1.0)
+    assert ProxyTableScorer([a, b], abs_tau=True).fitness([prog("anti")])[0].value == pytest.approx(1.0)
     with pytest.raises(ConfigError):
-        ProxyScorer([a], combine="max")
+        ProxyTableScorer([a], combine="max")
 
 
 def test_scorer_invalid_on_one_network() -> None:
@@ -464,7 +453,7 @@ def test_scorer_invalid_on_one_network() -> None:
     cols["good"] = cols["good"].copy()
     cols["good"][3] = 1e200
     q = ProxyProblem(name="q", archs=p.archs, columns=cols, accuracy=p.accuracy, source="t")
-    ok, bad = ProxyScorer([q]).fitness([prog("abslog(good)"), prog("add(bad, square(good))")])
+    ok, bad = ProxyTableScorer([q]).fitness([prog("abslog(good)"), prog("add(bad, square(good))")])
     assert ok.valid
     assert not bad.valid and bad.reason == "task 0: invalid for 1 of 20 networks (square: NaN at network 3)"
 
@@ -474,7 +463,7 @@ def test_scorer_is_fast_enough() -> None:
     import time
 
     problems = [toy(f"p{i}", 3000, i) for i in range(2)]
-    sc = ProxyScorer(problems)
+    sc = ProxyTableScorer(problems)
     rng = np.random.default_rng(0)
     ops2 = ["add", "sub", "mul", "pdiv", "min", "max"]
     progs = [prog(f"{ops2[rng.integers(6)]}(rank({['good', 'bad', 'anti'][i % 3]}), abslog(bad))")
@@ -542,7 +531,7 @@ def test_evolve_over_proxies_end_to_end(tmp_path: Path, capsys) -> None:
     import itertools
 
     from eznas_store.cli import main
-    from eznas_store.programs.tree import load_program
+    from eznas_store.programs.codec import load_program
     from eznas_store.fitness.problems import load_problems, split_problem
 
     keys = [str(k) for k in itertools.islice(itertools.product(range(5), repeat=6), 7, 7 + 80)]
@@ -567,7 +556,7 @@ def test_evolve_over_proxies_end_to_end(tmp_path: Path, capsys) -> None:
     c10 = load_problems(str(zc), tasks=["cifar10"])[0]
     _, test = split_problem(c10, 30, 1)
     scores, _ = evaluate_columns(best, test.columns, ops=PROXY_OPS)
-    from eznas_store.fitness.problems import cross_problem_matrix
+    from eznas_store.fitness.matrix import cross_problem_matrix
 
     m = cross_problem_matrix({"best_final": best}, [test])
     assert m.tau[0, 0] == pytest.approx(kendall_tau(scores, test.accuracy))

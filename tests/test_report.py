@@ -14,8 +14,12 @@ import pytest
 from scipy import stats
 
 from eznas_store.errors import DataNotFoundError, EznasError
-from eznas_store.programs.tree import Program, parse_formula, save_program
-from eznas_store.report.render import read_run, score_correlations, text_tree, write_report
+from eznas_store.programs.tree import Program
+from eznas_store.programs.formula import parse_formula
+from eznas_store.programs.codec import save_program
+from eznas_store.report.run_report import write_report
+from eznas_store.report.runs import read_run, score_correlations
+from eznas_store.report.sections import text_tree
 
 TASKS = {"nb201-cifar10": 30, "nb201-cifar100": 24}
 PROGRAMS = {
@@ -244,7 +248,7 @@ def test_not_a_run_dir(tmp_path, make):
 
 
 def test_symlog_axis_choice():
-    from eznas_store.report.render import _score_axis
+    from eznas_store.report.plots import score_axis as _score_axis
 
     assert _score_axis(np.array([1.0, 2.0, 3.0])) == "linear"
     assert _score_axis(np.array([1e-5, 1.0, 1e5])) == "log"
@@ -257,7 +261,7 @@ def test_symlog_axis_choice():
 
 def test_tree_layout_does_not_overlap_and_centres_parents():
     from eznas_store.programs.tree import Apply
-    from eznas_store.report.render import _tree_layout
+    from eznas_store.report.plots import tree_layout as _tree_layout
 
     tree = parse_formula("sum(frobenius(sigmoid(logdet_lastdims(sign(inpactgrad_D)))), "
                          "product(normalize(act_D), difference(kl_div(act_N, preact_D), cosine(abs(wt), wtgrad_D))))")
@@ -279,7 +283,7 @@ def test_tree_layout_does_not_overlap_and_centres_parents():
 
 
 def test_too_wide_tree_is_given_as_text_only(tmp_path):
-    from eznas_store.report.render import _tree_plot
+    from eznas_store.report.plots import tree_plot as _tree_plot
 
     def balanced(depth: int) -> str:
         return "act_D" if depth == 0 else f"sum({balanced(depth - 1)}, {balanced(depth - 1)})"

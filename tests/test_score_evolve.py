@@ -15,9 +15,13 @@ import pytest
 
 from eznas_store.cli import main
 from eznas_store.search.evolve import EvolveConfig, run_evolve
-from eznas_store.programs.tree import NAMED_PROGRAMS, load_program, parse_formula, Program
-from eznas_store.fitness.engine import Engine, score_storeless, score_store
-from eznas_store.store.zarr_store import open_store
+from eznas_store.programs.tree import Program
+from eznas_store.programs.formula import parse_formula
+from eznas_store.programs.named import NAMED_PROGRAMS
+from eznas_store.programs.codec import load_program
+from eznas_store.fitness.engine import Engine, score_store
+from eznas_store.fitness.storeless import score_storeless
+from eznas_store.store.reader import open_store
 
 from conftest import tiny_ingest_config
 
@@ -66,6 +70,18 @@ def test_evolve_writes_programs_that_score_accepts(tiny_store, tmp_path, capsys)
     assert "Kendall tau" in capsys.readouterr().out
     assert main(["report", str(out)]) == 0
     assert (out / "report.html").exists()
+
+
+@pytest.mark.parametrize("representation", ["tree", "sequential"])
+def test_evolve_leaves_the_global_random_state_alone(tiny_store, tmp_path, representation):
+    """The run draws from its own random.Random: the caller's global random stream is untouched."""
+    import random
+
+    random.seed(1234)
+    before = random.getstate()
+    run_evolve(EvolveConfig(stores=(tiny_store,), out=str(tmp_path / "run"), seed=0,
+                            representation=representation, **SMALL))
+    assert random.getstate() == before
 
 
 def test_resume_continues_the_same_run(tiny_store, tmp_path):
@@ -155,7 +171,7 @@ def test_evolve_on_a_real_dask_cluster(tiny_store, tmp_path):
 
 
 def test_a_proxy_program_on_statistics_is_a_clear_error(tiny_store, tmp_path, capsys):
-    from eznas_store.programs.tree import save_program
+    from eznas_store.programs.codec import save_program
     from eznas_store.programs.proxy_ops import PROXY_OPS
 
     prog = Program(tree=parse_formula("add(synflow, nwot)", ops=PROXY_OPS, terminals=None),

@@ -4,10 +4,9 @@ whole runs on tiny NB201 networks (C=4, N=1, 8×8 digits, a few ms per cell)."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
-import sys
-import types
 from collections import Counter
 from pathlib import Path
 
@@ -16,19 +15,20 @@ import pytest
 from conftest import make_bench
 
 from eznas_store.errors import ConfigError
-from eznas_store.search.aging import (
-    AgingEvolution,
-    SearchConfig,
+from eznas_store.search.aging import AgingEvolution
+from eznas_store.search.aging_config import SearchConfig, parse_duration
+from eznas_store.search.aging_result import format_result, rank_in_table
+from eznas_store.search.aging_run import run_search
+from eznas_store.sources.spaces.nb201 import (
+    N_CELLS,
+    OPS,
+    all_cells,
     cell_from_index,
     cell_index,
-    format_result,
     mutate,
-    parse_duration,
+    parse_cell,
     random_cell,
-    rank_in_table,
-    run_search,
 )
-from eznas_store.sources.spaces.nb201 import N_CELLS, OPS, all_cells, parse_cell
 
 TINY_SEARCH = {"dataset": "digits", "C": 4, "N": 1, "batch_size": 4, "device": "cpu", "progress": False,
                    "population": 6, "sample": 3}
@@ -149,11 +149,12 @@ def test_time_budget_is_respected(bench30: Path):
 
 def test_converged_search_stops_early(bench30: Path, monkeypatch):
     """When every proposal is a cell already scored, the run stops after ``patience`` cycles."""
-    from eznas_store.search import aging as search
+    from eznas_store.sources import spaces
 
     few = [cell_from_index(i) for i in (7, 70, 700, 7000)]  # a space of four cells
-    monkeypatch.setattr(search, "random_cell", lambda rng: few[int(rng.integers(len(few)))])
-    monkeypatch.setattr(search, "mutate", lambda cell, rng: few[int(rng.integers(len(few)))])
+    monkeypatch.setitem(spaces.SPACES, "nb201", dataclasses.replace(
+        spaces.SPACES["nb201"], random_cell=lambda rng: few[int(rng.integers(len(few)))],
+        mutate=lambda cell, rng: few[int(rng.integers(len(few)))]))
     res = run_search(tiny(bench30, max_evaluations=50, population=3, sample=2, patience=200))
     assert res.stop_reason.startswith("converged") and res.evaluations == 4
     assert res.cycles - res.cache_hits == 4 and res.cycles >= 200 + 4
@@ -216,7 +217,8 @@ def test_statistics_program_fitness(bench30: Path):
 
 
 def _proxy_program_file(tmp_path: Path) -> Path:
-    from eznas_store.programs.tree import Apply, Program, Terminal, program_to_json
+    from eznas_store.programs.tree import Apply, Program, Terminal
+    from eznas_store.programs.codec import program_to_json
 
     prog = Program(Apply("rank", (Terminal("synflow"),)), terminal_set="proxies", name="rank-synflow")
     path = tmp_path / "rank_synflow.json"
@@ -226,17 +228,15 @@ def _proxy_program_file(tmp_path: Path) -> Path:
 
 def test_proxy_program_fitness_with_a_stand_in(bench30: Path, tmp_path: Path, monkeypatch):
     """Only the proxies the formula reads are computed; the reference sample is computed once."""
-    import eznas_store.evaluate.population
-    import eznas_store.collect.proxies
     from eznas_store.programs.ops import Op
+    from eznas_store.search import cell_scorers
 
     class RefOp(Op):  # like proxy_ops.ReferenceOp: an op that compares with a reference sample
         def bind_reference(self, n_ref):
             return self
 
     rank = RefOp(id=900, name="rank", arity=1, fn=lambda a: a, doc="stand-in")
-    monkeypatch.setitem(sys.modules, "eznas_store.programs.proxy_ops",
-                        types.SimpleNamespace(PROXY_OPS={"rank": rank}))
+    monkeypatch.setattr(cell_scorers, "PROXY_OPS", {"rank": rank})
     seen = []
 
     def evaluate_columns(program, columns, *, ops, reference=None):
@@ -245,15 +245,15 @@ def test_proxy_program_fitness_with_a_stand_in(bench30: Path, tmp_path: Path, mo
         ref = reference["synflow"]
         return np.array([(ref < columns["synflow"][0]).mean()]), None
 
-    monkeypatch.setattr(eznas_store.evaluate.population, "evaluate_columns", evaluate_columns, raising=False)
+    monkeypatch.setattr(cell_scorers, "evaluate_columns", evaluate_columns)
     asked = []
-    real = eznas_store.collect.proxies.compute_all
+    real = cell_scorers.compute_all
 
     def spy(*args, **kw):
         asked.append(tuple(kw["names"]))
         return real(*args, **kw)
 
-    monkeypatch.setattr(eznas_store.collect.proxies, "compute_all", spy)
+    monkeypatch.setattr(cell_scorers, "compute_all", spy)
     res = run_search(tiny(bench30, proxy=str(_proxy_program_file(tmp_path)), max_evaluations=8,
                           reference_size=5))
     assert res.kind == "proxies" and res.fitness == "rank-synflow" and res.reference_evaluations == 5
@@ -264,7 +264,8 @@ def test_proxy_program_fitness_with_a_stand_in(bench30: Path, tmp_path: Path, mo
 
 
 def test_program_without_rank_spends_nothing_on_a_reference(bench30: Path, tmp_path: Path):
-    from eznas_store.programs.tree import Apply, Program, Terminal, program_to_json
+    from eznas_store.programs.tree import Apply, Program, Terminal
+    from eznas_store.programs.codec import program_to_json
 
     prog = Program(Apply("abslog", (Terminal("synflow"),)), terminal_set="proxies", name="log-synflow")
     path = tmp_path / "p.json"
@@ -280,10 +281,10 @@ def _reference_cells(*, seed: int, n: int) -> set[str]:
 
 def test_proxy_program_fitness_real(bench30: Path, tmp_path: Path):
     try:
-        from eznas_store.evaluate.population import evaluate_columns  # noqa: F401
+        from eznas_store.evaluate.columns import evaluate_columns  # noqa: F401
         from eznas_store.programs.proxy_ops import PROXY_OPS  # noqa: F401
     except ImportError:
-        pytest.skip("eznas_store.evaluate.population.evaluate_columns / gp.proxy_ops not available yet")
+        pytest.skip("eznas_store.evaluate.columns.evaluate_columns / gp.proxy_ops not available yet")
     res = run_search(tiny(bench30, proxy=str(_proxy_program_file(tmp_path)), max_evaluations=6,
                           reference_size=4))
     assert res.kind == "proxies" and res.evaluations == 6
@@ -346,7 +347,7 @@ def test_cli_search(bench30: Path, tmp_path: Path, capsys):
 
 def test_search_is_judged_by_test_accuracy_by_default(tmp_path: Path):
     from eznas_store.sources.tables import read_benchmark, write_benchmark
-    from eznas_store.search.aging import _test_column
+    from eznas_store.search.aging_result import judged_accuracy_column as _test_column
 
     cells = list(all_cells())[:3]
     path = write_benchmark(tmp_path / "b.csv", cells, {"cifar10_valid": np.array([1.0, 2, 3]),

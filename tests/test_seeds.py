@@ -12,8 +12,11 @@ from conftest import TINY, make_bench
 
 from eznas_store.sources.tables import read_benchmark, select_networks
 from eznas_store.errors import ConfigError
-from eznas_store.programs.tree import NAMED_PROGRAMS, Program, parse_formula, save_program
-from eznas_store.fitness.engine import score_storeless
+from eznas_store.programs.tree import Program
+from eznas_store.programs.formula import parse_formula
+from eznas_store.programs.named import NAMED_PROGRAMS
+from eznas_store.programs.codec import save_program
+from eznas_store.fitness.storeless import score_storeless
 from eznas_store.studies.seeds import SeedsConfig, format_seeds, run_seeds, seed_plan
 
 SMALL = dict(TINY, networks=4, seeds=2, first_seed=1, sample_seed=0, batch_size=2, device="cpu", progress=False)
@@ -92,7 +95,8 @@ def test_summary_and_files(study):
 
 
 def test_shared_experiment_is_computed_once(bench, tmp_path, monkeypatch):
-    from eznas_store.fitness import engine as score
+    from eznas_store.fitness import storeless as score
+    from eznas_store.studies import seeds as seeds_study  # run_seeds looks score_storeless up here
 
     calls = []
     real = score.score_storeless
@@ -101,7 +105,7 @@ def test_shared_experiment_is_computed_once(bench, tmp_path, monkeypatch):
         calls.append(cfg.seed)
         return real(cfg, programs, **kw)
 
-    monkeypatch.setattr(score, "score_storeless", counting)
+    monkeypatch.setattr(seeds_study, "score_storeless", counting)
     cfg = SeedsConfig(out=str(tmp_path / "o"), benchmark=str(bench), **{**SMALL, "first_seed": 0})
     res = run_seeds(cfg)
     assert sorted(calls) == [0, 1, 1]  # (fixed, 0) and (resampled, 0) are one experiment
@@ -112,7 +116,8 @@ def test_shared_experiment_is_computed_once(bench, tmp_path, monkeypatch):
 
 def test_killed_study_resumes_from_its_finished_scorings(bench, tmp_path, monkeypatch):
     """A study that died after two scorings redoes only the rest, and ends with the same numbers."""
-    from eznas_store.fitness import engine as score
+    from eznas_store.fitness import storeless as score
+    from eznas_store.studies import seeds as seeds_study  # run_seeds looks score_storeless up here
 
     ref = run_seeds(SeedsConfig(out=str(tmp_path / "ref"), benchmark=str(bench), **SMALL))
     real, calls = score.score_storeless, []
@@ -123,7 +128,7 @@ def test_killed_study_resumes_from_its_finished_scorings(bench, tmp_path, monkey
             raise KeyboardInterrupt  # the job is killed mid-study
         return real(cfg, programs, **kw)
 
-    monkeypatch.setattr(score, "score_storeless", dies_on_third)
+    monkeypatch.setattr(seeds_study, "score_storeless", dies_on_third)
     cfg = SeedsConfig(out=str(tmp_path / "o"), benchmark=str(bench), **SMALL)
     with pytest.raises(KeyboardInterrupt):
         run_seeds(cfg)
@@ -131,7 +136,7 @@ def test_killed_study_resumes_from_its_finished_scorings(bench, tmp_path, monkey
     with open(tmp_path / "o" / "seeds.partial.jsonl", "a") as f:
         f.write('{"torn": ')  # killed while writing a line
     calls.clear()
-    monkeypatch.setattr(score, "score_storeless", lambda cfg, programs, **kw: (calls.append(cfg.seed),
+    monkeypatch.setattr(seeds_study, "score_storeless", lambda cfg, programs, **kw: (calls.append(cfg.seed),
                                                                                  real(cfg, programs, **kw))[1])
     res = run_seeds(cfg)
     assert len(calls) == 2  # 4 scorings in all, 2 were kept

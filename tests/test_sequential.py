@@ -16,17 +16,14 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from eznas_store.errors import ProgramError
-from eznas_store.evaluate.population import evaluate_reference
+from eznas_store.evaluate.reference import evaluate_reference
 from eznas_store.programs.ops import OPS_BY_ID
-from eznas_store.programs.tree import (
-    MAX_DEPTH,
-    MAX_NODES,
-    NAMED_PROGRAMS,
+from eznas_store.programs.tree import MAX_DEPTH, MAX_NODES, Apply, Program
+from eznas_store.programs.formula import parse_formula
+from eznas_store.programs.named import NAMED_PROGRAMS
+from eznas_store.programs.codec import (
     SCHEMA_PATH,
-    Apply,
-    Program,
     load_program,
-    parse_formula,
     program_from_json,
     program_to_json,
     save_program,
@@ -45,6 +42,8 @@ from eznas_store.programs.sequential import (
     check_instructions,
     code_stats,
     from_tree,
+)
+from eznas_store.programs.sequential_variation import (
     insert_op,
     mate,
     mutate,

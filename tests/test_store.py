@@ -13,8 +13,11 @@ import pytest
 import torch
 
 from eznas_store.errors import StoreError
-from eznas_store.ingest.driver import collect_network, run_ingest
-from eznas_store.store.zarr_store import open_store, raw_to_terminals, store_summary
+from eznas_store.evaluate.chunk import iter_chunks, network_tensors, raw_to_terminals, read_chunk
+from eznas_store.ingest.driver import run_ingest
+from eznas_store.ingest.networks import collect_network
+from eznas_store.store.reader import open_store
+from eznas_store.store.verify import store_summary
 from eznas_store.terminals import TERMINALS
 
 from conftest import store_arrays, tiny_ingest_cmd, tiny_ingest_config
@@ -37,7 +40,7 @@ def test_plain_xarray_reads_the_tables(tiny_store):
 def test_open_store_lists_terminals_and_every_block_has_them(tiny_store):
     s = open_store(tiny_store)
     assert s.terminals == TERMINALS and len(s.terminals) == 22
-    for chunk in s.iter_chunks():
+    for chunk in iter_chunks(s):
         for g in chunk.groups:
             assert set(g.terminals) == set(TERMINALS)
             for t in TERMINALS:
@@ -54,7 +57,7 @@ def test_round_trip_equals_the_network(tiny_store):
     from eznas_store.sources.spaces import get_space
 
     lo, hi = s.chunk_ranges()[1]
-    chunk = s.read_chunk(lo, hi)
+    chunk = read_chunk(s, lo, hi)
     for j, n in enumerate(range(lo, hi)):
         p = s.plan
         model = get_space(p.space).build(p.archs[n], num_classes=p.num_classes, C=p.C, N=p.N)
@@ -75,7 +78,7 @@ def test_lazy_accessor_and_raw_terminals(tiny_store):
     import dask.array as da
 
     assert isinstance(lazy["act_D"].data, da.Array)
-    raw = s.network_tensors(0)
+    raw = network_tensors(s, 0)
     terms = raw_to_terminals(raw[0], s.plan.collect.structure)
     assert set(terms) == set(TERMINALS)
 
@@ -150,7 +153,7 @@ def test_collect_network_is_what_ingest_stored(tiny_store):
     s = open_store(tiny_store)
     data = torch.from_numpy(s.data_batch())
     res = collect_network(s, 5, data, torch.device("cpu"))
-    stored = s.network_tensors(5)
+    stored = network_tensors(s, 5)
     for blk, raw in zip(res.blocks, stored):
         for k, v in raw.items():
             assert torch.equal(blk.tensors[k], v), k
@@ -158,7 +161,7 @@ def test_collect_network_is_what_ingest_stored(tiny_store):
 
 @pytest.mark.parametrize("scheme", ["memory", "file"])
 def test_fsspec_urls(tmp_path, tiny_bench, scheme):
-    from eznas_store.programs.tree import NAMED_PROGRAMS
+    from eznas_store.programs.named import NAMED_PROGRAMS
     from eznas_store.fitness.engine import score_store
 
     url = f"memory://eznas-test/{tmp_path.name}/s.zarr" if scheme == "memory" else f"file://{tmp_path}/s.zarr"
@@ -175,7 +178,7 @@ def test_corrupted_chunk_is_named_and_repaired(tmp_path, tiny_bench):
     from pathlib import Path
 
     from eznas_store.errors import CorruptChunkError
-    from eznas_store.store.zarr_store import verify_store
+    from eznas_store.store.verify import verify_store
 
     url = str(tmp_path / "s")
     run_ingest(tiny_ingest_config(url, tiny_bench))
@@ -191,7 +194,7 @@ def test_corrupted_chunk_is_named_and_repaired(tmp_path, tiny_bench):
     assert not rep.ok and sorted(rep.broken) == list(range(lo, hi))
     assert all("act_N" in " ".join(why) for why in rep.broken.values())
     with pytest.raises(CorruptChunkError, match="act_N"):
-        s.read_chunk(lo, hi)
+        read_chunk(s, lo, hi)
     assert main_cli(["verify", url]) == 1
     run_ingest(tiny_ingest_config(url, tiny_bench, redo_broken=True))
     assert verify_store(open_store(url)).ok
@@ -228,8 +231,8 @@ def test_shard_that_loses_the_create_race_joins_the_store(tmp_path, tiny_bench, 
     import zarr
     from zarr.core.group import AsyncGroup
 
-    from eznas_store.ingest.driver import plan_ingest
-    from eznas_store.store.zarr_store import create_or_open
+    from eznas_store.ingest.plan import plan_ingest
+    from eznas_store.ingest.layout import create_or_open
 
     url = str(tmp_path / "s")
     plan, batch, labels = plan_ingest(tiny_ingest_config(url, tiny_bench))
@@ -243,7 +246,7 @@ def test_shard_that_loses_the_create_race_joins_the_store(tmp_path, tiny_bench, 
         return await real_open(*a, **k)
 
     monkeypatch.setattr(AsyncGroup, "open", open_before_b_created)
-    monkeypatch.setattr("eznas_store.store.zarr_store.store_exists", lambda *a, **k: False)
+    monkeypatch.setattr("eznas_store.store.create.store_exists", lambda *a, **k: False)
     store = create_or_open(url, plan, data_batch=batch, data_labels=labels)
     assert calls and len(store.networks.arch) == 12 and not store.networks.complete.any()
 

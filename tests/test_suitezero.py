@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from eznas_store.errors import BenchmarkFormatError, DataNotFoundError, InvalidArchError
-from eznas_store.sources.spaces.nb201 import all_cells, parse_cell
-from eznas_store.sources.suitezero import nb201_cell_to_key, nb201_key_to_cell, read_zc
+from eznas_store.sources.spaces.nb201 import all_cells, nb201_cell_to_key, nb201_key_to_cell, parse_cell
+from eznas_store.sources.suitezero import read_zc
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 REAL_ZC = SHARED_DATA / "suite-zero" / "zc_nasbench201.json.gz"

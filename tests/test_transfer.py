@@ -14,9 +14,10 @@ from conftest import make_bench, tiny_ingest_config
 from eznas_store.errors import ConfigError
 from eznas_store.search.evolve import EvolveConfig, run_evolve
 from eznas_store.fitness.correlations import kendall_tau, spearman_rho
-from eznas_store.programs.tree import NAMED_PROGRAMS, load_program
+from eznas_store.programs.named import NAMED_PROGRAMS
+from eznas_store.programs.codec import load_program
 from eznas_store.fitness.engine import score_store
-from eznas_store.store.zarr_store import open_store
+from eznas_store.store.reader import open_store
 from eznas_store.studies.transfer import (
     BASELINES,
     TransferConfig,
@@ -82,7 +83,7 @@ def test_off_diagonal_and_baselines_recomputed_independently(done, task_stores):
         s = open_store(url)
         acc = s.accuracy()
         for base, col in (("FLOPs", "flops"), ("params", "params")):
-            v = np.asarray(s.group[col][:], dtype=float)
+            v = np.asarray(s.column(col), dtype=float)
             assert res.cell(base, name) == pytest.approx(kendall_tau(v, acc), abs=1e-12)
             assert res.rho[res.rows.index(base), c] == pytest.approx(spearman_rho(v, acc), abs=1e-12)
         progs = [res.programs[t] for t in TASKS] + [NAMED_PROGRAMS["eznas-a"]]
@@ -187,7 +188,8 @@ def test_default_names_from_file_names():
 
 def test_an_invalid_evolved_program_is_reported_not_marked(task_stores, tmp_path, monkeypatch):
     import eznas_store.studies.transfer as transfer
-    from eznas_store.programs.tree import Program, parse_formula
+    from eznas_store.programs.tree import Program
+    from eznas_store.programs.formula import parse_formula
 
     bad = Program(tree=parse_formula("invert(zeros_like(wt))"))  # 1/0 on every network
     monkeypatch.setattr(transfer, "_evolve_task", lambda cfg, name, url: (bad, "evolved"))

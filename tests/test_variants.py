@@ -10,7 +10,8 @@ import pytest
 from eznas_store.cli import main
 from eznas_store.search.evolve import EvolveConfig, run_evolve
 from eznas_store.ingest.driver import run_ingest
-from eznas_store.report.render import read_run, score_correlations, variant_label
+from eznas_store.report.comparison import variant_label
+from eznas_store.report.runs import read_run, score_correlations
 
 from conftest import make_bench, tiny_ingest_config
 
@@ -34,14 +35,15 @@ def variant_runs(tmp_path_factory):
 
 
 def test_cbr_and_rcb_stores_hold_different_statistics(variant_runs):
-    from eznas_store.store.zarr_store import open_store
+    from eznas_store.evaluate.chunk import network_tensors
+    from eznas_store.store.reader import open_store
 
     root, _ = variant_runs
     a, b = open_store(str(root / "store-rcb")), open_store(str(root / "store-cbr"))
     assert (a.plan.collect.structure, b.plan.collect.structure) == ("rcb", "cbr")
     # same cells, same seed, same batch: only the unit's order differs, so the statistics do
     n = int(np.argmax(a.networks.n_blocks.values))
-    ra, rb = a.network_tensors(n), b.network_tensors(n)
+    ra, rb = network_tensors(a, n), network_tensors(b, n)
     assert len(ra) == len(rb) > 0
     assert any(not np.array_equal(x[k].numpy(), y[k].numpy()) for x, y in zip(ra, rb) for k in x)
 

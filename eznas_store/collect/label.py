@@ -14,7 +14,8 @@ cosine learning-rate schedule stepped every batch down to 0 over ``epochs`` epoc
 cross-entropy, the dataset's ``train`` split shuffled every epoch; then BatchNorm
 statistics recomputed exactly over the train split ("precise BN", as pycls does: the
 running averages trail the final weights, which after a few epochs is noise, not
-architecture) and top-1 accuracy (%) on the ``test`` split in eval mode.
+architecture) and top-1 accuracy (%) on the ``test`` split in eval mode (the loop is
+:func:`eznas_store.collect.training.train_network`; this module is the run around it).
 ``<dataset>_train`` and ``<dataset>_train_loss`` are the running accuracy and mean loss
 of the last epoch, as NB201 reports them.
 
@@ -40,8 +41,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from tqdm.auto import tqdm
+
 from eznas_store.collect.statistics import resolve_device
+from eznas_store.collect.training import train_network
 from eznas_store.errors import ConfigError
+from eznas_store.sources.datasets import get_spec, load_split_tensors
+from eznas_store.sources.spaces import get_space
+from eznas_store.sources.spaces.base import SearchSpace
+from eznas_store.sources.tables import meta_path, read_benchmark, write_benchmark
 
 __all__ = [
     "DEMO_LABEL",
@@ -80,8 +88,6 @@ DEMO_LABEL: dict[str, Any] = {
 #: rewrite the table after this many newly trained cells, or this many seconds
 _SAVE_EVERY_CELLS = 10
 _SAVE_EVERY_SECONDS = 30.0
-#: batch size for evaluation (no gradients, so larger is fine)
-_EVAL_BATCH = 512
 
 
 def _is_int(value: Any) -> bool:
@@ -125,27 +131,7 @@ class LabelConfig:
         if not isinstance(self.out, (str, Path)) or not str(self.out).strip():
             raise ConfigError("--out must name the CSV file to write")
         object.__setattr__(self, "out", str(self.out))
-        if isinstance(self.networks, (str, bytes)):
-            raise ConfigError(
-                "networks must be a count or a sequence of cell strings, not one string "
-                "(wrap a single cell in a tuple)"
-            )
-        if _is_int(self.networks):
-            if self.networks < 1:
-                raise ConfigError(f"--networks must be at least 1, not {self.networks}")
-            object.__setattr__(self, "networks", int(self.networks))
-        elif isinstance(self.networks, Sequence):
-            cells = tuple(str(c).strip() for c in self.networks)
-            if not cells:
-                raise ConfigError("--networks names no cells")
-            dupes = sorted({c for c in cells if cells.count(c) > 1})
-            if dupes:
-                raise ConfigError(f"cell {dupes[0]} is listed twice in --networks")
-            object.__setattr__(self, "networks", cells)
-        else:
-            raise ConfigError(
-                f"networks must be a count or a sequence of cell strings, not {self.networks!r}"
-            )
+        object.__setattr__(self, "networks", _checked_networks(self.networks))
         if not _is_int(self.seed) or self.seed < 0:
             raise ConfigError(f"--seed must be a non-negative integer, not {self.seed!r}")
         if not _is_int(self.epochs) or self.epochs < 1:
@@ -176,11 +162,32 @@ class LabelConfig:
         ):
             raise ConfigError(f"--device must be auto, cpu or cuda[:k], not {self.device!r}")
         # names: unknown space/dataset raise UnknownNameError naming the known ones
-        from eznas_store.sources.datasets import get_spec
-        from eznas_store.sources.spaces import get_space
-
         get_space(self.space)
         object.__setattr__(self, "dataset", get_spec(self.dataset).name)
+
+
+def _checked_networks(networks: Any) -> int | tuple[str, ...]:
+    """``--networks`` as a positive count or a tuple of distinct stripped cell strings."""
+    if isinstance(networks, (str, bytes)):
+        raise ConfigError(
+            "networks must be a count or a sequence of cell strings, not one string "
+            "(wrap a single cell in a tuple)"
+        )
+    if _is_int(networks):
+        if networks < 1:
+            raise ConfigError(f"--networks must be at least 1, not {networks}")
+        return int(networks)
+    if isinstance(networks, Sequence):
+        cells = tuple(str(c).strip() for c in networks)
+        if not cells:
+            raise ConfigError("--networks names no cells")
+        dupes = sorted({c for c in cells if cells.count(c) > 1})
+        if dupes:
+            raise ConfigError(f"cell {dupes[0]} is listed twice in --networks")
+        return cells
+    raise ConfigError(
+        f"networks must be a count or a sequence of cell strings, not {networks!r}"
+    )
 
 
 @dataclass
@@ -217,104 +224,6 @@ def label_seeds(seed: int, cell_index: int) -> tuple[int, int]:
     sequence = np.random.SeedSequence([int(seed), int(cell_index)])
     state = sequence.generate_state(2, dtype=np.uint64)
     return int(state[0] >> np.uint64(1)), int(state[1] >> np.uint64(1))
-
-
-# ----------------------------------------------------------------------------- training
-
-
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    model.eval()
-    correct = 0
-    with torch.inference_mode():
-        for lo in range(0, len(x), _EVAL_BATCH):
-            logits = model(x[lo : lo + _EVAL_BATCH])
-            correct += int((logits.argmax(1) == y[lo : lo + _EVAL_BATCH]).sum())
-    return 100.0 * correct / max(len(x), 1)
-
-
-def train_network(
-    build: Callable[[], nn.Module],
-    train: tuple[torch.Tensor, torch.Tensor],
-    test: tuple[torch.Tensor, torch.Tensor],
-    *,
-    init_seed: int,
-    data_seed: int,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    momentum: float,
-    weight_decay: float,
-    device: torch.device,
-) -> tuple[float, float, float]:
-    """Train ``build()`` and return (test top-1 %, last-epoch train top-1 %, last-epoch loss).
-
-    The model is built under ``torch.manual_seed(init_seed)`` inside ``fork_rng``, so the
-    caller's global random state is untouched; batches are drawn with a
-    ``torch.Generator`` seeded with ``data_seed``. A final batch of one sample is dropped
-    (BatchNorm cannot train on it).
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(init_seed)
-        model = build()
-    model = model.to(device)
-    x_train, y_train = train
-    n = len(x_train)
-    steps_per_epoch = sum(1 for lo in range(0, n, batch_size) if n - lo >= 2)
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True
-    )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=max(epochs * steps_per_epoch, 1), eta_min=0.0
-    )
-    loss_fn = nn.CrossEntropyLoss()
-    generator = torch.Generator().manual_seed(data_seed)
-    loss_sum = correct = seen = 0.0
-    for _ in range(epochs):
-        model.train()
-        order = torch.randperm(n, generator=generator).to(device)
-        loss_sum = correct = seen = 0.0
-        for lo in range(0, n, batch_size):
-            rows = order[lo : lo + batch_size]
-            if len(rows) < 2:
-                continue
-            xb, yb = x_train[rows], y_train[rows]
-            logits = model(xb)
-            loss = loss_fn(logits, yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            loss_sum += float(loss.detach()) * len(rows)
-            correct += float((logits.detach().argmax(1) == yb).sum())
-            seen += len(rows)
-    train_acc = 100.0 * correct / seen if seen else math.nan
-    train_loss = loss_sum / seen if seen else math.nan
-    _precise_bn(model, x_train, batch_size=batch_size)
-    return _accuracy(model, *test), train_acc, train_loss
-
-
-def _precise_bn(model: nn.Module, x: torch.Tensor, *, batch_size: int) -> None:
-    """Recompute BatchNorm running statistics as exact averages over ``x`` (pycls' precise BN).
-
-    The running averages left by training trail the final weights; after a few epochs
-    that lag, not the architecture, decides much of the test accuracy. One forward pass
-    in train mode with ``momentum=None`` (cumulative average) over the training images,
-    in training-sized batches, replaces them with the statistics of the final weights.
-    """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    model.train()
-    with torch.no_grad():
-        for lo in range(0, len(x), batch_size):
-            if len(x) - lo >= 2:
-                model(x[lo : lo + batch_size])
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
 
 
 # ----------------------------------------------------------------------------- the run
@@ -375,8 +284,6 @@ def _load_existing(
     out: Path, recipe: dict[str, Any], columns: tuple[str, ...]
 ) -> tuple[dict[int, tuple[str, tuple[float, ...]]], float]:
     """Rows already labelled with this recipe, as {index: (arch, values)}, and their seconds."""
-    from eznas_store.sources.tables import meta_path, read_benchmark
-
     if not out.exists():
         return {}, 0.0
     table = read_benchmark(out)
@@ -407,8 +314,7 @@ def _load_existing(
 
 
 def _write(out: Path, rows: dict, columns: tuple[str, ...], meta: dict[str, Any]) -> None:
-    from eznas_store.sources.tables import write_benchmark
-
+    """Rewrite the whole table (atomically, by ``write_benchmark``) in index order."""
     order = sorted(rows)
     write_benchmark(
         out,
@@ -419,17 +325,56 @@ def _write(out: Path, rows: dict, columns: tuple[str, ...], meta: dict[str, Any]
     )
 
 
-def run_label(cfg: LabelConfig) -> LabelReport:
-    """Train every selected cell ``out`` does not hold yet and write the table.
 
-    Raises ``ConfigError`` when ``out`` exists with a different recipe (or is not a
-    ``label`` table), so labels from two recipes never mix in one file. ``threads``, when
-    given, sets torch's intra-op threads for the run and restores them afterwards.
-    """
-    from eznas_store.sources.datasets import get_spec, load_split_tensors
-    from eznas_store.sources.spaces import get_space
+# ----------------------------------------------------------------------------- the run
 
-    t0 = time.perf_counter()
+
+@dataclass
+class _LabelJob:
+    """What a run fixed before training: its cells, recipe, table and how to build a cell."""
+
+    cfg: LabelConfig
+    space: SearchSpace
+    dataset: str
+    num_classes: int
+    device: torch.device
+    C: int
+    N: int
+    image_size: int
+    everything: list[str]
+    selected: list[int]
+    recipe: dict[str, Any]
+    columns: tuple[str, ...]
+    out: Path
+    threads: int
+    t0: float
+    seconds_before: float = 0.0
+
+    def build(self, arch: str) -> nn.Module:
+        return self.space.build(arch, num_classes=self.num_classes, C=self.C, N=self.N,
+                                structure="rcb")
+
+    def meta(self, rows: dict, seconds: float) -> dict[str, Any]:
+        """The sidecar: the recipe, where and how long it ran, how many rows the table holds."""
+        cfg = self.cfg
+        return {
+            "command": "label",
+            "recipe": self.recipe,
+            "device": str(self.device),
+            # CPU results are bit-identical only at the same thread count
+            "threads": self.threads,
+            "data_root": str(Path(cfg.data_root).expanduser().resolve())
+            if cfg.data_root else None,
+            "seconds": round(self.seconds_before + seconds, 3),
+            "networks": len(rows),
+        }
+
+    def save(self, rows: dict) -> None:
+        _write(self.out, rows, self.columns, self.meta(rows, time.perf_counter() - self.t0))
+
+
+def _plan(cfg: LabelConfig, t0: float) -> _LabelJob:
+    """Resolve the space, dataset, device, skeleton, cells and recipe of a run."""
     space = get_space(cfg.space)
     spec = get_spec(cfg.dataset)
     device = resolve_device(cfg.device)
@@ -438,67 +383,68 @@ def run_label(cfg: LabelConfig) -> LabelReport:
     everything = list(space.all_archs())
     selected = _select(cfg, everything, space.canonical)
     image_size = cfg.image_size or spec.image_size
-    recipe = _recipe(cfg, C=C, N=N, image_size=image_size)
-    columns = (f"{spec.name}_test", f"{spec.name}_train", f"{spec.name}_train_loss")
-    out = Path(cfg.out).expanduser()
-    rows, seconds_before = _load_existing(out, recipe, columns)
-    todo = [i for i in selected if i not in rows]
-    threads_before = torch.get_num_threads()
-    threads = cfg.threads or threads_before
+    return _LabelJob(
+        cfg=cfg, space=space, dataset=spec.name, num_classes=spec.num_classes, device=device,
+        C=C, N=N, image_size=image_size, everything=everything, selected=selected,
+        recipe=_recipe(cfg, C=C, N=N, image_size=image_size),
+        columns=(f"{spec.name}_test", f"{spec.name}_train", f"{spec.name}_train_loss"),
+        out=Path(cfg.out).expanduser(), threads=cfg.threads or torch.get_num_threads(), t0=t0,
+    )
 
-    def meta(seconds: float) -> dict[str, Any]:
-        return {
-            "command": "label",
-            "recipe": recipe,
-            "device": str(device),
-            # CPU results are bit-identical only at the same thread count
-            "threads": threads,
-            "data_root": str(Path(cfg.data_root).expanduser().resolve())
-            if cfg.data_root else None,
-            "seconds": round(seconds_before + seconds, 3),
-            "networks": len(rows),
-        }
 
-    def build(arch: str) -> nn.Module:
-        return space.build(arch, num_classes=spec.num_classes, C=C, N=N, structure="rcb")
-
+def _train_missing(job: _LabelJob, rows: dict, todo: list[int]) -> int:
+    """Train the ``todo`` cells into ``rows``, saving every few cells; returns how many."""
+    cfg = job.cfg
+    train, test = (
+        tuple(t.to(job.device) for t in load_split_tensors(
+            job.dataset, cfg.data_root, split=split, image_size=job.image_size))
+        for split in ("train", "test")
+    )
     trained = 0
-    if todo:
-        train, test = (
-            tuple(t.to(device) for t in load_split_tensors(
-                spec.name, cfg.data_root, split=split, image_size=image_size))
-            for split in ("train", "test")
-        )
-        from tqdm.auto import tqdm
+    last_save_t, last_save_n = time.perf_counter(), 0
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(job.threads)
+    try:
+        with tqdm(total=len(job.selected), initial=len(job.selected) - len(todo), desc="label",
+                  unit="net", disable=not cfg.progress) as bar:
+            for index in todo:
+                arch = job.everything[index]
+                init_seed, data_seed = label_seeds(cfg.seed, index)
+                values = train_network(
+                    lambda arch=arch: job.build(arch), train, test,
+                    init_seed=init_seed, data_seed=data_seed, epochs=cfg.epochs,
+                    batch_size=cfg.batch_size, lr=cfg.lr, momentum=cfg.momentum,
+                    weight_decay=cfg.weight_decay, device=job.device,
+                )
+                rows[index] = (arch, values)
+                trained += 1
+                bar.update(1)
+                bar.set_postfix(acc=f"{values[0]:.1f}")
+                now = time.perf_counter()
+                if (trained - last_save_n >= _SAVE_EVERY_CELLS
+                        or now - last_save_t >= _SAVE_EVERY_SECONDS):
+                    job.save(rows)
+                    last_save_t, last_save_n = now, trained
+    finally:
+        torch.set_num_threads(threads_before)
+    job.save(rows)
+    return trained
 
-        last_save_t, last_save_n = time.perf_counter(), 0
-        torch.set_num_threads(threads)
-        try:
-            with tqdm(total=len(selected), initial=len(selected) - len(todo), desc="label",
-                      unit="net", disable=not cfg.progress) as bar:
-                for index in todo:
-                    arch = everything[index]
-                    init_seed, data_seed = label_seeds(cfg.seed, index)
-                    values = train_network(
-                        lambda arch=arch: build(arch), train, test,
-                        init_seed=init_seed, data_seed=data_seed, epochs=cfg.epochs,
-                        batch_size=cfg.batch_size, lr=cfg.lr, momentum=cfg.momentum,
-                        weight_decay=cfg.weight_decay, device=device,
-                    )
-                    rows[index] = (arch, values)
-                    trained += 1
-                    bar.update(1)
-                    bar.set_postfix(acc=f"{values[0]:.1f}")
-                    now = time.perf_counter()
-                    if (trained - last_save_n >= _SAVE_EVERY_CELLS
-                            or now - last_save_t >= _SAVE_EVERY_SECONDS):
-                        _write(out, rows, columns, meta(now - t0))
-                        last_save_t, last_save_n = now, trained
-        finally:
-            torch.set_num_threads(threads_before)
-        _write(out, rows, columns, meta(time.perf_counter() - t0))
+
+def run_label(cfg: LabelConfig) -> LabelReport:
+    """Train every selected cell ``out`` does not hold yet and write the table.
+
+    Raises ``ConfigError`` when ``out`` exists with a different recipe (or is not a
+    ``label`` table), so labels from two recipes never mix in one file. ``threads``, when
+    given, sets torch's intra-op threads for the run and restores them afterwards.
+    """
+    t0 = time.perf_counter()
+    job = _plan(cfg, t0)
+    rows, job.seconds_before = _load_existing(job.out, job.recipe, job.columns)
+    todo = [i for i in job.selected if i not in rows]
+    trained = _train_missing(job, rows, todo) if todo else 0
     return LabelReport(
-        out=str(out), trained=trained, skipped=len(selected) - len(todo), rows=len(rows),
-        seconds=time.perf_counter() - t0, accuracy_column=columns[0],
-        accuracies={everything[i]: rows[i][1][0] for i in selected},
+        out=str(job.out), trained=trained, skipped=len(job.selected) - len(todo),
+        rows=len(rows), seconds=time.perf_counter() - t0, accuracy_column=job.columns[0],
+        accuracies={job.everything[i]: rows[i][1][0] for i in job.selected},
     )

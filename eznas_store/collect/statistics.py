@@ -9,7 +9,7 @@ A *block* is any ``nn.Sequential`` whose children are exactly ReLU→Conv2d→Ba
 collector works for any PyTorch model built from such units, not only benchmark cells.
 
 What is kept per block is the smallest exact set the store needs (``STORED``); the other
-terminals are functions of it (``derive_terminals``): ``preact = relu(inpact)`` and
+terminals are functions of it (``derived_preact``, ``derived_inpactgrad``): ``preact = relu(inpact)`` and
 ``inpactgrad = preactgrad * (inpact > 0)`` for rcb; for cbr the block input *is* the conv
 input, so ``preact = inpact`` and ``inpactgrad = preactgrad``. ``full=True`` additionally
 measures every terminal directly from the network, which the tests compare with the
@@ -23,46 +23,13 @@ Each hooked input is replaced by an alias (``x.view_as(x)``) used only by this b
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from eznas_store.terminals import INPUTS
-
-#: kinds kept on disk, per input (plus "wt" once); see module docstring
-STORED_KINDS: tuple[str, ...] = ("wtgrad", "inpact", "preactgrad", "act", "actgrad")
-STORED: tuple[str, ...] = ("wt",) + tuple(f"{k}_{x}" for k in STORED_KINDS for x in INPUTS)
-
-#: perturbation scale of the P input: the released EZNAS code used sqrt(0.01)
-DEFAULT_PERTURB_SCALE = math.sqrt(0.01)
-
-
-@dataclass(frozen=True, kw_only=True)
-class CollectConfig:
-    """How statistics are collected; written into the store so every value says how it was made."""
-
-    batch_size: int = 1
-    structure: str = "rcb"
-    perturb_scale: float = DEFAULT_PERTURB_SCALE
-    seed: int = 0
-    #: CPU threads of the collector. Part of the plan because the conv weight-gradient's
-    #: reduction order (so its last bits) depends on it; scale out with shards instead.
-    threads: int = 1
-
-    def __post_init__(self) -> None:
-        from eznas_store.errors import ConfigError
-
-        if self.threads < 1:
-            raise ConfigError(f"collector threads must be at least 1, got {self.threads}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
-        if self.structure not in ("rcb", "cbr"):
-            raise ConfigError(f"structure must be 'rcb' or 'cbr', got {self.structure!r}")
-        if not (self.perturb_scale >= 0 and math.isfinite(self.perturb_scale)):
-            raise ConfigError(f"perturb scale must be a finite number >= 0, got {self.perturb_scale}")
+from eznas_store.terminals import INPUTS, STORED, CollectConfig
 
 
 @dataclass
@@ -325,13 +292,22 @@ def _collect(model: nn.Module, data: torch.Tensor, *, config: CollectConfig, ini
 
 
 # ----------------------------------------------------------------------------- derivation
+def derived_preact(inpact: torch.Tensor, structure: str) -> torch.Tensor:
+    """``preact`` from the block input: the ReLU's output (rcb); the conv input itself (cbr)."""
+    return inpact if structure == "cbr" else torch.relu(inpact)
+
+
+def derived_inpactgrad(preactgrad: torch.Tensor, inpact: torch.Tensor, structure: str) -> torch.Tensor:
+    """``inpactgrad`` from the conv-input gradient: masked by the ReLU (rcb); itself (cbr)."""
+    return preactgrad if structure == "cbr" else preactgrad * (inpact > 0)
+
+
 def derive_raw(tensors: dict[str, torch.Tensor], structure: str, x: str) -> dict[str, torch.Tensor]:
     """``preact_X`` and ``inpactgrad_X`` (raw, not differenced) from the stored tensors."""
     inpact = tensors[f"inpact_{x}"]
     preactgrad = tensors[f"preactgrad_{x}"]
-    if structure == "cbr":
-        return {f"preact_{x}": inpact, f"inpactgrad_{x}": preactgrad}
-    return {f"preact_{x}": torch.relu(inpact), f"inpactgrad_{x}": preactgrad * (inpact > 0)}
+    return {f"preact_{x}": derived_preact(inpact, structure),
+            f"inpactgrad_{x}": derived_inpactgrad(preactgrad, inpact, structure)}
 
 
 def stored_subset(block: BlockStats | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -1,1 +1,33 @@
-"""TODO stage docstring."""
+"""Stage ``evaluate``: interpret programs over chunks of networks.
+
+In: a ``Chunk`` (``chunk``) holding, per block of every network, the torch tensors of
+the statistics terminals, stacked by block shape into ``BlockGroup``s; and programs
+(``programs.tree`` trees over the ``programs.ops`` table). Out: per-network scores, NaN
+where a program is invalid, with a one-line failure reason per program
+(``population.ChunkScores``).
+
+Modules, in the order they build on each other:
+
+``chunk``, ``synthetic``
+    the chunk of tensors, and made-up chunks for tests and benchmarks
+``table_ops``
+    the facts about the table's ops that the fast paths rely on
+``keys``
+    canonical subtree keys (shared subtrees), terminals, a program's to_scalar mode
+``interpret``
+    plain interpretation of one tree, a block's scalar, diagnosis of failures
+``reference``
+    ``evaluate_reference``: one program, block by block (the definition)
+``shapes``
+    per-block output shapes without data; ``ShapeCache`` owned by the caller
+``plan``
+    a population's distinct subtrees, their shapes per group, slice sizes
+``stacked``
+    table ops called directly on stacked blocks, without vmap
+``runner``
+    ``SliceRunner``: the plan on one group slice (batched, then member by member)
+``population``
+    ``evaluate_population`` over a chunk, ``ChunkScores``, ``merge_chunk_scores``
+``columns``
+    ``evaluate_columns``: proxy programs over whole columns of a proxy table
+"""

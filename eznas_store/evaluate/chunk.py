@@ -1,19 +1,27 @@
 """The in-memory unit the evaluator works on: the blocks of a few networks, grouped by shape.
 
-The store (``store.read_chunk``) builds a ``Chunk`` from one Zarr chunk of networks; the
-evaluator (``evaluate.evaluate_population``) scores a whole population on it. Blocks of
-equal shape are stacked along a leading group axis so one tensor call serves them all.
+``read_chunk`` builds a ``Chunk`` from one Zarr chunk of networks (the store gives numpy
+rows; here they become torch tensors); ``chunk_from_raw`` builds one from freshly
+collected tensors; the evaluator (``evaluate.evaluate_population``) scores a whole
+population on it. Blocks of equal shape are stacked along a leading group axis so one
+tensor call serves them all. Only ``STORED`` tensors are held; the other terminals are
+derived on first use by the collector's rules (``collect.statistics``), and P terminals
+become (P − D) differences, the released EZNAS code's semantics.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
-from eznas_store.terminals import TERMINALS
+from eznas_store.collect.statistics import derived_inpactgrad, derived_preact
+from eznas_store.store.reader import Store
+from eznas_store.terminals import STORED, STORED_KINDS, TERMINALS
 
 
 class LazyTerminals(Mapping[str, torch.Tensor]):
@@ -87,3 +95,81 @@ class Chunk:
             for m in torch.nonzero(g.network == i).flatten().tolist():
                 found[int(g.block[m])] = {t: g.terminals[t][m] for t in TERMINALS}
         return [found[b] for b in sorted(found)]
+
+
+# ----------------------------------------------------------------------------- building chunks
+def chunk_from_raw(networks: Sequence[Sequence[dict[str, torch.Tensor]]], *, structure: str,
+                   network_ids: np.ndarray | None = None) -> Chunk:
+    """Group the stored (raw) tensors of some networks' blocks by shape into a ``Chunk``.
+
+    The one place where blocks become groups: store reads and storeless scoring (collect →
+    evaluate → discard) both go through it, so both give the same numbers.
+    """
+    groups: dict[tuple, list[tuple[int, int, dict[str, torch.Tensor]]]] = defaultdict(list)
+    for j, blocks in enumerate(networks):
+        for b, tensors in enumerate(blocks):
+            sig = (tuple(tensors["wt"].shape), tuple(tensors["inpact_D"].shape), tuple(tensors["act_D"].shape))
+            groups[sig].append((j, b, tensors))
+    out = []
+    derivations = terminal_derivations(structure)
+    for members in groups.values():
+        stored = {f"raw:{name}": torch.stack([m[2][name] for m in members]) for name in STORED}
+        out.append(BlockGroup(
+            network=torch.tensor([m[0] for m in members]),
+            block=torch.tensor([m[1] for m in members]),
+            terminals=LazyTerminals(stored, derivations),
+        ))
+    ids = np.arange(len(networks)) if network_ids is None else np.asarray(network_ids)
+    return Chunk(network_ids=ids, n_blocks=np.array([len(b) for b in networks]), groups=out)
+
+
+def terminal_derivations(structure: str) -> dict[str, Any]:
+    """Terminal name → function of the raw tensors (keys ``raw:<stored name>``)."""
+
+    def raw(kind: str, x: str):
+        """Raw (undifferenced) value of a per-input kind, derived where not stored."""
+        if kind in STORED_KINDS:
+            return lambda t: t[f"raw:{kind}_{x}"]
+        if kind == "preact":
+            return lambda t: derived_preact(t[f"raw:inpact_{x}"], structure)
+        if kind == "inpactgrad":
+            return lambda t: derived_inpactgrad(t[f"raw:preactgrad_{x}"], t[f"raw:inpact_{x}"], structure)
+        raise KeyError(kind)
+
+    d: dict[str, Any] = {"wt": lambda t: t["raw:wt"]}
+    for name in TERMINALS[1:]:
+        kind, x = name.rsplit("_", 1)
+        if x == "P":
+            fp, fd = raw(kind, "P"), raw(kind, "D")
+            d[name] = (lambda fp, fd: (lambda t: fp(t) - fd(t)))(fp, fd)
+        else:
+            d[name] = raw(kind, x)
+    return d
+
+
+def raw_to_terminals(raw: dict[str, torch.Tensor], structure: str) -> dict[str, torch.Tensor]:
+    """All 22 terminals of one block from its stored (raw) tensors, for the slow paths."""
+    lt = LazyTerminals({f"raw:{k}": v for k, v in raw.items()}, terminal_derivations(structure))
+    return {t: lt[t] for t in TERMINALS}
+
+
+# ----------------------------------------------------------------------------- reading a store
+def network_tensors(store: Store, n: int, rows: dict[str, np.ndarray] | None = None, row: int = 0
+                    ) -> list[dict[str, torch.Tensor]]:
+    """The stored (raw) tensors of network ``n``'s blocks as torch tensors, one dict per block
+    (sharing memory with the numpy rows)."""
+    return [{name: torch.from_numpy(a) for name, a in block.items()}
+            for block in store.network_rows(n, rows, row)]
+
+
+def read_chunk(store: Store, lo: int, hi: int) -> Chunk:
+    """Networks ``lo..hi`` of a store as a ``Chunk``: blocks grouped by shape, all 22 terminals (lazy)."""
+    rows = store.read_rows(lo, hi)
+    networks = [network_tensors(store, n, rows, j) for j, n in enumerate(range(lo, hi))]
+    return chunk_from_raw(networks, structure=store.plan.collect.structure, network_ids=np.arange(lo, hi))
+
+
+def iter_chunks(store: Store) -> Iterator[Chunk]:
+    """Every chunk of a store, in order."""
+    for lo, hi in store.chunk_ranges():
+        yield read_chunk(store, lo, hi)

@@ -7,9 +7,10 @@ resolution H, H/2, H/4) joined by two residual reduction blocks (a 3×3 stride-2
 then a 3×3 block); each cell edge that is a 1×1 or 3×3 convolution is one block. Blocks
 of equal shapes from all networks are stacked into one ``BlockGroup``, as the store does.
 
-All 22 terminals are stored directly (nothing is derived). The values are plausible,
-not exact: kaiming-normal weights, normal activations, ``preact = relu(inpact)`` and
-``inpactgrad = preactgrad * (inpact > 0)`` so gradients have exact zeros (which makes
+All 22 terminals are stored directly (nothing is derived lazily). The values are plausible,
+not exact: kaiming-normal weights, normal activations, ``preact`` and ``inpactgrad`` by
+the collector's rcb rules (``preact = relu(inpact)``, ``inpactgrad = preactgrad * (inpact > 0)``)
+so gradients have exact zeros (which makes
 ``sign``/``invert``/``logdet`` fail for some blocks, as with real data).
 
 Example
@@ -26,6 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from eznas_store.collect.statistics import derived_inpactgrad, derived_preact
 from eznas_store.evaluate.chunk import BlockGroup, Chunk, LazyTerminals
 from eznas_store.terminals import INPUTS, TERMINALS
 
@@ -81,9 +83,9 @@ def _terminals(
         inpact = randn(in_shape, scale)
         preactgrad = randn(in_shape, 0.1 * scale)
         t[f"inpact_{x}"] = inpact
-        t[f"preact_{x}"] = torch.relu(inpact)
+        t[f"preact_{x}"] = derived_preact(inpact, "rcb")
         t[f"preactgrad_{x}"] = preactgrad
-        t[f"inpactgrad_{x}"] = preactgrad * (inpact > 0)
+        t[f"inpactgrad_{x}"] = derived_inpactgrad(preactgrad, inpact, "rcb")
         t[f"wtgrad_{x}"] = randn(w_shape, 0.1 * scale)
         t[f"act_{x}"] = randn(out_shape, scale)
         t[f"actgrad_{x}"] = randn(out_shape, 0.1 * scale)

@@ -199,13 +199,24 @@ def population_fitness(
     """
     if combine not in COMBINES:
         raise ConfigError(f"combine must be one of {COMBINES}, got {combine!r}")
-    single = isinstance(scores, np.ndarray)
-    if single:
+    task_scores, task_acc, task_reasons = _per_task(scores, accuracies, reasons)
+    per_task = [
+        _task_stats(s, a, r, t)
+        for t, (s, a, r) in enumerate(zip(task_scores, task_acc, task_reasons))
+    ]
+    p = len(per_task[0][0])
+    if any(len(t[0]) != p for t in per_task):
+        raise ValueError(f"tasks have different numbers of programs: {[len(t[0]) for t in per_task]}")
+    n_total = sum(np.asarray(s).shape[-1] for s in task_scores)
+    return _combine_stats(per_task, n_total, combine=combine, abs_tau=abs_tau)
+
+
+def _per_task(scores, accuracies, reasons) -> tuple[list, list, list]:
+    """Scores, accuracies and reasons as one list entry per task (one task: a bare array)."""
+    if isinstance(scores, np.ndarray):
         if not isinstance(accuracies, np.ndarray):
             accuracies = np.asarray(accuracies, dtype=np.float64)
-        task_scores = [scores]
-        task_acc = [accuracies]
-        task_reasons = [reasons]
+        task_scores, task_acc, task_reasons = [scores], [accuracies], [reasons]
     else:
         task_scores = list(scores)
         task_acc = list(accuracies)
@@ -217,22 +228,19 @@ def population_fitness(
             f"{len(task_scores)} score arrays, {len(task_acc)} accuracy arrays and "
             f"{len(task_reasons)} reason lists: they must match one per task"
         )
-    per_task = [
-        _task_stats(s, a, r, t)
-        for t, (s, a, r) in enumerate(zip(task_scores, task_acc, task_reasons))
-    ]
-    p = len(per_task[0][0])
-    if any(len(t[0]) != p for t in per_task):
-        raise ValueError(f"tasks have different numbers of programs: {[len(t[0]) for t in per_task]}")
+    return task_scores, task_acc, task_reasons
+
+
+def _combine_stats(per_task: list, n_total: int, *, combine: str, abs_tau: bool) -> list[Fitness]:
+    """One ``Fitness`` per program from the per-task ``_task_stats``, combined over tasks."""
     taus = np.stack([t[0] for t in per_task], axis=1)  # (P, T)
     rhos = np.stack([t[1] for t in per_task], axis=1)
-    n_total = sum(np.asarray(s).shape[-1] for s in task_scores)
     n_finite = np.sum([t[3] for t in per_task], axis=0)
     vals = np.abs(taus) if abs_tau else taus
     with np.errstate(invalid="ignore"):
         combined = vals.min(axis=1) if combine == "min" else vals.mean(axis=1)
     out = []
-    for i in range(p):
+    for i in range(len(taus)):
         value = float(combined[i])
         why = [t[2][i] for t in per_task if t[2][i] is not None]
         out.append(Fitness(

@@ -1,9 +1,10 @@
-"""Scoring programs on networks: from stores chunk by chunk (Dask), or straight from networks.
+"""Scoring programs on the networks of stores, chunk by chunk, on Dask workers or in-process.
 
 ``Engine`` is the one place parallelism lives: it maps "score this population on that
 chunk" over every chunk of every task, one Dask task per chunk, so each worker holds one
 chunk at a time and memory is bounded by chunk size × workers, not by the number of
-networks. ``workers=0`` runs the same function in-process (tests, debugging).
+networks. ``workers=0`` runs the same function in-process (tests, debugging). The
+stores it opens are cached for its lifetime (per worker on a cluster), not per process.
 
 Programs travel to workers as plain JSON, never as DEAP objects or pickled code.
 
@@ -16,24 +17,27 @@ Example
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import os
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
-import torch
+from tqdm.auto import tqdm
 
 from eznas_store.errors import ConfigError, StoreError
-from eznas_store.evaluate.population import ChunkScores, evaluate_population, merge_chunk_scores
-from eznas_store.fitness.correlations import Fitness, kendall_tau, population_fitness, spearman_rho
-from eznas_store.programs.tree import Program, program_from_json, program_to_json
-from eznas_store.store.zarr_store import Store, chunk_from_raw, open_store
+from eznas_store.evaluate.population import ChunkScores, merge_chunk_scores
+from eznas_store.fitness.chunk_scoring import StoreCache, score_chunk
+from eznas_store.fitness.correlations import Fitness, population_fitness
+from eznas_store.fitness.scores import ScoreResult, summarise
+from eznas_store.programs.codec import program_to_json
+from eznas_store.programs.tree import Program
+from eznas_store.store.reader import open_store
 
 
-def _check_statistics(programs: Sequence[Program]) -> None:
+def require_statistics_programs(programs: Sequence[Program]) -> None:
     """Networks' statistics can only feed statistics programs; say so before any work."""
     for p in programs:
         if p.terminal_set != "statistics":
@@ -78,22 +82,6 @@ def load_task(url: str, *, name: str | None = None, max_networks: int | None = N
                 structure=store.plan.collect.structure)
 
 
-@functools.lru_cache(maxsize=8)
-def _cached_store(url: str) -> Store:
-    return open_store(url)
-
-
-def score_chunk(url: str, lo: int, hi: int, programs: list[dict], to_scalar: str | None = None,
-                threads: int | None = None) -> ChunkScores:
-    """Score a population (program JSON) on one chunk of a store: the unit of work of a worker."""
-    if threads:
-        torch.set_num_threads(threads)
-    store = _cached_store(url)
-    chunk = store.read_chunk(lo, hi)
-    progs = [program_from_json(p) for p in programs]
-    return evaluate_population(progs, chunk, to_scalar=to_scalar)
-
-
 @dataclass
 class PopulationScores:
     """Scores (P, n_task) per task, aligned with ``Task.networks``, and failure reasons."""
@@ -115,20 +103,29 @@ class Engine:
         self.cluster = None
         #: highest worker peak RSS (MB) seen after any scoring call; 0 in-process
         self.worker_peak_rss_mb = 0.0
-        if scheduler:
-            from distributed import Client
+        #: stores opened in-process; workers keep theirs in the plugin named ``_worker_stores``
+        self.stores = StoreCache()
+        self._worker_stores = f"eznas-stores-{uuid.uuid4().hex}"
+        if scheduler or workers > 0:
+            self._start_client(scheduler, memory_limit)
 
+    def _start_client(self, scheduler: str | None, memory_limit: str | None) -> None:
+        # distributed is heavy: imported only when a cluster is used
+        from distributed import Client, LocalCluster
+
+        from eznas_store.fitness.dask_workers import WorkerStores
+
+        if scheduler:
             try:
                 self.client = Client(scheduler, timeout="20s")
             except OSError as e:
                 raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
-        elif workers > 0:
-            from distributed import Client, LocalCluster
-
-            self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+        else:
+            self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
                                         dashboard_address=None, memory_limit=memory_limit or 0,
                                         silence_logs=40)
             self.client = Client(self.cluster)
+        self.client.register_plugin(WorkerStores(), name=self._worker_stores)
 
     def __enter__(self) -> "Engine":
         return self
@@ -137,6 +134,12 @@ class Engine:
         self.close()
 
     def close(self) -> None:
+        """Drop the open stores (in-process and on the workers) and leave the cluster."""
+        self.stores.clear()
+        if self.client is not None and self.cluster is None:
+            # a shared scheduler outlives this engine: take its stores off the workers
+            with contextlib.suppress(OSError, ValueError):
+                self.client.unregister_worker_plugin(self._worker_stores)
         if self.client is not None:
             self.client.close()
         if self.cluster is not None:
@@ -147,46 +150,52 @@ class Engine:
         """Current and peak RSS of each worker process (MB)."""
         if self.client is None:
             return {}
-        return self.client.run(_rss_mb)
+        from eznas_store.fitness.dask_workers import process_rss_mb  # imports distributed
+
+        return self.client.run(process_rss_mb)
 
     def score(self, programs: Sequence[Program], tasks: Sequence[Task], *, to_scalar: str | None = None,
               desc: str = "chunks") -> PopulationScores:
+        """Scores of every program on every task's networks (NaN where a program fails)."""
         t0 = time.perf_counter()
-        _check_statistics(programs)
+        require_statistics_programs(programs)
         payload = [program_to_json(p) for p in programs]
         jobs = [(t, lo, hi) for t, task in enumerate(tasks) for lo, hi in task.chunks]
-        from tqdm.auto import tqdm
-
         parts: dict[int, list[ChunkScores]] = {t: [] for t in range(len(tasks))}
-        bar = tqdm(total=len(jobs), desc=desc, unit="chunk", disable=not self.progress, leave=False)
-        if self.client is None:
-            for t, lo, hi in jobs:
-                parts[t].append(score_chunk(tasks[t].url, lo, hi, payload, to_scalar))
-                bar.update(1)
-        else:
-            from distributed import as_completed
-
-            # scatter the population once; each chunk task then only names it
-            [pop] = self.client.scatter([payload], broadcast=True, hash=False)
-            futures = {}
-            for t, lo, hi in jobs:
-                f = self.client.submit(score_chunk, tasks[t].url, lo, hi, pop, to_scalar, 1, pure=False,
-                                       retries=2)
-                futures[f] = t
-            for f in as_completed(futures):
-                parts[futures[f]].append(f.result())
-                bar.update(1)
-        bar.close()
+        with tqdm(total=len(jobs), desc=desc, unit="chunk", disable=not self.progress, leave=False) as bar:
+            if self.client is None:
+                for t, lo, hi in jobs:
+                    parts[t].append(score_chunk(self.stores, tasks[t].url, lo, hi, payload, to_scalar))
+                    bar.update(1)
+            else:
+                self._score_on_workers(jobs, tasks, payload, to_scalar, parts, bar)
         scores, reasons = [], []
         for t, task in enumerate(tasks):
             merged = merge_chunk_scores(parts[t])
             pos = {int(n): i for i, n in enumerate(merged.network_ids)}
-            cols = [pos[int(n)] for n in task.networks]
-            scores.append(merged.scores[:, cols])
+            scores.append(merged.scores[:, [pos[int(n)] for n in task.networks]])
             reasons.append(merged.reasons)
         peak = max((v["peak"] for v in self.worker_rss_mb().values()), default=0.0)
         self.worker_peak_rss_mb = max(self.worker_peak_rss_mb, peak)
         return PopulationScores(scores, reasons, time.perf_counter() - t0, peak)
+
+    def _score_on_workers(self, jobs, tasks: Sequence[Task], payload: list[dict], to_scalar: str | None,
+                          parts: dict[int, list[ChunkScores]], bar) -> None:
+        """One Dask task per chunk; results collected as they complete."""
+        from distributed import as_completed
+
+        from eznas_store.fitness.dask_workers import score_chunk_on_worker
+
+        # scatter the population once; each chunk task then only names it
+        [pop] = self.client.scatter([payload], broadcast=True, hash=False)
+        futures = {}
+        for t, lo, hi in jobs:
+            f = self.client.submit(score_chunk_on_worker, self._worker_stores, tasks[t].url, lo, hi, pop,
+                                   to_scalar, 1, pure=False, retries=2)
+            futures[f] = t
+        for f in as_completed(futures):
+            parts[futures[f]].append(f.result())
+            bar.update(1)
 
     def fitness(self, programs: Sequence[Program], tasks: Sequence[Task], *, combine: str = "min",
                 abs_tau: bool = False, to_scalar: str | None = None, desc: str = "chunks"
@@ -195,62 +204,6 @@ class Engine:
         fits = population_fitness(res.scores, [t.accuracy for t in tasks], combine=combine,
                                   abs_tau=abs_tau, reasons=res.reasons)
         return fits, res
-
-
-def _rss_mb() -> dict[str, float]:
-    import resource
-
-    import psutil
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return {"rss": psutil.Process().memory_info().rss / 2**20, "peak": peak}
-
-
-# ----------------------------------------------------------------------------- reporting
-@dataclass
-class ScoreResult:
-    program: str
-    task: str
-    tau: float
-    rho: float
-    n: int
-    n_valid: int
-    scores: np.ndarray
-    accuracy: np.ndarray
-    archs: tuple[str, ...]
-    networks: np.ndarray
-    reason: str | None
-
-    def line(self) -> str:
-        return (f"{self.program} on {self.task}: Kendall tau {self.tau:.4f}, Spearman rho {self.rho:.4f} "
-                f"({self.n_valid}/{self.n} networks valid)" + (f"; {self.reason}" if self.reason else ""))
-
-
-def summarise(program_name: str, task_name: str, scores: np.ndarray, accuracy: np.ndarray,
-              archs: Sequence[str], networks: np.ndarray, reason: str | None = None) -> ScoreResult:
-    """τ and ρ over the networks where the program is valid (NaN if fewer than 2)."""
-    ok = np.isfinite(scores)
-    tau = kendall_tau(scores[ok], accuracy[ok]) if ok.sum() >= 2 else float("nan")
-    rho = spearman_rho(scores[ok], accuracy[ok]) if ok.sum() >= 2 else float("nan")
-    return ScoreResult(program_name, task_name, tau, rho, int(len(scores)), int(ok.sum()), scores,
-                       accuracy, tuple(archs), networks, reason)
-
-
-def write_scores_csv(path: str | os.PathLike, results: Sequence[ScoreResult]) -> None:
-    """``task,network,arch,accuracy,score`` rows (the run-directory and ``score --out`` format)."""
-    import csv
-    import io
-
-    from eznas_store.outputs import write_atomic
-
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    buf = io.StringIO(newline="")
-    w = csv.writer(buf)
-    w.writerow(["task", "network", "arch", "accuracy", "score"])
-    for r in results:
-        for n, a, acc, s in zip(r.networks, r.archs, r.accuracy, r.scores):
-            w.writerow([r.task, int(n), a, repr(float(acc)), "" if not np.isfinite(s) else repr(float(s))])
-    write_atomic(path, buf.getvalue())
 
 
 def score_store(url: str, programs: Sequence[Program], *, engine: Engine | None = None,
@@ -266,45 +219,3 @@ def score_store(url: str, programs: Sequence[Program], *, engine: Engine | None 
             engine.close()
     return [summarise(p.name or p.formula(), task.name, res.scores[0][i], task.accuracy, task.archs,
                       task.networks, res.reasons[0][i]) for i, p in enumerate(programs)]
-
-
-def score_collected(blocks: Sequence[Any], programs: Sequence[Program], *, structure: str,
-                    to_scalar: str | None = None):
-    """Evaluate programs on one freshly collected network, through the same chunk builder
-    as store reads, so a network scores the same collected or stored."""
-    from eznas_store.collect.statistics import stored_subset
-
-    _check_statistics(programs)
-    raw = [stored_subset(b) for b in blocks]
-    return evaluate_population(list(programs), chunk_from_raw([raw], structure=structure), to_scalar=to_scalar)
-
-
-def score_storeless(cfg, programs: Sequence[Program], *, to_scalar: str | None = None,
-                    progress: bool = True) -> list[ScoreResult]:
-    """Collect → evaluate → discard, network by network: no store, same numbers as from one.
-
-    ``cfg`` is an ``ingest.IngestConfig`` (its ``store`` field is ignored): the same
-    network sample, batch, seeds and init as ingest would use.
-    """
-    from tqdm.auto import tqdm
-
-    from eznas_store.ingest.driver import collect_network, plan_ingest, resolve_device
-
-    plan, batch, _ = plan_ingest(cfg)
-    device = resolve_device(cfg.device)
-    data = torch.from_numpy(batch)
-    n = len(plan.archs)
-    scores = np.full((len(programs), n), np.nan)
-    reasons: list[str | None] = [None] * len(programs)
-    with tqdm(total=n, desc="score", unit="net", disable=not progress) as bar:
-        for i in range(n):
-            stats = collect_network(plan, i, data, device)
-            res = score_collected(stats.blocks, programs, structure=plan.collect.structure, to_scalar=to_scalar)
-            scores[:, i] = res.scores[:, 0]
-            for p, r in enumerate(res.reasons):
-                reasons[p] = reasons[p] or r
-            bar.update(1)
-    acc = np.asarray(plan.accuracies[plan.accuracy_column], dtype=np.float64)
-    name = f"{plan.space}-{plan.dataset} ({n} networks, batch {plan.collect.batch_size}, no store)"
-    return [summarise(p.name or p.formula(), name, scores[k], acc, plan.archs, np.arange(n), reasons[k])
-            for k, p in enumerate(programs)]

@@ -24,7 +24,7 @@ Protected operations follow the usual GP convention and are part of the semantic
 ``rank`` normalises within the problem: average ranks of ties, mapped to [0, 1] by
 ``(rank - 1) / (n - 1)``, NaN kept NaN and left out of the ranking. Because it depends on
 the other networks, a single unseen network needs a *reference sample* to be ranked
-against: :func:`eznas_store.evaluate.population.evaluate_columns` evaluates the tree on
+against: :func:`eznas_store.evaluate.columns.evaluate_columns` evaluates the tree on
 ``[reference; columns]`` and binds ``rank`` (a :class:`ReferenceOp`) to rank every row
 against the reference rows only -- exact, since every other op is elementwise.
 

@@ -8,13 +8,10 @@ per search space, one JSON file read by NASLib's ``get_zc_benchmark_api``::
                             "val_accuracy": float}
 
 For NAS-Bench-201 the ``arch_key`` is NASLib's op-index tuple string, e.g.
-``"(4, 0, 3, 1, 4, 3)"``: one op index per edge (1,2),(1,3),(1,4),(2,3),(2,4),(3,4)
-(NASLib numbers the cell's nodes 1..4), with ops ``0 skip_connect, 1 none,
-2 nor_conv_3x3, 3 nor_conv_1x1, 4 avg_pool_3x3``. In NB201's cell string the edges run
-(1,2) | (1,3),(2,3) | (1,4),(2,4),(3,4), so the string is
-``|o0~0|+|o1~0|o3~1|+|o2~0|o4~1|o5~2|`` — o3 comes before o2 (NASLib
-``convert_op_indices_to_str``). :func:`nb201_key_to_cell` and :func:`nb201_cell_to_key`
-convert both ways.
+``"(4, 0, 3, 1, 4, 3)"``: one op index per edge. The space converts its keys
+(``SearchSpace.from_naslib_key``, for NB201
+:func:`eznas_store.sources.spaces.nb201.nb201_key_to_cell`); this module only reads the
+file, so a new space needs no edit here.
 
 Example
 -------
@@ -33,66 +30,34 @@ from __future__ import annotations
 import gzip
 import json
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from eznas_store.errors import BenchmarkFormatError, DataNotFoundError, InvalidArchError
+from eznas_store.sources.spaces import SPACES, get_space
 
 __all__ = [
     "NASLIB_FAILED",
-    "NB201_KEY_OPS",
     "ZcTable",
-    "nb201_cell_to_key",
-    "nb201_key_to_cell",
     "read_zc",
 ]
 
-#: NASLib's op index → NB201 op name (``naslib/search_spaces/nasbench201/conversions.py``)
-NB201_KEY_OPS: tuple[str, ...] = (
-    "skip_connect", "none", "nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3",
-)
-#: key position of each cell-string edge: the string lists o0 | o1, o3 | o2, o4, o5
-_CELL_ORDER: tuple[int, ...] = (0, 1, 3, 2, 4, 5)
 #: NASLib's ``ZeroCost.query`` writes this for a NaN/Inf score
 NASLIB_FAILED = -1e8
-
-_KEY_RE = re.compile(r"^\(\s*([0-4])\s*,\s*([0-4])\s*,\s*([0-4])\s*,\s*([0-4])\s*,\s*([0-4])\s*,\s*([0-4])\s*\)$")
-
-
-def nb201_key_to_cell(key: str) -> str:
-    """``"(4, 0, 3, 1, 4, 3)"`` → ``|avg_pool_3x3~0|+|skip_connect~0|none~1|+|nor_conv_1x1~0|avg_pool_3x3~1|nor_conv_1x1~2|``."""
-    m = _KEY_RE.match(str(key).strip())
-    if m is None:
-        raise InvalidArchError(
-            f"{key!r} is not a NASLib NB201 key: expected six op indices 0..4 like "
-            "'(4, 0, 3, 1, 4, 3)'"
-        )
-    o = [NB201_KEY_OPS[int(g)] for g in m.groups()]
-    return f"|{o[0]}~0|+|{o[1]}~0|{o[3]}~1|+|{o[2]}~0|{o[4]}~1|{o[5]}~2|"
-
-
-def nb201_cell_to_key(cell: str) -> str:
-    """Inverse of :func:`nb201_key_to_cell`: a NB201 cell string → NASLib's key string."""
-    from eznas_store.sources.spaces.nb201 import parse_cell
-
-    ops = parse_cell(cell).ops  # cell-string order: (1,2) (1,3) (2,3) (1,4) (2,4) (3,4)
-    idx = [0] * 6
-    for pos_in_string, key_pos in enumerate(_CELL_ORDER):
-        idx[key_pos] = NB201_KEY_OPS.index(ops[pos_in_string])
-    return "(" + ", ".join(str(i) for i in idx) + ")"
+#: the ``space`` that keeps keys as they are
+RAW = "raw"
 
 
 @dataclass(frozen=True)
 class ZcTable:
     """One task of a Suite-Zero file, one row per architecture, in file order.
 
-    ``archs``: NB201 cell strings when the space is NB201, else the raw keys; ``keys``:
-    the raw keys; ``idx``: the records' ``idx`` (``""`` when absent); ``proxies`` /
-    ``times``: proxy name → float64 array (NaN where a record lacks the proxy or its time);
-    ``val_accuracy``: float64 array (NaN where absent).
+    ``archs``: architecture strings when the space converts NASLib keys (NB201), else the
+    raw keys; ``keys``: the raw keys; ``idx``: the records' ``idx`` (``""`` when absent);
+    ``proxies`` / ``times``: proxy name → float64 array (NaN where a record lacks the
+    proxy or its time); ``val_accuracy``: float64 array (NaN where absent).
     """
 
     task: str
@@ -124,11 +89,19 @@ def _load_json(path: Path) -> object:
         raise BenchmarkFormatError(f"{path} is not readable {kind}: {exc}") from exc
 
 
+def _keyed_spaces() -> list[str]:
+    """Registered spaces whose Suite-Zero keys convert to architecture strings."""
+    return [name for name, sp in SPACES.items() if sp.from_naslib_key is not None]
+
+
 def _guess_space(path: Path) -> str:
     # by file name only: TransNAS-Bench-101-micro keys look like NB201 keys (six op
     # indices) but name a different space
     name = path.name.lower()
-    return "nb201" if ("nasbench201" in name or "nb201" in name) else "raw"
+    for space in _keyed_spaces():
+        if any(tag in name for tag in get_space(space).suitezero_file_tags):
+            return space
+    return RAW
 
 
 def _number(value: object, where: str) -> float:
@@ -137,6 +110,81 @@ def _number(value: object, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BenchmarkFormatError(f"{where} must be a number, got {value!r}")
     return float(value)
+
+
+class _TaskColumns:
+    """The columns of one task, filled record by record."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.archs: list[str] = []
+        self.idx: list[str] = []
+        self.scores: dict[str, dict[int, float]] = {}
+        self.times: dict[str, dict[int, float]] = {}
+        self.acc = np.full(n, np.nan)
+
+    def add_fields(self, row: int, rec: dict, where: str, failed_to_nan: bool) -> None:
+        """The record's ``val_accuracy`` and ``{"score", "time"}`` proxy fields."""
+        for field, value in rec.items():
+            if field in ("idx", "arch"):
+                continue
+            if field == "val_accuracy":
+                self.acc[row] = _number(value, f"{where}: val_accuracy")
+                continue
+            if not isinstance(value, dict) or "score" not in value:
+                raise BenchmarkFormatError(
+                    f"{where}: field {field!r} must be {{\"score\": number[, \"time\": s]}}, "
+                    f"got {value!r}"[:300]
+                )
+            s = _number(value["score"], f"{where}: {field} score")
+            if failed_to_nan and s == NASLIB_FAILED:
+                s = math.nan
+            self.scores.setdefault(field, {})[row] = s
+            if "time" in value:
+                self.times.setdefault(field, {})[row] = _number(value["time"], f"{where}: {field} time")
+
+    def arrays(self, d: dict[str, dict[int, float]]) -> dict[str, np.ndarray]:
+        out = {}
+        for name in sorted(d):
+            a = np.full(self.n, np.nan)
+            for r, v in d[name].items():
+                a[r] = v
+            out[name] = a
+        return out
+
+
+def _arch_of(key: str, space: str, where: str) -> str:
+    if space == RAW:
+        return key
+    try:
+        return get_space(space).from_naslib_key(key)
+    except InvalidArchError as exc:
+        raise BenchmarkFormatError(f"{where}: {exc}") from None
+
+
+def _read_task(path: Path, task: object, records: object, space: str,
+               failed_to_nan: bool) -> ZcTable:
+    if not isinstance(records, dict):
+        raise BenchmarkFormatError(
+            f"{path}: task {task!r} must map architecture keys to records, "
+            f"got {type(records).__name__}"
+        )
+    keys = list(records)
+    cols = _TaskColumns(len(keys))
+    for row, key in enumerate(keys):
+        rec = records[key]
+        where = f"{path}: task {task!r}, architecture {key!r}"
+        if not isinstance(rec, dict):
+            raise BenchmarkFormatError(f"{where}: record must be an object, got {type(rec).__name__}")
+        cols.archs.append(_arch_of(key, space, where))
+        cols.idx.append(str(rec.get("idx", "")))
+        cols.add_fields(row, rec, where, failed_to_nan)
+    if len(set(cols.archs)) != len(cols.archs):
+        raise BenchmarkFormatError(f"{path}: task {task!r} lists an architecture twice")
+    return ZcTable(
+        task=str(task), space=space, archs=tuple(cols.archs), keys=tuple(keys), idx=tuple(cols.idx),
+        proxies=cols.arrays(cols.scores), times=cols.arrays(cols.times), val_accuracy=cols.acc,
+    )
 
 
 def read_zc(path: str | Path, *, space: str | None = None,
@@ -156,66 +204,10 @@ def read_zc(path: str | Path, *, space: str | None = None,
             f"{path}: expected a JSON object {{task: {{arch_key: record}}}}, "
             f"got {type(data).__name__}{' (empty)' if isinstance(data, dict) else ''}"
         )
-    if space not in (None, "nb201", "raw"):
-        raise BenchmarkFormatError(f"space must be 'nb201' or 'raw', not {space!r}")
-    tables: dict[str, ZcTable] = {}
-    for task, records in data.items():
-        if not isinstance(records, dict):
-            raise BenchmarkFormatError(
-                f"{path}: task {task!r} must map architecture keys to records, "
-                f"got {type(records).__name__}"
-            )
-        keys = list(records)
-        sp = space or _guess_space(path)
-        archs: list[str] = []
-        idx: list[str] = []
-        scores: dict[str, dict[int, float]] = {}
-        times: dict[str, dict[int, float]] = {}
-        acc = np.full(len(keys), np.nan)
-        for row, key in enumerate(keys):
-            rec = records[key]
-            where = f"{path}: task {task!r}, architecture {key!r}"
-            if not isinstance(rec, dict):
-                raise BenchmarkFormatError(f"{where}: record must be an object, got {type(rec).__name__}")
-            if sp == "nb201":
-                try:
-                    archs.append(nb201_key_to_cell(key))
-                except InvalidArchError as exc:
-                    raise BenchmarkFormatError(f"{where}: {exc}") from None
-            else:
-                archs.append(key)
-            idx.append(str(rec.get("idx", "")))
-            for field, value in rec.items():
-                if field in ("idx", "arch"):
-                    continue
-                if field == "val_accuracy":
-                    acc[row] = _number(value, f"{where}: val_accuracy")
-                    continue
-                if not isinstance(value, dict) or "score" not in value:
-                    raise BenchmarkFormatError(
-                        f"{where}: field {field!r} must be {{\"score\": number[, \"time\": s]}}, "
-                        f"got {value!r}"[:300]
-                    )
-                s = _number(value["score"], f"{where}: {field} score")
-                if failed_to_nan and s == NASLIB_FAILED:
-                    s = math.nan
-                scores.setdefault(field, {})[row] = s
-                if "time" in value:
-                    times.setdefault(field, {})[row] = _number(value["time"], f"{where}: {field} time")
-        if len(set(archs)) != len(archs):
-            raise BenchmarkFormatError(f"{path}: task {task!r} lists an architecture twice")
-
-        def to_arrays(d: dict[str, dict[int, float]]) -> dict[str, np.ndarray]:
-            out = {}
-            for name in sorted(d):
-                a = np.full(len(keys), np.nan)
-                for r, v in d[name].items():
-                    a[r] = v
-                out[name] = a
-            return out
-
-        tables[str(task)] = ZcTable(
-            task=str(task), space=sp, archs=tuple(archs), keys=tuple(keys), idx=tuple(idx),
-            proxies=to_arrays(scores), times=to_arrays(times), val_accuracy=acc,
-        )
-    return tables
+    known = [*_keyed_spaces(), RAW]
+    if space is not None and space not in known:
+        raise BenchmarkFormatError(
+            f"space must be {' or '.join(repr(k) for k in known)}, not {space!r}")
+    sp = space or _guess_space(path)
+    return {str(task): _read_task(path, task, records, sp, failed_to_nan)
+            for task, records in data.items()}

@@ -149,6 +149,77 @@ def _parse_float(text: str, *, where: str, column: str) -> float:
     return value
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """Where a table's header puts the arch and index columns, and which are numeric."""
+
+    width: int
+    arch_at: int
+    index_at: int | None
+    numeric: list[tuple[int, str]]
+
+
+def _read_header(reader: Any, path: Path) -> _Layout:
+    header = next(reader, None)
+    if header is None:
+        raise BenchmarkFormatError(f"{path} is empty; expected a CSV header")
+    header = [h.strip() for h in header]
+    if "arch" not in header:
+        raise BenchmarkFormatError(
+            f"{path} line 1: no 'arch' column (columns: {', '.join(header)})"
+        )
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        raise BenchmarkFormatError(f"{path} line 1: repeated columns {dupes}")
+    return _Layout(
+        width=len(header),
+        arch_at=header.index("arch"),
+        index_at=header.index("index") if "index" in header else None,
+        numeric=[(i, h) for i, h in enumerate(header) if h not in _RESERVED],
+    )
+
+
+def _row_index(row: list[str], layout: _Layout, where: str, default: int) -> int:
+    if layout.index_at is None:
+        return default
+    try:
+        return int(row[layout.index_at])
+    except ValueError:
+        raise BenchmarkFormatError(
+            f"{where}: index {row[layout.index_at]!r} is not an integer"
+        ) from None
+
+
+def _read_rows(
+    reader: Any, path: Path, layout: _Layout
+) -> tuple[list[str], list[int], list[list[float]]]:
+    """(archs, index, values) of every non-blank row, each row checked."""
+    archs: list[str] = []
+    index: list[int] = []
+    values: list[list[float]] = []
+    first_line: dict[str, int] = {}
+    for row in reader:
+        where = f"{path} line {reader.line_num}"
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) != layout.width:
+            raise BenchmarkFormatError(
+                f"{where}: {len(row)} fields, the header has {layout.width}"
+            )
+        arch = row[layout.arch_at].strip()
+        if not arch:
+            raise BenchmarkFormatError(f"{where}: empty arch")
+        if arch in first_line:
+            raise BenchmarkFormatError(
+                f"{where}: cell {arch} already appears on line {first_line[arch]}"
+            )
+        first_line[arch] = reader.line_num
+        index.append(_row_index(row, layout, where, len(archs)))
+        archs.append(arch)
+        values.append([_parse_float(row[i], where=where, column=h) for i, h in layout.numeric])
+    return archs, index, values
+
+
 def read_benchmark(path: str | Path) -> BenchmarkTable:
     """Read a benchmark CSV (``.gz`` too) and its sidecar metadata, checking every row.
 
@@ -158,61 +229,18 @@ def read_benchmark(path: str | Path) -> BenchmarkTable:
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataNotFoundError(f"benchmark table {path} does not exist")
-    archs: list[str] = []
-    index: list[int] = []
-    values: list[list[float]] = []
-    first_line: dict[str, int] = {}
     try:
         with _open_text(path) as f:
             reader = csv.reader(f)
-            header = next(reader, None)
-            if header is None:
-                raise BenchmarkFormatError(f"{path} is empty; expected a CSV header")
-            header = [h.strip() for h in header]
-            if "arch" not in header:
-                raise BenchmarkFormatError(
-                    f"{path} line 1: no 'arch' column (columns: {', '.join(header)})"
-                )
-            dupes = sorted({h for h in header if header.count(h) > 1})
-            if dupes:
-                raise BenchmarkFormatError(f"{path} line 1: repeated columns {dupes}")
-            arch_at = header.index("arch")
-            index_at = header.index("index") if "index" in header else None
-            numeric = [(i, h) for i, h in enumerate(header) if h not in _RESERVED]
-            for row in reader:
-                where = f"{path} line {reader.line_num}"
-                if not row or all(not c.strip() for c in row):
-                    continue
-                if len(row) != len(header):
-                    raise BenchmarkFormatError(
-                        f"{where}: {len(row)} fields, the header has {len(header)}"
-                    )
-                arch = row[arch_at].strip()
-                if not arch:
-                    raise BenchmarkFormatError(f"{where}: empty arch")
-                if arch in first_line:
-                    raise BenchmarkFormatError(
-                        f"{where}: cell {arch} already appears on line {first_line[arch]}"
-                    )
-                first_line[arch] = reader.line_num
-                if index_at is not None:
-                    try:
-                        index.append(int(row[index_at]))
-                    except ValueError:
-                        raise BenchmarkFormatError(
-                            f"{where}: index {row[index_at]!r} is not an integer"
-                        ) from None
-                else:
-                    index.append(len(archs))
-                archs.append(arch)
-                values.append([_parse_float(row[i], where=where, column=h) for i, h in numeric])
+            layout = _read_header(reader, path)
+            archs, index, values = _read_rows(reader, path, layout)
     except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
         raise BenchmarkFormatError(f"{path}: not a readable CSV table ({exc})") from exc
     index_array = np.asarray(index, dtype=np.int64)
     if len(np.unique(index_array)) != len(index_array):
         raise BenchmarkFormatError(f"{path}: the index column repeats values")
-    matrix = np.asarray(values, dtype=np.float64).reshape(len(archs), len(numeric))
-    columns = {h: np.ascontiguousarray(matrix[:, j]) for j, (_, h) in enumerate(numeric)}
+    matrix = np.asarray(values, dtype=np.float64).reshape(len(archs), len(layout.numeric))
+    columns = {h: np.ascontiguousarray(matrix[:, j]) for j, (_, h) in enumerate(layout.numeric)}
     return BenchmarkTable(
         path=str(path),
         archs=tuple(archs),

@@ -14,6 +14,7 @@ Example
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,9 +23,12 @@ import numpy as np
 
 from eznas_store.errors import StoreError, UnknownNameError
 from eznas_store.fitness.correlations import kendall_tau, spearman_rho
-from eznas_store.programs.tree import NAMED_PROGRAMS, load_program
 from eznas_store.fitness.engine import Engine, load_task
-from eznas_store.store.zarr_store import open_store
+from eznas_store.outputs import figure, png, write_atomic
+from eznas_store.programs.codec import load_program
+from eznas_store.programs.named import NAMED_PROGRAMS
+from eznas_store.sources.suitezero import read_zc
+from eznas_store.store.reader import open_store
 
 
 @dataclass(frozen=True)
@@ -100,10 +104,6 @@ def format_table(rows: Sequence[Row], title: str = "") -> str:
 
 def write_outputs(rows: Sequence[Row], out_dir: str, title: str) -> tuple[str, str]:
     """``compare.csv`` and a horizontal bar plot ``compare.png`` of τ and ρ."""
-    import io
-
-    from eznas_store.outputs import figure, png, write_atomic
-
     os.makedirs(out_dir, exist_ok=True)
     csv_path = os.path.join(out_dir, "compare.csv")
     buf = io.StringIO(newline="")
@@ -135,8 +135,6 @@ def write_outputs(rows: Sequence[Row], out_dir: str, title: str) -> tuple[str, s
 
 def suitezero_agreement(url: str, zc_path: str, *, task: str = "cifar10") -> list[tuple[str, int, float]]:
     """Per proxy: (name, common cells, Spearman ρ between our values and Suite-Zero's)."""
-    from eznas_store.sources.suitezero import read_zc
-
     store = open_store(url)
     table = store.proxy_table()
     if table is None:

@@ -9,10 +9,20 @@ with smaller numbers; each step's output is kept, and rerunning resumes where it
 
 from __future__ import annotations
 
+import csv
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+
+from eznas_store.collect.label import DEMO_LABEL, LabelConfig, run_label
+from eznas_store.fitness.correlations import kendall_tau, spearman_rho
+from eznas_store.ingest.config import IngestConfig
+from eznas_store.ingest.driver import run_ingest
+from eznas_store.report.run_report import write_report
+from eznas_store.search.evolve import CHECKPOINT, EvolveConfig, run_evolve
 
 #: evolution settings of the demo (the paper's defaults, shrunk to a few minutes on 2 cores)
 DEMO_EVOLVE = dict(population=20, mu=10, lambda_=20, generations=4, max_depth=6)
@@ -32,11 +42,6 @@ class DemoConfig:
 
 def run_demo(cfg: DemoConfig, *, echo=print) -> Path:
     """label → ingest → evolve → report; returns the report's HTML path."""
-    from eznas_store.search.evolve import CHECKPOINT, EvolveConfig, run_evolve
-    from eznas_store.ingest.driver import IngestConfig, run_ingest
-    from eznas_store.collect.label import DEMO_LABEL, LabelConfig, run_label
-    from eznas_store.report.render import write_report
-
     out = Path(cfg.out)
     if cfg.fresh and out.exists():
         shutil.rmtree(out)
@@ -76,12 +81,6 @@ def run_demo(cfg: DemoConfig, *, echo=print) -> Path:
 
 def _score_lines(run: Path) -> list[str]:
     """τ/ρ of each scored program from the run's scores/*.csv (what the report shows)."""
-    import csv
-
-    import numpy as np
-
-    from eznas_store.fitness.correlations import kendall_tau, spearman_rho
-
     lines = []
     for f in sorted((run / "scores").glob("*.csv")):
         rows = list(csv.DictReader(open(f)))

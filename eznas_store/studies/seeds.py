@@ -2,7 +2,7 @@
 
 The seed study of the EZNAS appendix (Fig. 2). For each program and each of ``k`` seeds
 it scores ``networks`` NB201 cells straight from the networks (no store:
-:func:`~eznas_store.fitness.engine.score_storeless`, the same numbers ``ingest`` + ``score``
+:func:`~eznas_store.fitness.storeless.score_storeless`, the same numbers ``ingest`` + ``score``
 would give), in two modes:
 
 ``fixed``
@@ -36,9 +36,11 @@ Example
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import datetime as _dt
 import hashlib
+import io
 import json
 import math
 import os
@@ -50,11 +52,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from eznas_store.collect.statistics import DEFAULT_PERTURB_SCALE
 from eznas_store.errors import ConfigError
-from eznas_store.programs.tree import Program, load_program, program_to_json
-from eznas_store.outputs import figure, json_safe, png, write_atomic
+from eznas_store.fitness.scores import summarise
+from eznas_store.fitness.storeless import score_storeless
+from eznas_store.ingest.config import IngestConfig
+from eznas_store.outputs import figure, json_safe, package_versions, png, write_atomic
+from eznas_store.programs.codec import load_program, program_to_json
+from eznas_store.programs.tree import Program
+from eznas_store.sources import tables as benchmarks
+from eznas_store.sources.spaces import get_space
+from eznas_store.terminals import DEFAULT_PERTURB_SCALE
 
 __all__ = ["MODES", "SeedRun", "SeedsConfig", "SeedsResult", "format_seeds", "run_seeds", "seed_plan"]
 
@@ -137,10 +146,8 @@ class SeedsConfig:
     def seed_list(self) -> list[int]:
         return list(range(self.first_seed, self.first_seed + self.seeds))
 
-    def ingest_config(self, *, seed: int, networks: int | tuple[str, ...]):
+    def ingest_config(self, *, seed: int, networks: int | tuple[str, ...]) -> IngestConfig:
         """The ``IngestConfig`` of one run (no store is written: ``store`` is unused)."""
-        from eznas_store.ingest.driver import IngestConfig
-
         return IngestConfig(
             store="", dataset=self.dataset, space=self.space, benchmark=self.benchmark, data_root=self.data_root,
             networks=networks, seed=seed, batch_size=self.batch_size, structure=self.structure,
@@ -190,9 +197,6 @@ def _digest(archs: Sequence[str]) -> str:
 
 def seed_plan(cfg: SeedsConfig) -> list[tuple[str, int, int, tuple[str, ...]]]:
     """``(mode, seed, sample_seed, cells)`` of every run, without building a network."""
-    from eznas_store.sources import tables as benchmarks
-    from eznas_store.sources.spaces import get_space
-
     table = benchmarks.read_benchmark(cfg.benchmark)
     space = get_space(cfg.space)
 
@@ -222,11 +226,6 @@ def _labels(paths: Sequence[str], programs: Sequence[Program]) -> list[str]:
 
 def run_seeds(cfg: SeedsConfig) -> SeedsResult:
     """Score the programs over ``k`` seeds in each mode; write CSV, JSON and box plots."""
-    from tqdm.auto import tqdm
-
-    from eznas_store.fitness.engine import score_storeless
-    from eznas_store.store.zarr_store import package_versions
-
     t0 = time.perf_counter()
     started = _dt.datetime.now(_dt.UTC).isoformat()
     loaded = [load_program(p) for p in cfg.programs]
@@ -235,8 +234,23 @@ def run_seeds(cfg: SeedsConfig) -> SeedsResult:
     plan = seed_plan(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    runs = _score_plan(cfg, plan, programs, labels, out / PARTIAL)
+    summary = {(m, lab): _summary([r for r in runs if r.mode == m and r.program == lab])
+               for m in cfg.modes for lab in labels}
+    result = SeedsResult(out=out, runs=runs, summary=summary, programs=dict(zip(labels, programs)),
+                         seconds=time.perf_counter() - t0)
+    _write_csv(out / "seeds.csv", runs)
+    write_atomic(out / "seeds.png", seeds_plot(result, cfg))
+    meta = _metadata(cfg, result, started)
+    write_atomic(out / "seeds.json", json.dumps(meta, indent=1, allow_nan=False) + "\n")
+    return result
 
-    done = _read_partial(out / PARTIAL, cfg, labels)
+
+def _score_plan(cfg: SeedsConfig, plan: list[tuple[str, int, int, tuple[str, ...]]], programs: list[Program],
+                labels: list[str], partial: Path) -> list[SeedRun]:
+    """Every planned run, in plan order. A (sample, seed) pair both modes name is scored once,
+    and each scoring is appended to ``partial`` so a killed study redoes only the rest."""
+    done = _read_partial(partial, cfg, labels)
     runs: list[SeedRun] = []
     with tqdm(total=len(plan), desc="seeds", unit="run", disable=not cfg.progress) as bar:
         for mode, seed, sample_seed, cells in plan:
@@ -246,7 +260,7 @@ def run_seeds(cfg: SeedsConfig) -> SeedsResult:
                 icfg = cfg.ingest_config(seed=seed, networks=cells if mode == "fixed" else cfg.networks)
                 done[key] = (score_storeless(icfg, programs, to_scalar=cfg.to_scalar, progress=False),
                              time.perf_counter() - t)
-                _append_partial(out / PARTIAL, cfg, key, *done[key])
+                _append_partial(partial, cfg, key, *done[key])
             results, secs = done[key]
             for label, r in zip(labels, results):
                 if tuple(r.archs) != cells:  # the sample seed_plan predicted is the one scored
@@ -256,27 +270,31 @@ def run_seeds(cfg: SeedsConfig) -> SeedsResult:
                                     scores=r.scores, accuracy=r.accuracy, reason=r.reason, seconds=round(secs, 3)))
             bar.update(1)
             bar.set_postfix(mode=mode, seed=seed)
+    return runs
 
-    summary = {(m, lab): _summary([r for r in runs if r.mode == m and r.program == lab])
-               for m in cfg.modes for lab in labels}
-    result = SeedsResult(out=out, runs=runs, summary=summary, programs=dict(zip(labels, programs)),
-                         seconds=time.perf_counter() - t0)
-    _write_csv(out / "seeds.csv", runs)
-    write_atomic(out / "seeds.png", seeds_plot(result, cfg))
-    meta = {
+
+def _method(cfg: SeedsConfig) -> dict[str, str]:
+    """How each mode draws its networks and how a run is scored, in words, for ``seeds.json``."""
+    return {
+        "fixed": f"one sample of {cfg.networks} cells drawn with select_networks(seed={cfg.sample_seed}), "
+                 "passed as an explicit list; the seed sets the data batch, each network's init and the noise",
+        "resampled": "the seed sets the sample of cells too (IngestConfig.networks = count, seed = seed)",
+        "scoring": "score_storeless: collect -> evaluate -> discard per network, no store",
+        "statistic": "Kendall tau-b and Spearman rho over the networks with a finite score; std with ddof=1",
+    }
+
+
+def _metadata(cfg: SeedsConfig, result: SeedsResult, started: str) -> dict:
+    """``seeds.json``: configuration, method, programs, summary, every run and the samples it saw."""
+    runs = result.runs
+    return {
         "command": "seeds",
         "config": json.loads(json.dumps(dataclasses.asdict(cfg))),
-        "method": {
-            "fixed": f"one sample of {cfg.networks} cells drawn with select_networks(seed={cfg.sample_seed}), "
-                     "passed as an explicit list; the seed sets the data batch, each network's init and the noise",
-            "resampled": "the seed sets the sample of cells too (IngestConfig.networks = count, seed = seed)",
-            "scoring": "score_storeless: collect -> evaluate -> discard per network, no store",
-            "statistic": "Kendall tau-b and Spearman rho over the networks with a finite score; std with ddof=1",
-        },
+        "method": _method(cfg),
         "seeds": cfg.seed_list,
-        "programs": {lab: {"formula": p.formula(), "program": program_to_json(p)} for lab, p in zip(labels, programs)},
+        "programs": {lab: {"formula": p.formula(), "program": program_to_json(p)} for lab, p in result.programs.items()},
         "summary": [{"mode": m, "program": p, **json_safe(s)}
-                    for (m, p), s in summary.items()],
+                    for (m, p), s in result.summary.items()],
         "runs": [{"mode": r.mode, "seed": r.seed, "sample_seed": r.sample_seed, "init_seed": r.seed,
                   "batch_seed": r.seed, "program": r.program, "tau": json_safe(r.tau), "rho": json_safe(r.rho), "n": r.n,
                   "n_valid": r.n_valid, "archs_sha1": r.archs_digest, "reason": r.reason, "seconds": r.seconds}
@@ -286,8 +304,6 @@ def run_seeds(cfg: SeedsConfig) -> SeedsResult:
         "started": started, "finished": _dt.datetime.now(_dt.UTC).isoformat(),
         "seconds": round(result.seconds, 3),
     }
-    write_atomic(out / "seeds.json", json.dumps(meta, indent=1, allow_nan=False) + "\n")
-    return result
 
 
 #: one line per finished (sample, seed) scoring, so a killed study resumes where it stopped
@@ -315,8 +331,6 @@ def _append_partial(path: Path, cfg: SeedsConfig, key, results, seconds: float) 
 
 def _read_partial(path: Path, cfg: SeedsConfig, labels: Sequence[str]) -> dict:
     """Scorings a previous, interrupted run of the same study finished (a torn last line is ignored)."""
-    from eznas_store.fitness.engine import summarise
-
     done: dict = {}
     if not path.exists():
         return done
@@ -350,9 +364,6 @@ def _summary(runs: Sequence[SeedRun]) -> dict[str, float]:
 
 
 def _write_csv(path: Path, runs: Sequence[SeedRun]) -> None:
-    import csv
-    import io
-
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["mode", "seed", "program", "tau", "rho", "n", "n_valid", "sample_seed", "archs_sha1"])

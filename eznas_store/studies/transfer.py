@@ -34,8 +34,10 @@ Example
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import datetime as _dt
+import io
 import json
 import math
 import os
@@ -47,10 +49,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from eznas_store.errors import ConfigError
-from eznas_store.programs.tree import NAMED_PROGRAMS, Program, load_program, program_to_json
-from eznas_store.outputs import figure, json_safe, png, write_atomic
+from eznas_store.fitness.engine import Engine, Task, load_task
+from eznas_store.fitness.scores import summarise
+from eznas_store.outputs import figure, json_safe, package_versions, png, write_atomic
+from eznas_store.programs.codec import load_program, program_to_json
+from eznas_store.programs.named import NAMED_PROGRAMS
+from eznas_store.programs.tree import Program
+from eznas_store.search.evolve import CHECKPOINT, EvolveConfig, run_evolve
+from eznas_store.store.reader import open_store
 
 __all__ = [
     "BASELINES",
@@ -64,8 +73,8 @@ __all__ = [
 
 #: the reference rows, in the order they follow the evolved rows
 BASELINES: tuple[str, ...] = ("FLOPs", "params", "EZNAS-A")
-#: which saved program of each evolve run represents its task
-PROGRAM_ROLES: tuple[str, ...] = ("best_ever", "best_final")
+#: the choices of ``TransferConfig.program``: which saved program of each evolve run represents its task
+REPRESENTATIVES: tuple[str, ...] = ("best_ever", "best_final")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 #: options that may differ between a finished run and its rerun without invalidating it
 #: (``out``: the transfer folder may have been moved or copied)
@@ -145,8 +154,8 @@ class TransferConfig:
         clash = sorted(set(names) & set(BASELINES))
         if clash:
             raise ConfigError(f"task name {clash[0]!r} is a baseline row name; choose another NAME=URL")
-        if self.program not in PROGRAM_ROLES:
-            raise ConfigError(f"--program must be one of {', '.join(PROGRAM_ROLES)}, got {self.program!r}")
+        if self.program not in REPRESENTATIVES:
+            raise ConfigError(f"--program must be one of {', '.join(REPRESENTATIVES)}, got {self.program!r}")
         if self.max_networks is not None and self.max_networks < 2:
             raise ConfigError(f"--max-networks must be at least 2 (Kendall tau needs two), got {self.max_networks}")
         self.evolve_config(self.tasks[0][0], self.tasks[0][1])  # the evolution options' own checks
@@ -160,10 +169,8 @@ class TransferConfig:
             out.append((name or _default_name(url), url))
         return out
 
-    def evolve_config(self, name: str, url: str):
+    def evolve_config(self, name: str, url: str) -> EvolveConfig:
         """The ``EvolveConfig`` of one task's run (``OUT/evolve/NAME``)."""
-        from eznas_store.search.evolve import EvolveConfig
-
         shared = {f.name for f in dataclasses.fields(EvolveConfig)} - {"stores", "out"}
         return EvolveConfig(stores=(url,), out=str(Path(self.out) / "evolve" / name),
                             **{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name in shared})
@@ -228,8 +235,6 @@ def _role_file(role: str) -> str:
 
 def _evolve_task(cfg: TransferConfig, name: str, url: str) -> tuple[Program, str]:
     """Evolve on one task, or reuse/resume the run already in ``OUT/evolve/NAME``."""
-    from eznas_store.search.evolve import CHECKPOINT, run_evolve
-
     ecfg = cfg.evolve_config(name, url)
     d = Path(ecfg.out)
     prog_path = d / "programs" / _role_file(cfg.program)
@@ -259,17 +264,13 @@ def _evolve_task(cfg: TransferConfig, name: str, url: str) -> tuple[Program, str
 
 # ----------------------------------------------------------------------------- the study
 def _network_column(url: str, column: str, networks: np.ndarray) -> np.ndarray:
-    from eznas_store.store.zarr_store import open_store
-
+    """A column of the store's network table (``flops``, ``params``) over ``networks``."""
     s = open_store(url)
-    return np.asarray(s.group[column][:], dtype=np.float64)[networks]
+    return np.asarray(s.column(column), dtype=np.float64)[networks]
 
 
 def run_transfer(cfg: TransferConfig) -> TransferResult:
     """Evolve on every task (reusing finished runs), then test every program on every task."""
-    from eznas_store.fitness.engine import Engine, load_task, summarise
-    from eznas_store.store.zarr_store import package_versions
-
     t0 = time.perf_counter()
     started = _dt.datetime.now(_dt.UTC).isoformat()
     out = Path(cfg.out)
@@ -279,22 +280,41 @@ def run_transfer(cfg: TransferConfig) -> TransferResult:
 
     evolved: dict[str, Program] = {}
     status: dict[str, str] = {}
-    from tqdm.auto import tqdm
-
     for name, url in tqdm(cfg.tasks, desc="transfer: evolve", unit="task", disable=not cfg.progress):
         evolved[name], status[name] = _evolve_task(cfg, name, url)
 
     reference = dataclasses.replace(NAMED_PROGRAMS["eznas-a"], name="eznas-a")
     programs = [dataclasses.replace(evolved[n], name=f"evolved-{n}") for n in names] + [reference]
     rows = tuple(names) + BASELINES
-    kinds = tuple(["evolved"] * len(names) + ["baseline"] * len(BASELINES))
+    tau, rho, n_valid = _correlation_matrices(cfg, tasks, programs, rows)
+    result = TransferResult(
+        out=out, rows=rows, row_kinds=tuple(["evolved"] * len(names) + ["baseline"] * len(BASELINES)),
+        columns=tuple(names), tau=tau, rho=rho,
+        n=np.array([t.n for t in tasks], dtype=np.int64), n_valid=n_valid,
+        marks=mark_columns(tau, use_abs=cfg.abs_tau),
+        programs={**{n: evolved[n] for n in names}, "EZNAS-A": reference},
+        evolve_status=status, seconds=time.perf_counter() - t0,
+    )
+    result.notes.extend(_invalid_evolution_notes(result))
+    _write_csv(out / "transfer.csv", result)
+    write_atomic(out / "transfer.md", _markdown(result, cfg))
+    write_atomic(out / "transfer.png", transfer_plot(result))
+    meta = _metadata(cfg, result, tasks, started)
+    write_atomic(out / "transfer.json", json.dumps(meta, indent=1, allow_nan=False) + "\n")
+    return result
+
+
+def _correlation_matrices(cfg: TransferConfig, tasks: list[Task], programs: list[Program],
+                          rows: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """τ, ρ and valid networks of every row on every task: the programs scored in one
+    :class:`Engine` (the evolved rows, then EZNAS-A), FLOPs and params from the network table."""
     R, C = len(rows), len(tasks)
     tau = np.full((R, C), np.nan)
     rho = np.full((R, C), np.nan)
     n_valid = np.zeros((R, C), dtype=np.int64)
     with Engine(workers=cfg.workers, scheduler=cfg.scheduler, progress=cfg.progress) as engine:
         res = engine.score(programs, tasks, to_scalar=cfg.to_scalar, desc="transfer: scores")
-    row_of_program = list(range(len(names))) + [rows.index("EZNAS-A")]
+    row_of_program = list(range(len(programs) - 1)) + [rows.index("EZNAS-A")]
     for c, task in enumerate(tasks):
         for k, p in enumerate(programs):
             s = summarise(p.name, task.name, res.scores[c][k], task.accuracy, task.archs, task.networks,
@@ -306,50 +326,54 @@ def run_transfer(cfg: TransferConfig) -> TransferResult:
             s = summarise(base, task.name, values, task.accuracy, task.archs, task.networks)
             r = rows.index(base)
             tau[r, c], rho[r, c], n_valid[r, c] = s.tau, s.rho, s.n_valid
-    result = TransferResult(
-        out=out, rows=rows, row_kinds=kinds, columns=tuple(names), tau=tau, rho=rho,
-        n=np.array([t.n for t in tasks], dtype=np.int64), n_valid=n_valid,
-        marks=mark_columns(tau, use_abs=cfg.abs_tau),
-        programs={**{n: evolved[n] for n in names}, "EZNAS-A": reference},
-        evolve_status=status, seconds=time.perf_counter() - t0,
-    )
-    for i, name in enumerate(names):
-        if n_valid[i, i] < result.n[i]:
-            result.notes.append(f"the program evolved on {name} scores only {n_valid[i, i]} of the {result.n[i]} "
-                                f"networks of {name} (fitness NaN): the evolution found no valid program; "
-                                "raise --population or --generations")
-    _write_csv(out / "transfer.csv", result)
-    write_atomic(out / "transfer.md", _markdown(result, cfg))
-    write_atomic(out / "transfer.png", transfer_plot(result))
-    meta = {
+    return tau, rho, n_valid
+
+
+def _invalid_evolution_notes(r: TransferResult) -> list[str]:
+    """A note per task whose evolved program is not valid on all of that task's networks."""
+    notes = []
+    for i, name in enumerate(r.columns):
+        if r.n_valid[i, i] < r.n[i]:
+            notes.append(f"the program evolved on {name} scores only {r.n_valid[i, i]} of the {r.n[i]} "
+                         f"networks of {name} (fitness NaN): the evolution found no valid program; "
+                         "raise --population or --generations")
+    return notes
+
+
+def _method(cfg: TransferConfig) -> dict[str, str]:
+    """How the rows, columns, statistic and marks were made, in words, for ``transfer.json``."""
+    return {
+        "rows": "evolved-on task (its " + _role_file(cfg.program) + "), then FLOPs and params of the "
+                "store's network table as proxies, then EZNAS-A",
+        "columns": "tested-on task: its usable networks (complete, finite accuracy"
+                   + (f", first {cfg.max_networks}" if cfg.max_networks else "") + ")",
+        "statistic": "Kendall tau-b and Spearman rho over the networks with a finite score",
+        "marks": "** best, * second best per column (competition ranking: ties for best leave no second), by "
+                 + ("|tau|" if cfg.abs_tau else "tau"),
+    }
+
+
+def _metadata(cfg: TransferConfig, r: TransferResult, tasks: list[Task], started: str) -> dict[str, Any]:
+    """``transfer.json``: configuration, per-task provenance, method, programs, the matrices."""
+    return {
         "command": "transfer",
         "config": _plain(cfg),
         "tasks": [{"name": t.name, "url": t.url, "n_networks": t.n, **_store_identity(t.url),
-                   "evolve_dir": str(Path(cfg.out) / "evolve" / t.name), "evolve": status[t.name]}
+                   "evolve_dir": str(Path(cfg.out) / "evolve" / t.name), "evolve": r.evolve_status[t.name]}
                   for t in tasks],
-        "method": {
-            "rows": "evolved-on task (its " + _role_file(cfg.program) + "), then FLOPs and params of the "
-                    "store's network table as proxies, then EZNAS-A",
-            "columns": "tested-on task: its usable networks (complete, finite accuracy"
-                       + (f", first {cfg.max_networks}" if cfg.max_networks else "") + ")",
-            "statistic": "Kendall tau-b and Spearman rho over the networks with a finite score",
-            "marks": "** best, * second best per column (competition ranking: ties for best leave no second), by " + ("|tau|" if cfg.abs_tau else "tau"),
-        },
-        "programs": {r: {"formula": p.formula(), "program": program_to_json(p)} for r, p in result.programs.items()},
-        "rows": list(rows), "row_kinds": list(kinds), "columns": list(names),
-        "tau": json_safe(tau), "rho": json_safe(rho), "n": result.n.tolist(), "n_valid": n_valid.tolist(),
-        "marks": result.marks, "notes": result.notes,
+        "method": _method(cfg),
+        "programs": {row: {"formula": p.formula(), "program": program_to_json(p)} for row, p in r.programs.items()},
+        "rows": list(r.rows), "row_kinds": list(r.row_kinds), "columns": list(r.columns),
+        "tau": json_safe(r.tau), "rho": json_safe(r.rho), "n": r.n.tolist(), "n_valid": r.n_valid.tolist(),
+        "marks": r.marks, "notes": r.notes,
         "versions": package_versions(), "host": socket.gethostname(),
         "started": started, "finished": _dt.datetime.now(_dt.UTC).isoformat(),
-        "seconds": round(result.seconds, 3),
+        "seconds": round(r.seconds, 3),
     }
-    write_atomic(out / "transfer.json", json.dumps(meta, indent=1, allow_nan=False) + "\n")
-    return result
 
 
 def _store_identity(url: str) -> dict[str, Any]:
-    from eznas_store.store.zarr_store import open_store
-
+    """What identifies a task's store in ``transfer.json``: space, dataset, collection settings."""
     plan = open_store(url).plan
     return {"space": plan.space, "dataset": plan.dataset, "accuracy_column": plan.accuracy_column,
             "batch_size": plan.collect.batch_size, "seed": plan.collect.seed, "structure": plan.collect.structure}
@@ -361,9 +385,6 @@ def _num(x: float, digits: int = 3) -> str:
 
 
 def _write_csv(path: Path, r: TransferResult) -> None:
-    import csv
-    import io
-
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["row", "kind", "tested_on", "tau", "rho", "mark", "n", "n_valid", "formula"])
@@ -439,7 +460,7 @@ def transfer_plot(r: TransferResult) -> bytes:
     finite = np.abs(r.tau[np.isfinite(r.tau)])
     lim = max(float(finite.max()) if finite.size else 1.0, 0.05)
     masked = np.ma.masked_invalid(r.tau)
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is heavy and only this plot needs its colour maps
 
     cmap = matplotlib.colormaps["RdBu"].with_extremes(bad="#d9d9d9")
     im = ax.imshow(masked, cmap=cmap, vmin=-lim, vmax=lim, aspect="auto")

@@ -1,5 +1,9 @@
 """NAS-Bench-201: cell strings, the 15,625-cell space, and the network as the benchmark trained it.
 
+Everything the package knows about NB201 lives here and reaches the stages through
+:data:`SPACE`: parsing and canonical strings, enumeration and cell indices, random cells
+and one-edge mutation (for aging evolution), NASLib's key strings (for Suite-Zero).
+
 The builder follows NB201's ``TinyNetwork`` (Dong & Yang, ICLR 2020): stem Conv3×3+BN,
 three stages of ``N`` cells (C, 2C, 4C channels) joined by two residual reduction blocks,
 then BN-ReLU, global average pooling and a linear head. Every module is named and ordered
@@ -19,13 +23,16 @@ Example
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
-from eznas_store.errors import InvalidArchError
+from eznas_store.errors import ConfigError, InvalidArchError
+from eznas_store.sources.spaces.base import SearchSpace
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 CONV_OPS: dict[str, int] = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}
@@ -106,6 +113,76 @@ def all_cells() -> Iterator[str]:
     """All 15,625 cell strings (5 ops on 6 edges), in lexicographic op-index order."""
     for ops in itertools.product(OPS, repeat=6):
         yield format_cell(ops)
+
+
+# ----------------------------------------------------------------------------- walking the space
+def cell_index(cell: str) -> int:
+    """Position of a cell in :func:`all_cells` (0..15624): its ops as base-5 digits."""
+    index = 0
+    for op in parse_cell(cell).ops:
+        index = index * len(OPS) + OPS.index(op)
+    return index
+
+
+def cell_from_index(index: int) -> str:
+    """The cell at ``index`` of :func:`all_cells`."""
+    if not 0 <= index < N_CELLS:
+        raise ConfigError(f"an NB201 cell index is in 0..{N_CELLS - 1}, got {index}")
+    ops = []
+    for _ in EDGES:
+        index, k = divmod(index, len(OPS))
+        ops.append(OPS[k])
+    return format_cell(ops[::-1])
+
+
+def random_cell(rng: np.random.Generator) -> str:
+    """A uniformly random NB201 cell string."""
+    return format_cell([OPS[int(i)] for i in rng.integers(0, len(OPS), size=len(EDGES))])
+
+
+def mutate(cell: str, rng: np.random.Generator) -> str:
+    """Change one of the six edges (uniform) to one of the four other ops (uniform)."""
+    ops = list(parse_cell(cell).ops)
+    edge = int(rng.integers(len(ops)))
+    others = [op for op in OPS if op != ops[edge]]
+    ops[edge] = others[int(rng.integers(len(others)))]
+    return format_cell(ops)
+
+
+# ----------------------------------------------------------------------------- NASLib keys
+#: NASLib's op index → NB201 op name (``naslib/search_spaces/nasbench201/conversions.py``)
+NB201_KEY_OPS: tuple[str, ...] = (
+    "skip_connect", "none", "nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3",
+)
+#: key position of each cell-string edge: the string lists o0 | o1, o3 | o2, o4, o5
+_CELL_ORDER: tuple[int, ...] = (0, 1, 3, 2, 4, 5)
+_KEY_RE = re.compile(r"^\(\s*([0-4])\s*,\s*([0-4])\s*,\s*([0-4])\s*,\s*([0-4])\s*,\s*([0-4])\s*,\s*([0-4])\s*\)$")
+
+
+def nb201_key_to_cell(key: str) -> str:
+    """NASLib's key ``"(4, 0, 3, 1, 4, 3)"`` → ``|avg_pool_3x3~0|+|skip_connect~0|none~1|+|nor_conv_1x1~0|avg_pool_3x3~1|nor_conv_1x1~2|``.
+
+    One op index per edge (1,2),(1,3),(1,4),(2,3),(2,4),(3,4) (NASLib numbers the nodes
+    1..4); the cell string runs (1,2) | (1,3),(2,3) | (1,4),(2,4),(3,4), so o3 comes
+    before o2 (NASLib ``convert_op_indices_to_str``).
+    """
+    m = _KEY_RE.match(str(key).strip())
+    if m is None:
+        raise InvalidArchError(
+            f"{key!r} is not a NASLib NB201 key: expected six op indices 0..4 like "
+            "'(4, 0, 3, 1, 4, 3)'"
+        )
+    o = [NB201_KEY_OPS[int(g)] for g in m.groups()]
+    return f"|{o[0]}~0|+|{o[1]}~0|{o[3]}~1|+|{o[2]}~0|{o[4]}~1|{o[5]}~2|"
+
+
+def nb201_cell_to_key(cell: str) -> str:
+    """Inverse of :func:`nb201_key_to_cell`: a NB201 cell string → NASLib's key string."""
+    ops = parse_cell(cell).ops  # cell-string order: (1,2) (1,3) (2,3) (1,4) (2,4) (3,4)
+    idx = [0] * 6
+    for pos_in_string, key_pos in enumerate(_CELL_ORDER):
+        idx[key_pos] = NB201_KEY_OPS.index(ops[pos_in_string])
+    return "(" + ", ".join(str(i) for i in idx) + ")"
 
 
 # ----------------------------------------------------------------------------- modules
@@ -278,3 +355,23 @@ def block_specs(arch: str | Cell, *, batch_size: int, image_size: int, C: int = 
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+# ----------------------------------------------------------------------------- registration
+SPACE = SearchSpace(
+    name="nb201",
+    parse=parse_cell,
+    canonical=lambda text: str(parse_cell(text)),
+    build=build,
+    block_specs=block_specs,
+    all_archs=all_cells,
+    skeleton={"C": 16, "N": 5},
+    n_cells=N_CELLS,
+    cell_at=cell_from_index,
+    index_of=cell_index,
+    random_cell=random_cell,
+    mutate=mutate,
+    from_naslib_key=nb201_key_to_cell,
+    to_naslib_key=nb201_cell_to_key,
+    suitezero_file_tags=("nasbench201", "nb201"),
+)

@@ -1,0 +1,166 @@
+"""Commands that evolve, score and report programs: evolve, score, report.
+
+Each command parses options, builds the stage's typed config and calls its library
+function; the stages are imported inside the commands so that ``eznas-store -h`` does
+not load torch, zarr or dask.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from eznas_store.cli.app import JobOption, app, fail, with_job
+
+
+@app.command()
+def evolve(
+    ctx: typer.Context,
+    stores: Annotated[Optional[list[str]], typer.Argument(help="One store per evolution task (fitness: min over tasks).")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Run directory (programs, log, checkpoint, scores).")] = None,
+    population: Annotated[int, typer.Option("--population")] = 50,
+    mu: Annotated[int, typer.Option("--mu")] = 25,
+    lambda_: Annotated[int, typer.Option("--lambda")] = 50,
+    cxpb: Annotated[float, typer.Option("--cxpb")] = 0.4,
+    mutpb: Annotated[float, typer.Option("--mutpb")] = 0.4,
+    tournament: Annotated[int, typer.Option("--tournament")] = 4,
+    min_depth: Annotated[int, typer.Option("--min-depth")] = 2,
+    max_depth: Annotated[int, typer.Option("--max-depth")] = 10,
+    generations: Annotated[int, typer.Option("--generations")] = 15,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    combine: Annotated[str, typer.Option("--combine", help="min (EZNAS) or mean over tasks.")] = "min",
+    abs_tau: Annotated[bool, typer.Option("--abs-tau", help="Use |tau| as the released EZNAS code did.")] = False,
+    to_scalar: Annotated[str, typer.Option("--to-scalar", help="Per-block reduction: mean or l2.")] = "mean",
+    workers: Annotated[int, typer.Option("--workers", help="Local Dask worker processes (0: in-process).")] = 2,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Address of an existing Dask scheduler.")] = None,
+    max_networks: Annotated[Optional[int], typer.Option("--max-networks", help="Use only the first N usable networks of each store.")] = None,
+    over: Annotated[str, typer.Option("--over", help="statistics: programs over the 22 per-block statistics of STOREs; proxies: formulas over hand-crafted proxy values (STOREs ingested with proxies, or Suite-Zero zc_*.json files).")] = "statistics",
+    representation: Annotated[str, typer.Option("--representation", help="tree (EZNAS) or sequential (AutoML-Zero instruction lists, EZNAS appendix 1.2).")] = "tree",
+    problems: Annotated[Optional[list[str]], typer.Option("--problems", help="--over proxies: problems to train on (default all); the others are test problems. Repeatable.")] = None,
+    train_networks: Annotated[int, typer.Option("--train-networks", help="--over proxies: networks per training problem to evolve on; the rest are held out.")] = 100,
+    min_length: Annotated[int, typer.Option("--min-length", help="--representation sequential: fewest instructions.")] = 2,
+    max_length: Annotated[int, typer.Option("--max-length", help="--representation sequential: most instructions.")] = 32,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+    job: JobOption = None,
+) -> None:
+    """Evolve a proxy program by genetic programming (EZNAS appendix 1.7 defaults)."""
+    given = dict(locals())
+    from eznas_store.search.evolve import EvolveConfig, run_evolve
+
+    o = with_job(ctx, job, "evolve", given)
+    o.pop("resume"), o.pop("no_progress")
+    if job and not o["out"]:  # a job file names the campaign: one run folder per seed
+        o["out"] = f"runs/{Path(job).stem}-seed{o['seed']}"
+        typer.echo(f"run folder: {o['out']}")
+    if not o["stores"] or not o["out"]:
+        fail("evolve needs at least one STORE and --out (on the command line or in --job)")
+    o["stores"] = tuple(o["stores"])
+    o["problems"] = tuple(o.get("problems") or ())
+    cfg = EvolveConfig(**o, progress=not no_progress)
+    res = run_evolve(cfg, resume=resume)
+    best = res.best_final
+    typer.echo(f"evolved {res.generations} generations in {res.seconds:.1f} s; best of the final population: "
+               f"tau {best.meta.get('fitness')}: {best.formula()}")
+    if cfg.over == "proxies":
+        typer.echo((res.out / "cross_problem" / "matrix.txt").read_text().rstrip())
+    typer.echo(f"programs in {res.out / 'programs'}; report with: eznas-store report {res.out}")
+
+
+@app.command()
+def score(
+    store: Annotated[Optional[str], typer.Argument(help="Store to score (omit to collect on the fly).")] = None,
+    program: Annotated[Optional[list[str]], typer.Option("--program", help="Program JSON file or a name (eznas-a). Repeatable.")] = None,
+    proxy: Annotated[Optional[list[str]], typer.Option("--proxy", help="A hand-crafted proxy stored by ingest (synflow, nwot, ...). Repeatable.")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="CSV of per-network scores.")] = None,
+    to_scalar: Annotated[Optional[str], typer.Option("--to-scalar", help="Override the programs' reduction: mean or l2.")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Dask workers for store scoring (0: in-process).")] = 0,
+    space: Annotated[str, typer.Option("--space")] = "nb201",
+    benchmark: Annotated[Optional[str], typer.Option("--benchmark")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset")] = None,
+    data_root: Annotated[Optional[str], typer.Option("--data-root")] = None,
+    networks: Annotated[str, typer.Option("--networks")] = "100",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
+    structure: Annotated[str, typer.Option("--structure")] = "rcb",
+    device: Annotated[str, typer.Option("--device")] = "auto",
+    image_size: Annotated[Optional[int], typer.Option("--image-size")] = None,
+    channels: Annotated[Optional[int], typer.Option("--channels")] = None,
+    cells: Annotated[Optional[int], typer.Option("--cells")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+) -> None:
+    """Kendall tau and Spearman rho of programs, from a store or straight from networks (no store)."""
+    from eznas_store.programs.codec import load_program
+    from eznas_store.fitness.engine import Engine, score_store
+    from eznas_store.fitness.scores import summarise, write_scores_csv
+    from eznas_store.fitness.storeless import score_storeless
+
+    if proxy:
+        _score_stored_proxies(store, proxy, out)
+        if not program:
+            return
+    programs = [load_program(p) for p in (program or ["eznas-a"])]
+    if store is not None:
+        with Engine(workers=workers, progress=not no_progress) as engine:
+            results = score_store(store, programs, engine=engine, to_scalar=to_scalar)
+    else:
+        if dataset is None:
+            fail("score without a STORE needs --dataset (and --benchmark, --data-root) to collect on the fly")
+        from eznas_store.sources.tables import parse_network_selection
+        from eznas_store.ingest.config import IngestConfig
+
+        sel = parse_network_selection(networks)
+        cfg = IngestConfig(store="", dataset=dataset, space=space, benchmark=benchmark, data_root=data_root,
+                           networks=tuple(sel) if isinstance(sel, list) else sel, seed=seed,
+                           batch_size=batch_size, structure=structure, device=device, image_size=image_size,
+                           C=channels, N=cells, progress=not no_progress)
+        results = score_storeless(cfg, programs, to_scalar=to_scalar, progress=not no_progress)
+    for r in results:
+        typer.echo(r.line())
+    if out:
+        write_scores_csv(out, results)
+        typer.echo(f"per-network scores → {out}")
+
+
+def _score_stored_proxies(store: str | None, proxy: list[str], out: str | None) -> None:
+    """``score --proxy``: the values ingest stored, against the store's label."""
+    from eznas_store.fitness.scores import summarise, write_scores_csv
+    from eznas_store.studies.compare import proxy_scores
+
+    if store is None:
+        fail("--proxy reads the values ingest stored: give a STORE")
+    results = []
+    for name in proxy:
+        values, acc, nets = proxy_scores(store, name)
+        results.append(summarise(name, store, values, acc, [""] * len(nets), nets))
+    for r in results:
+        typer.echo(r.line())
+    if out:
+        write_scores_csv(out, results)
+
+
+@app.command()
+def report(
+    run_dirs: Annotated[list[str], typer.Argument(help="An evolve run directory; several: one comparison report.")],
+    out: Annotated[Optional[str], typer.Option("--out", help="With several runs: where the comparison goes.")] = None,
+) -> None:
+    """One run: RUN/report.md + .html (fitness curve, scatter plots, best program tree).
+    Several runs (e.g. the statistic variants R-C-B/C-B-R x mean/L2, or tree vs sequential):
+    one comparison table + overlaid fitness curves in --out."""
+    from eznas_store.report.comparison import write_comparison
+    from eznas_store.report.run_report import write_report
+
+    if len(run_dirs) == 1 and out is None:
+        md, html = write_report(run_dirs[0])
+        typer.echo(f"report → {html} (and {md})")
+        return
+    if out is None:
+        fail("several runs are compared into one report: give --out DIR")
+    md, html, csv = write_comparison(run_dirs, out)
+    import pandas as pd
+
+    table = pd.read_csv(csv).drop(columns=["formula"])
+    typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    typer.echo(f"comparison → {html} (and {md}, {csv})")

@@ -1,0 +1,125 @@
+"""Commands that make and inspect stores and labels: ingest, verify, info, label.
+
+Each command parses options, builds the stage's typed config and calls its library
+function; the stages are imported inside the commands so that ``eznas-store -h`` does
+not load torch, zarr or dask.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from eznas_store.cli.app import JobOption, app, fail, with_job
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    store: Annotated[Optional[str], typer.Option("--store", help="Store path or fsspec URL to create or complete.")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="cifar10, cifar100, imagenet16-120 or digits.")] = None,
+    space: Annotated[str, typer.Option("--space", help="Search space.")] = "nb201",
+    benchmark: Annotated[Optional[str], typer.Option("--benchmark", help="Benchmark table (CSV[.gz]) with arch and accuracy columns.")] = None,
+    data_root: Annotated[Optional[str], typer.Option("--data-root", help="Folder of the dataset in its published format.")] = None,
+    networks: Annotated[str, typer.Option("--networks", help="A number (seeded sample), 'all', a cell string or a file of cells.")] = "all",
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the network sample, the data batch, init and noise.")] = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 1,
+    structure: Annotated[str, typer.Option("--structure", help="Block unit: rcb (ReLU-Conv-BN) or cbr.")] = "rcb",
+    perturb_scale: Annotated[Optional[float], typer.Option("--perturb-scale", help="Std of the P input's noise (default sqrt(0.01), as the released EZNAS code).")] = None,
+    shard: Annotated[str, typer.Option("--shard", help="I/N: this job takes chunks I, I+N, ... (0-based).")] = "0/1",
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:k].")] = "auto",
+    chunk_networks: Annotated[int, typer.Option("--chunk-networks", help="Networks per chunk (0: about 256 MB per chunk).")] = 0,
+    accuracy_column: Annotated[Optional[str], typer.Option("--accuracy-column", help="Benchmark column used as fitness target.")] = None,
+    image_size: Annotated[Optional[int], typer.Option("--image-size", help="Resize (digits only).")] = None,
+    channels: Annotated[Optional[int], typer.Option("--channels", help="Skeleton width C (benchmark default).")] = None,
+    cells: Annotated[Optional[int], typer.Option("--cells", help="Cells per stage N (benchmark default).")] = None,
+    no_proxies: Annotated[bool, typer.Option("--no-proxies", help="Skip the 13 hand-crafted proxies.")] = False,
+    proxy_batch_size: Annotated[int, typer.Option("--proxy-batch-size", help="Batch of the proxies (0: the statistics batch; NASLib used 64).")] = 0,
+    redo_broken: Annotated[bool, typer.Option("--redo-broken", help="Recollect networks whose chunks 'verify' finds broken.")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+    job: JobOption = None,
+) -> None:
+    """Collect the 22 EZNAS statistics of each network into a Zarr store (resumable, shardable)."""
+    given = dict(locals())
+    from eznas_store.sources.tables import parse_network_selection
+    from eznas_store.terminals import DEFAULT_PERTURB_SCALE
+    from eznas_store.ingest.config import IngestConfig, parse_shard
+    from eznas_store.ingest.driver import run_ingest
+
+    o = with_job(ctx, job, "ingest", given)
+    (store, dataset, space, benchmark, data_root, networks, seed, batch_size, structure, perturb_scale, shard,
+     device, chunk_networks, accuracy_column, image_size, channels, cells) = (o[k] for k in (
+        "store", "dataset", "space", "benchmark", "data_root", "networks", "seed", "batch_size", "structure",
+        "perturb_scale", "shard", "device", "chunk_networks", "accuracy_column", "image_size", "channels", "cells"))
+    if not store or not dataset:
+        fail("ingest needs --store and --dataset (on the command line or in --job)")
+    sel = parse_network_selection(str(networks))
+    cfg = IngestConfig(
+        store=store, dataset=dataset, space=space, benchmark=benchmark, data_root=data_root,
+        networks=tuple(sel) if isinstance(sel, list) else sel, seed=seed, batch_size=batch_size,
+        structure=structure, perturb_scale=DEFAULT_PERTURB_SCALE if perturb_scale is None else perturb_scale,
+        shard=parse_shard(shard), device=device, chunk_networks=chunk_networks,
+        accuracy_column=accuracy_column, image_size=image_size, C=channels, N=cells,
+        proxies=not no_proxies, proxy_batch_size=proxy_batch_size, redo_broken=redo_broken,
+        progress=not no_progress,
+    )
+    report = run_ingest(cfg)
+    typer.echo(report.line())
+
+
+@app.command()
+def verify(store: Annotated[str, typer.Argument(help="Store path or URL.")]) -> None:
+    """Check a store's shapes, completion flags and that every chunk decodes; name broken networks."""
+    from eznas_store.ingest.layout import plan_layout
+    from eznas_store.store.reader import open_store
+    from eznas_store.store.verify import verify_store
+
+    s = open_store(store)
+    rep = verify_store(s, plan_layout(s.plan))
+    for line in rep.lines(s.plan.archs):
+        typer.echo(line)
+    if not rep.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def info(store: Annotated[str, typer.Argument(help="Store path or URL.")]) -> None:
+    """Print a store's summary: plan, completion, sizes and accuracy range."""
+    from eznas_store.store.reader import open_store
+    from eznas_store.store.verify import store_summary
+
+    typer.echo(store_summary(open_store(store)))
+
+
+@app.command()
+def label(
+    out: Annotated[str, typer.Option("--out", help="Benchmark CSV to write (NB201 table format + .meta.json recipe).")],
+    dataset: Annotated[str, typer.Option("--dataset")] = "digits",
+    data_root: Annotated[Optional[str], typer.Option("--data-root")] = None,
+    space: Annotated[str, typer.Option("--space")] = "nb201",
+    networks: Annotated[str, typer.Option("--networks", help="A number (seeded sample), a cell string or a file of cells.")] = "40",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    epochs: Annotated[int, typer.Option("--epochs")] = 12,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 256,
+    lr: Annotated[float, typer.Option("--lr")] = 0.1,
+    channels: Annotated[Optional[int], typer.Option("--channels", help="Skeleton width C.")] = None,
+    cells: Annotated[Optional[int], typer.Option("--cells", help="Cells per stage N.")] = None,
+    image_size: Annotated[Optional[int], typer.Option("--image-size")] = None,
+    device: Annotated[str, typer.Option("--device")] = "cpu",
+    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+) -> None:
+    """Train cells for a fixed budget and write a benchmark table: ground truth no benchmark covers."""
+    from eznas_store.sources.tables import parse_network_selection
+    from eznas_store.collect.label import LabelConfig, run_label
+
+    sel = parse_network_selection(networks)
+    if sel is None:
+        fail("label needs a number of networks or a list of cells, not 'all'")
+    cfg = LabelConfig(out=out, space=space, dataset=dataset, data_root=data_root,
+                      networks=tuple(sel) if isinstance(sel, list) else sel, seed=seed, epochs=epochs,
+                      batch_size=batch_size, lr=lr, C=channels, N=cells, image_size=image_size,
+                      device=device, progress=not no_progress)
+    rep = run_label(cfg)
+    typer.echo(rep.line() if hasattr(rep, "line") else str(rep))

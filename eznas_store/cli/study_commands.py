@@ -1,0 +1,159 @@
+"""Research instruments built on the stages: compare, transfer, seeds, search, demo.
+
+Each command parses options, builds the stage's typed config and calls its library
+function; the stages are imported inside the commands so that ``eznas-store -h`` does
+not load torch, zarr or dask.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from eznas_store.cli.app import JobOption, app, fail, with_job
+
+
+@app.command()
+def compare(
+    store: Annotated[str, typer.Argument(help="A store ingested with hand-crafted proxies.")],
+    program: Annotated[Optional[list[str]], typer.Option("--program", help="Program JSON files to add (EZNAS-A is always there).")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Folder for compare.csv and compare.png.")] = None,
+    suitezero: Annotated[Optional[str], typer.Option("--suitezero", help="A NAS-Bench-Suite-Zero zc_*.json[.gz] to compare our proxy values with.")] = None,
+    task: Annotated[str, typer.Option("--task", help="Suite-Zero task (cifar10, ImageNet16-120, ...).")] = "cifar10",
+    workers: Annotated[int, typer.Option("--workers")] = 0,
+) -> None:
+    """Kendall tau and Spearman rho of every hand-crafted proxy, EZNAS-A and given programs."""
+    from eznas_store.studies.compare import compare_store, format_table, suitezero_agreement, write_outputs
+    from eznas_store.fitness.engine import Engine
+
+    with Engine(workers=workers) as engine:
+        rows = compare_store(store, programs=program or [], engine=engine)
+    title = f"{store}: {rows[0].n if rows else 0} networks"
+    typer.echo(format_table(rows, title))
+    if out:
+        csv_path, png_path = write_outputs(rows, out, title)
+        typer.echo(f"table → {csv_path}; plot → {png_path}")
+    if suitezero:
+        typer.echo(f"\nour proxy values vs NAS-Bench-Suite-Zero ({suitezero}, task {task}), Spearman rho per proxy:")
+        for name, n, rho in suitezero_agreement(store, suitezero, task=task):
+            typer.echo(f"  {name:<10} {rho:7.3f}  ({n} common cells)")
+
+
+@app.command()
+def transfer(
+    stores: Annotated[list[str], typer.Argument(help="One store per task, URL or NAME=URL (at least two).")],
+    out: Annotated[str, typer.Option("--out", help="Folder: evolve/<task>/ runs, transfer.csv/.md/.json/.png.")],
+    program: Annotated[str, typer.Option("--program", help="Each run's representative: best_ever or best_final.")] = "best_ever",
+    population: Annotated[int, typer.Option("--population")] = 50,
+    mu: Annotated[int, typer.Option("--mu")] = 25,
+    lambda_: Annotated[int, typer.Option("--lambda")] = 50,
+    generations: Annotated[int, typer.Option("--generations")] = 15,
+    max_depth: Annotated[int, typer.Option("--max-depth")] = 10,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    abs_tau: Annotated[bool, typer.Option("--abs-tau")] = False,
+    to_scalar: Annotated[str, typer.Option("--to-scalar")] = "mean",
+    workers: Annotated[int, typer.Option("--workers", help="Dask workers (0: in-process).")] = 2,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler")] = None,
+    max_networks: Annotated[Optional[int], typer.Option("--max-networks")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+) -> None:
+    """Transfer matrix (EZNAS figure 4): evolve on each task, test every best program on every task (Kendall-tau matrix,
+    FLOPs/params/EZNAS-A rows, best ** and second best * per column, heat map). Reruns reuse runs."""
+    from eznas_store.studies.transfer import TransferConfig, format_transfer, run_transfer
+
+    cfg = TransferConfig(stores=tuple(stores), out=out, program=program, population=population, mu=mu,
+                         lambda_=lambda_, generations=generations, max_depth=max_depth, seed=seed, abs_tau=abs_tau,
+                         to_scalar=to_scalar, workers=workers, scheduler=scheduler, max_networks=max_networks,
+                         progress=not no_progress)
+    typer.echo(format_transfer(run_transfer(cfg)))
+    typer.echo(f"matrix → {out}/transfer.csv, transfer.md, transfer.png")
+
+
+@app.command()
+def seeds(
+    out: Annotated[str, typer.Option("--out", help="Folder for seeds.csv, seeds.json, seeds.png.")],
+    benchmark: Annotated[str, typer.Option("--benchmark", help="Benchmark table with the accuracies.")],
+    dataset: Annotated[str, typer.Option("--dataset")],
+    data_root: Annotated[Optional[str], typer.Option("--data-root")] = None,
+    program: Annotated[Optional[list[str]], typer.Option("--program", help="Program JSON file or a name (eznas-a). Repeatable.")] = None,
+    networks: Annotated[int, typer.Option("--networks", help="Cells per sample.")] = 100,
+    k: Annotated[int, typer.Option("--seeds", help="Number of seeds k.")] = 5,
+    first_seed: Annotated[int, typer.Option("--first-seed")] = 0,
+    sample_seed: Annotated[int, typer.Option("--sample-seed", help="Seed of the one sample of mode 'fixed'.")] = 0,
+    modes: Annotated[str, typer.Option("--modes", help="fixed (architectures fixed, init/batch vary), resampled (architectures vary too), or both, comma-separated.")] = "fixed,resampled",
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
+    structure: Annotated[str, typer.Option("--structure")] = "rcb",
+    accuracy_column: Annotated[Optional[str], typer.Option("--accuracy-column")] = None,
+    image_size: Annotated[Optional[int], typer.Option("--image-size")] = None,
+    channels: Annotated[Optional[int], typer.Option("--channels")] = None,
+    cells: Annotated[Optional[int], typer.Option("--cells")] = None,
+    device: Annotated[str, typer.Option("--device")] = "auto",
+    to_scalar: Annotated[Optional[str], typer.Option("--to-scalar")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+) -> None:
+    """Seed spread (EZNAS figure 2): spread of Kendall tau over k seeds, (a) architectures fixed, (b) resampled; box plots.
+    Storeless; a killed study resumes from its finished seeds."""
+    from eznas_store.studies.seeds import SeedsConfig, format_seeds, run_seeds
+
+    cfg = SeedsConfig(out=out, dataset=dataset, benchmark=benchmark, programs=tuple(program or ("eznas-a",)),
+                      data_root=data_root, networks=networks, seeds=k, first_seed=first_seed, sample_seed=sample_seed,
+                      modes=tuple(m.strip() for m in modes.split(",") if m.strip()), batch_size=batch_size,
+                      structure=structure, accuracy_column=accuracy_column, image_size=image_size, C=channels,
+                      N=cells, device=device, to_scalar=to_scalar, progress=not no_progress)
+    typer.echo(format_seeds(run_seeds(cfg)))
+    typer.echo(f"→ {out}/seeds.csv, seeds.json, seeds.png")
+
+
+@app.command()
+def search(
+    proxy: Annotated[str, typer.Option("--proxy", help="Fitness: a hand-crafted proxy (synflow, nwot, ...), a registered program (eznas-a) or a program JSON file (statistics or proxies).")],
+    benchmark: Annotated[str, typer.Option("--benchmark", help="Benchmark table: true accuracy and rank of the chosen cell.")],
+    budget: Annotated[Optional[str], typer.Option("--budget", help="Wall-time budget, e.g. 15m, 90s, 1h (setup included).")] = None,
+    max_evaluations: Annotated[Optional[int], typer.Option("--max-evaluations", help="Stop after scoring this many unseen cells.")] = None,
+    dataset: Annotated[str, typer.Option("--dataset")] = "cifar10",
+    data_root: Annotated[Optional[str], typer.Option("--data-root")] = None,
+    accuracy_column: Annotated[Optional[str], typer.Option("--accuracy-column", help="Default: the dataset's test accuracy.")] = None,
+    space: Annotated[str, typer.Option("--space")] = "nb201",
+    population: Annotated[int, typer.Option("--population")] = 64,
+    sample: Annotated[int, typer.Option("--sample", help="Tournament size of aging evolution.")] = 16,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Default 64 for proxies, 16 for statistics programs.")] = None,
+    reference_size: Annotated[int, typer.Option("--reference-size", help="Proxy programs: random cells that rank ops compare with.")] = 64,
+    device: Annotated[str, typer.Option("--device")] = "auto",
+    threads: Annotated[int, typer.Option("--threads")] = 1,
+    image_size: Annotated[Optional[int], typer.Option("--image-size")] = None,
+    channels: Annotated[Optional[int], typer.Option("--channels")] = None,
+    cells: Annotated[Optional[int], typer.Option("--cells")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Folder for search.json and history.csv.")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+) -> None:
+    """Aging evolution over NB201 cells with a zero-cost proxy as fitness, computed on the fly
+    (no store): prints the chosen cell, its true accuracy, its rank among all cells, wall time."""
+    from eznas_store.search.aging_config import SearchConfig
+    from eznas_store.search.aging_result import format_result
+    from eznas_store.search.aging_run import run_search
+
+    cfg = SearchConfig(proxy=proxy, benchmark=benchmark, budget=budget, max_evaluations=max_evaluations,
+                       dataset=dataset, data_root=data_root, accuracy_column=accuracy_column, space=space,
+                       population=population, sample=sample, seed=seed, batch_size=batch_size,
+                       reference_size=reference_size, device=device, threads=threads, image_size=image_size,
+                       C=channels, N=cells, out=out, progress=not no_progress)
+    typer.echo(format_result(run_search(cfg)))
+
+
+@app.command()
+def demo(
+    out: Annotated[str, typer.Option("--out", help="Folder for the table, store, run and report.")] = "demo-out",
+    networks: Annotated[int, typer.Option("--networks", help="Cells to train and study.")] = 40,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    workers: Annotated[int, typer.Option("--workers", help="Dask workers for evolve (0: in-process).")] = 2,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Delete --out first instead of resuming.")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+) -> None:
+    """The whole pipeline with no files from you: label (train cells on digits) → ingest → evolve → report."""
+    from eznas_store.studies.demo import DemoConfig, run_demo
+
+    run_demo(DemoConfig(out=out, networks=networks, seed=seed, workers=workers, fresh=fresh,
+                        progress=not no_progress), echo=typer.echo)

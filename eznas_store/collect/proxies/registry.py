@@ -1,0 +1,118 @@
+"""The proxy table: every proxy's name, one-line summary, pass, needs and score function.
+
+One registration line per proxy (``_proxy(...)`` below); the full description, with its
+paper and NASLib's conventions, is the score function's docstring (``ProxySpec.doc``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from eznas_store.collect.proxies import gradients, jacobian, nwot, size, synflow, zen
+from eznas_store.collect.proxies.batch_pass import (
+    BATCH_PASS,
+    CHANNEL_SALIENCY,
+    HESSIAN,
+    INPUT_JACOBIAN,
+    LOSS_GRADIENTS,
+    RELU_CODES,
+)
+from eznas_store.collect.proxies.passes import ProxyPass
+from eznas_store.collect.proxies.size import SIZE_PASS
+from eznas_store.collect.proxies.synflow import SYNFLOW_PASS
+from eznas_store.collect.proxies.zen import ZEN_PASS
+from eznas_store.errors import UnknownNameError
+
+__all__ = ["PROXIES", "PROXY_NAMES", "ProxySpec", "check_proxy_names"]
+
+
+@dataclass(frozen=True)
+class ProxySpec:
+    """One proxy: its name, whether it reads labels, what it is, and how it is computed.
+
+    ``score(state) -> float`` reads what its pass (``proxy_pass``) left in ``state``,
+    asking for the intermediates named in ``needs``; it raises when the proxy fails and
+    may return a non-finite value (``compute_all`` turns both into ``(nan, reason)``).
+    """
+
+    name: str
+    summary: str
+    score: Callable[..., float]
+    proxy_pass: ProxyPass
+    needs: frozenset[str] = frozenset()
+    needs_labels: bool = False
+
+    @property
+    def group(self) -> str:
+        """The name of the pass this proxy shares with others (``compute_all``'s timings)."""
+        return self.proxy_pass.name
+
+    @property
+    def doc(self) -> str:
+        """What the proxy is: its paper, formula, NASLib's conventions, terminal relation."""
+        return inspect.getdoc(self.score) or self.summary
+
+    def fn(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None = None,
+           *, seed: int = 0) -> float:
+        """This proxy alone on ``model`` (which it may modify: give it a fresh one, train mode)."""
+        out = self.proxy_pass.run(model, images, labels, seed=seed, specs=(self,))
+        if self.name in out.reasons:
+            raise FloatingPointError(out.reasons[self.name])
+        return out.values[self.name]
+
+
+def _proxy(name: str, summary: str, score: Callable[..., float], proxy_pass: ProxyPass,
+           *needs: str, labels: bool = False) -> ProxySpec:
+    return ProxySpec(name, summary, score, proxy_pass, frozenset(needs), labels)
+
+
+_REGISTERED = (
+    _proxy("params", "parameter count in millions (tensorwatch)", size.params, SIZE_PASS),
+    _proxy("flops", "FLOPs in millions at batch 1 (tensorwatch)", size.flops, SIZE_PASS),
+    _proxy("l2_norm", "Σ per-layer Frobenius norms of the weights", size.l2_norm, SIZE_PASS),
+    _proxy("nwot", "NASWOT log|det K| of ReLU codes (Mellor et al. 2021)", nwot.nwot,
+           BATCH_PASS, RELU_CODES),
+    _proxy("jacov", "input-Jacobian correlation score (Mellor et al. 2020 v1)", jacobian.jacov,
+           BATCH_PASS, INPUT_JACOBIAN),
+    _proxy("epe_nas", "per-class input-Jacobian correlations (Lopes et al. 2021)",
+           jacobian.epe_nas, BATCH_PASS, INPUT_JACOBIAN, labels=True),
+    _proxy("grad_norm", "Σ per-layer norms of ∂L/∂W", gradients.grad_norm, BATCH_PASS,
+           LOSS_GRADIENTS, labels=True),
+    _proxy("plain", "Σ θ ⊙ ∂L/∂θ", gradients.plain, BATCH_PASS, LOSS_GRADIENTS, labels=True),
+    _proxy("snip", "Σ |θ ⊙ ∂L/∂θ| (Lee et al. 2019)", gradients.snip, BATCH_PASS,
+           LOSS_GRADIENTS, labels=True),
+    _proxy("fisher", "Σ per-channel activation saliency (Theis et al. 2018)", gradients.fisher,
+           BATCH_PASS, LOSS_GRADIENTS, CHANNEL_SALIENCY, labels=True),
+    _proxy("grasp", "Σ −θ ⊙ H g (Wang et al. 2020)", gradients.grasp, BATCH_PASS,
+           LOSS_GRADIENTS, HESSIAN, labels=True),
+    _proxy("synflow", "log synaptic flow with |θ|, no BN (Tanaka et al. 2020)",
+           synflow.synflow, SYNFLOW_PASS),
+    _proxy("zen", "Zen-score under Gaussian init (Lin et al. 2021)", zen.zen, ZEN_PASS),
+)
+
+#: every proxy in Suite-Zero's (alphabetical) order
+PROXY_NAMES: tuple[str, ...] = tuple(sorted(spec.name for spec in _REGISTERED))
+
+PROXIES: dict[str, ProxySpec] = {
+    spec.name: spec for spec in sorted(_REGISTERED, key=lambda spec: spec.name)
+}
+
+
+def check_proxy_names(names: Iterable[str] | str | None) -> list[str]:
+    """The requested proxy names, deduplicated in order (all of them for None)."""
+    if names is None:
+        return list(PROXY_NAMES)
+    if isinstance(names, str):
+        names = [names]
+    out = []
+    for n in names:
+        if n not in PROXIES:
+            raise UnknownNameError(f"unknown proxy {n!r} (known: {', '.join(PROXY_NAMES)})")
+        if n not in out:
+            out.append(n)
+    return out

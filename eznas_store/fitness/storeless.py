@@ -1,0 +1,58 @@
+"""Scoring without a store: collect a network's statistics, evaluate the programs, discard.
+
+The statistics go through the same chunk builder as store reads, so a network scores
+the same collected or stored (``tests/test_score_evolve.py`` checks it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from eznas_store.collect.statistics import resolve_device, stored_subset
+from eznas_store.evaluate.chunk import chunk_from_raw
+from eznas_store.evaluate.population import ChunkScores, evaluate_population
+from eznas_store.fitness.engine import require_statistics_programs
+from eznas_store.fitness.scores import ScoreResult, summarise
+from eznas_store.ingest.networks import collect_network
+from eznas_store.ingest.plan import plan_ingest
+from eznas_store.programs.tree import Program
+
+
+def score_collected(blocks: Sequence[Any], programs: Sequence[Program], *, structure: str,
+                    to_scalar: str | None = None) -> ChunkScores:
+    """Evaluate programs on one freshly collected network (its statistics ``blocks``)."""
+    require_statistics_programs(programs)
+    raw = [stored_subset(b) for b in blocks]
+    return evaluate_population(list(programs), chunk_from_raw([raw], structure=structure), to_scalar=to_scalar)
+
+
+def score_storeless(cfg, programs: Sequence[Program], *, to_scalar: str | None = None,
+                    progress: bool = True) -> list[ScoreResult]:
+    """Collect → evaluate → discard, network by network: no store, same numbers as from one.
+
+    ``cfg`` is an ``ingest.IngestConfig`` (its ``store`` field is ignored): the same
+    network sample, batch, seeds and init as ingest would use.
+    """
+    plan, batch, _ = plan_ingest(cfg)
+    device = resolve_device(cfg.device)
+    data = torch.from_numpy(batch)
+    n = len(plan.archs)
+    scores = np.full((len(programs), n), np.nan)
+    reasons: list[str | None] = [None] * len(programs)
+    with tqdm(total=n, desc="score", unit="net", disable=not progress) as bar:
+        for i in range(n):
+            stats = collect_network(plan, i, data, device)
+            res = score_collected(stats.blocks, programs, structure=plan.collect.structure, to_scalar=to_scalar)
+            scores[:, i] = res.scores[:, 0]
+            for p, r in enumerate(res.reasons):
+                reasons[p] = reasons[p] or r
+            bar.update(1)
+    acc = np.asarray(plan.accuracies[plan.accuracy_column], dtype=np.float64)
+    name = f"{plan.space}-{plan.dataset} ({n} networks, batch {plan.collect.batch_size}, no store)"
+    return [summarise(p.name or p.formula(), name, scores[k], acc, plan.archs, np.arange(n), reasons[k])
+            for k, p in enumerate(programs)]

@@ -1,0 +1,36 @@
+"""The store a plan needs: its layout, predicted by the plan's search space, and the store
+made with it (or joined, when another shard or an earlier run made it already)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from eznas_store.sources.spaces import get_space
+from eznas_store.store.create import create_store, open_for_plan
+from eznas_store.store.layout import Layout, compute_layout
+from eznas_store.store.plan import StorePlan
+from eznas_store.store.reader import Store
+
+
+def plan_layout(plan: StorePlan) -> Layout:
+    """The layout of ``plan``'s store: every network's blocks as its search space predicts them."""
+    space = get_space(plan.space)
+    B = plan.collect.batch_size
+    networks = [space.block_specs(arch, batch_size=B, image_size=plan.image_size, C=plan.C, N=plan.N,
+                                  structure=plan.collect.structure) for arch in plan.archs]
+    return compute_layout(networks, batch_size=B, chunk_networks=plan.chunk_networks)
+
+
+def create_or_open(url: str, plan: StorePlan, *, data_batch: np.ndarray | None = None,
+                   data_labels: np.ndarray | None = None, storage_options: dict | None = None) -> Store:
+    """Create the store for ``plan``, or open it if it already holds the same plan.
+
+    Shards of one job call this concurrently; they all write identical metadata, so a
+    race is benign. A store made with a different plan is refused with the difference.
+    The layout is computed only when the store must be made.
+    """
+    store = open_for_plan(url, plan, storage_options)
+    if store is not None:
+        return store
+    return create_store(url, plan, plan_layout(plan), data_batch=data_batch, data_labels=data_labels,
+                        storage_options=storage_options)

@@ -1,0 +1,84 @@
+"""What an ingest job will collect: its networks, accuracies and data batch, as a ``StorePlan``.
+
+Networks come from a benchmark table (a seeded sample, an explicit list or all of it,
+with every accuracy column) or, without one, from the search space itself (accuracies
+then unknown: NaN in a column named ``none``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from eznas_store.collect.proxies.registry import PROXY_NAMES
+from eznas_store.ingest.config import IngestConfig
+from eznas_store.sources.datasets import get_spec, sample_batch
+from eznas_store.sources.spaces import SearchSpace, get_space
+from eznas_store.sources.tables import default_accuracy_column, read_benchmark, select_networks
+from eznas_store.store.plan import StorePlan
+from eznas_store.terminals import CollectConfig
+
+#: (archs, bench_index, accuracy column, accuracies per column, benchmark path or "")
+Selection = tuple[tuple[str, ...], tuple[int, ...], str, dict[str, tuple[float, ...]], str]
+
+
+def plan_ingest(cfg: IngestConfig) -> tuple[StorePlan, np.ndarray, np.ndarray]:
+    """Resolve the network list, accuracies and data batch into a ``StorePlan``."""
+    space = get_space(cfg.space)
+    spec = get_spec(cfg.dataset)
+    image_size = cfg.image_size or spec.image_size
+    select = _from_benchmark if cfg.benchmark else _from_space
+    archs, bench_index, acc_col, accuracies, benchmark = select(cfg, space)
+    batch = sample_batch(cfg.dataset, cfg.data_root, batch_size=cfg.batch_size, seed=cfg.seed,
+                         image_size=image_size)
+    plan = StorePlan(
+        space=cfg.space, dataset=cfg.dataset, archs=archs, bench_index=bench_index,
+        accuracy_column=acc_col, accuracies=accuracies,
+        collect=CollectConfig(batch_size=cfg.batch_size, structure=cfg.structure,
+                              perturb_scale=cfg.perturb_scale, seed=cfg.seed),
+        image_size=image_size, num_classes=spec.num_classes,
+        C=cfg.C or space.skeleton["C"], N=cfg.N or space.skeleton["N"],
+        benchmark=benchmark, data_root=os.path.abspath(cfg.data_root) if cfg.data_root else "",
+        batch_indices=tuple(int(i) for i in batch.indices), chunk_networks=cfg.chunk_networks,
+        proxies=tuple(PROXY_NAMES) if cfg.proxies else (),
+        proxy_batch_size=cfg.proxy_batch_size if cfg.proxies and cfg.proxy_batch_size else 0,
+    )
+    return plan, batch.images.numpy(), batch.labels.numpy()
+
+
+def _from_benchmark(cfg: IngestConfig, space: SearchSpace) -> Selection:
+    """The networks ``cfg`` selects from its benchmark table, with every accuracy column."""
+    table = read_benchmark(cfg.benchmark)
+    archs_arg = list(cfg.networks) if isinstance(cfg.networks, tuple) else None
+    count = cfg.networks if isinstance(cfg.networks, int) else None
+    if archs_arg is not None:
+        archs_arg = [space.canonical(a) for a in archs_arg]
+    rows = select_networks(table, networks=count, archs=archs_arg, seed=cfg.seed)
+    archs = tuple(space.canonical(table.archs[r]) for r in rows)
+    bench_index = tuple(int(table.index[r]) for r in rows)
+    acc_col = cfg.accuracy_column or default_accuracy_column(table, cfg.dataset)
+    table.column(acc_col)  # clear error if unknown
+    accuracies = {c: tuple(float(v) for v in np.asarray(table.columns[c])[rows]) for c in table.columns}
+    return archs, bench_index, acc_col, accuracies, os.path.abspath(cfg.benchmark)
+
+
+def _from_space(cfg: IngestConfig, space: SearchSpace) -> Selection:
+    """The networks ``cfg`` selects from the whole space (a seeded sample, a list or all)."""
+    everything = list(space.all_archs())
+    if isinstance(cfg.networks, tuple):
+        archs = tuple(space.canonical(a) for a in cfg.networks)
+    elif isinstance(cfg.networks, int):
+        pick = np.sort(np.random.default_rng(cfg.seed).choice(len(everything), cfg.networks, replace=False))
+        archs = tuple(everything[i] for i in pick)
+    else:
+        archs = tuple(everything)
+    lookup = {a: i for i, a in enumerate(everything)}
+    bench_index = tuple(lookup.get(a, -1) for a in archs)
+    return archs, bench_index, "none", {"none": tuple(float("nan") for _ in archs)}, ""
+
+
+def proxy_batch(cfg: IngestConfig, plan: StorePlan):
+    """The proxies' own seeded batch when ``proxy_batch_size`` differs from the statistics'."""
+    return sample_batch(cfg.dataset, cfg.data_root, batch_size=cfg.proxy_batch_size, seed=cfg.seed,
+                        image_size=plan.image_size)

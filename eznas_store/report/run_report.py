@@ -1,0 +1,156 @@
+"""Report of one evolution run: ``RUN/report.md`` and a self-contained ``RUN/report.html``.
+
+``evolve`` writes a run directory (``run.json``, ``generations.jsonl``, ``programs/*.json``,
+``scores/<program>.csv``); :func:`write_report` reads it and writes both reports from one
+list of blocks, so they say the same thing:
+
+1. the run: title, when, stores, tasks, the configuration and the versions;
+2. a summary table: for every saved program and the reference ``eznas-a``, Kendall tau-b
+   and Spearman rho on each task recomputed from its scores file (over the networks
+   with a finite score, whose number is printed beside), the fitness evolution recorded,
+   and the formula;
+3. fitness per generation (best and median, valid fraction on a twin axis);
+4. score vs accuracy, one panel per program;
+5. the best program as a formula, a drawn tree and an indented text tree;
+6. the generation log.
+
+The plots are PNGs under ``RUN/plots/`` (the Markdown links them) and embedded in the
+HTML as base64 data URIs, so ``report.html`` needs nothing else. A run that is still going
+(no ``best_final.json`` yet, ``finished`` null), a missing or malformed scores file,
+all-NaN scores or a half-written last line in ``generations.jsonl`` are stated in the
+report, never raised; only a missing run directory or ``run.json`` raises
+:class:`~eznas_store.errors.DataNotFoundError`. Files the report does not know (e.g.
+``transfer.csv``) are ignored.
+
+Example
+-------
+>>> md, html = write_report("runs/nb201-c10")  # doctest: +SKIP
+>>> md.name, html.name  # doctest: +SKIP
+('report.md', 'report.html')
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import eznas_store.outputs as outputs
+from eznas_store.errors import ProgramError
+from eznas_store.programs.tree import Program
+from eznas_store.report.document import (
+    MISSING,
+    Block,
+    Code,
+    Heading,
+    Image,
+    Preformatted,
+    format_number,
+    paragraph,
+)
+from eznas_store.report.html import to_html
+from eznas_store.report.markdown import to_markdown
+from eznas_store.report.plots import LOG_DECADES, RANK_DECADES, fitness_plot, scatter_plot, tree_plot
+from eznas_store.report.runs import RunRecord, one_line, read_run
+from eznas_store.report.sections import best_program, generation_log, programs_section, run_header, text_tree
+
+__all__ = ["PLOT_FILES", "write_report"]
+
+#: plot file names under ``RUN/plots/``
+PLOT_FILES: tuple[str, ...] = ("fitness.png", "scatter.png", "tree.png")
+
+
+def _image(file: str, alt: str, png: bytes | None, missing: str) -> Block:
+    """The plot ``plots/<file>``, or the sentence ``missing`` when there is nothing to draw."""
+    return paragraph(missing) if png is None else Image(f"plots/{file}", alt, png)
+
+
+def _plot_sections(run: RunRecord, tasks: list[str]) -> list[Block]:
+    """Fitness per generation, then score vs accuracy (with how its score axis was chosen)."""
+    blocks: list[Block] = [
+        Heading(2, "Fitness per generation"),
+        _image("fitness.png", "fitness per generation", fitness_plot(run), "No generation logged yet: nothing to plot."),
+        Heading(2, "Scores vs accuracy"),
+    ]
+    if run.scores:
+        blocks.append(paragraph("One panel per program. The score axis is linear, log or symlog when the "
+                                f"scores span more than {LOG_DECADES:g} decades, and the scores' rank within "
+                                f"the task when they span more than {RANK_DECADES:g}."))
+    blocks.append(_image("scatter.png", "score vs accuracy per program", scatter_plot(run, tasks),
+                         "No scores file: nothing to plot."))
+    return blocks
+
+
+def _best_program_section(run: RunRecord) -> list[Block]:
+    """The best program's formula, drawn tree and text tree (a sequential one's listing first)."""
+    blocks: list[Block] = [Heading(2, "Best program")]
+    best = best_program(run)
+    if best is None:
+        return blocks + [paragraph("No program saved and no best formula logged yet.")]
+    name, prog = best
+    fit = prog.meta.get("fitness", MISSING)
+    if not isinstance(prog, Program):  # a sequential program: show its instructions, then its tree
+        blocks.append(paragraph(Code(name), f" as evolved: {len(prog.instructions)} instructions, "
+                                f"{len(prog.live())} live (dead ones marked):"))
+        blocks.append(Preformatted(prog.listing()))
+        try:
+            prog = prog.to_program()
+        except ProgramError as e:
+            return blocks + [paragraph(f"It computes no valid tree: {one_line(e)}")]
+    tree = prog.tree
+    blocks += [
+        paragraph(Code(name), f" (fitness {format_number(fit)}, {tree.size()} nodes, "
+                  f"depth {tree.depth()}, to_scalar {prog.to_scalar}):"),
+        Preformatted(prog.formula()),
+        _image("tree.png", f"expression tree of {name}", tree_plot(tree),
+               f"The tree is too wide to draw ({tree.size()} nodes); see the text tree below."),
+        Preformatted(text_tree(tree)),
+    ]
+    return blocks
+
+
+def _write_plots(plots_dir: Path, blocks: list[Block]) -> None:
+    """Write this report's PNGs and drop those a previous report drew that this one did not."""
+    pngs = {Path(b.file).name: b.png for b in blocks if isinstance(b, Image)}
+    for file in PLOT_FILES:
+        if file not in pngs:
+            (plots_dir / file).unlink(missing_ok=True)
+    for file, png in pngs.items():
+        outputs.write_atomic(plots_dir / file, png)
+
+
+def write_report(run_dir: str | os.PathLike[str], *, title: str | None = None) -> tuple[Path, Path]:
+    """Write ``report.md`` and ``report.html`` (plus ``plots/*.png``) into ``run_dir``.
+
+    Parameters
+    ----------
+    run_dir
+        A run directory written by ``evolve``; it may still be running.
+    title
+        The report's title; default ``"EZNAS run <directory name>"``.
+
+    Returns
+    -------
+    (markdown path, HTML path)
+
+    Raises
+    ------
+    DataNotFoundError
+        ``run_dir`` does not exist, or has no readable ``run.json``.
+    """
+    run = read_run(run_dir)
+    title = title or f"EZNAS run {run.path.resolve().name}"
+    tasks = run.task_names()
+    plots_dir = run.path / "plots"
+    plots_dir.mkdir(exist_ok=True)
+    blocks: list[Block] = [
+        *run_header(run, title),
+        *programs_section(run, tasks),
+        *_plot_sections(run, tasks),
+        *_best_program_section(run),
+        *generation_log(run),
+    ]
+    _write_plots(plots_dir, blocks)
+    md_path, html_path = run.path / "report.md", run.path / "report.html"
+    outputs.write_atomic(md_path, to_markdown(blocks))
+    outputs.write_atomic(html_path, to_html(blocks, title))
+    return md_path, html_path

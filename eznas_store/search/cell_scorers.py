@@ -1,0 +1,215 @@
+"""The fitness of one cell for aging evolution: a training-free score computed on the fly, no store.
+
+Three kinds, picked by :func:`load_fitness` from ``SearchConfig.proxy``:
+
+* ``"proxy"`` -- a hand-crafted proxy by name (``"synflow"``, ``"jacov"``, ``"nwot"``, any
+  of :data:`~eznas_store.collect.proxies.registry.PROXY_NAMES`): :class:`NamedProxyCellScorer`
+  runs ``compute_all`` with ``names=[proxy]`` on the run's batch;
+* ``"statistics"`` -- a statistics program (the registered ``"eznas-a"`` or a program
+  JSON file): :class:`StatisticsCellScorer` collects the cell's 22 EZNAS terminals
+  exactly as ``ingest`` and ``score --no-store`` collect them and scores the one network;
+* ``"proxies"`` -- a proxy program (``terminal_set="proxies"``, a formula over proxy
+  values): :class:`ProxyProgramCellScorer` computes only the proxies the formula reads.
+  Ops such as ``rank`` compare a value with a *reference sample*: the proxy values of
+  ``reference_size`` uniformly random cells, computed once before the search and
+  cached, so a reference cell the search visits later costs nothing.
+
+Every cell is initialised with seed ``network_seed(seed, index of the cell in the
+space)``, so a cell's score does not depend on when the search meets it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from eznas_store.collect.proxies.networks import network_factory
+from eznas_store.collect.proxies.registry import PROXY_NAMES
+from eznas_store.collect.proxies.runner import compute_all
+from eznas_store.collect.statistics import collect, network_seed
+from eznas_store.errors import ConfigError, ProgramError
+from eznas_store.evaluate.columns import evaluate_columns
+from eznas_store.fitness.storeless import score_collected
+from eznas_store.programs.codec import load_program
+from eznas_store.programs.named import NAMED_PROGRAMS
+from eznas_store.programs.proxy_ops import PROXY_OPS
+from eznas_store.programs.tree import Apply
+from eznas_store.search.aging_config import DEFAULT_PROXY_BATCH, SearchConfig
+from eznas_store.sources.spaces.base import SearchSpace
+from eznas_store.terminals import CollectConfig
+
+__all__ = [
+    "CellScorer",
+    "CellScoringSetup",
+    "NamedProxyCellScorer",
+    "ProxyProgramCellScorer",
+    "StatisticsCellScorer",
+    "load_fitness",
+    "make_cell_scorer",
+]
+
+
+@dataclass
+class CellScoringSetup:
+    """What every cell of one run is scored with: the batch, the skeleton, the device."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    num_classes: int
+    C: int
+    N: int
+    device: torch.device
+    cfg: SearchConfig
+    space: SearchSpace
+
+
+class CellScorer:
+    """Turns a cell into ``(score, reason)``; ``kind`` names which of the three fitnesses."""
+
+    kind = ""
+    batch_size = DEFAULT_PROXY_BATCH
+    name = ""
+    reference_evaluations = 0
+    reference_seconds = 0.0
+
+    def prepare(self, rng: np.random.Generator) -> None:
+        """Work before the search (the reference sample of proxy programs)."""
+
+    def __call__(self, cell: str) -> tuple[float, str | None]:
+        raise NotImplementedError
+
+
+def _cell_seed(setup: CellScoringSetup, cell: str) -> int:
+    return network_seed(setup.cfg.seed, setup.space.index_of(cell))
+
+
+def _proxy_values(setup: CellScoringSetup, cell: str,
+                  names: tuple[str, ...]) -> dict[str, tuple[float, str | None]]:
+    factory = network_factory(setup.space.name, cell, num_classes=setup.num_classes, C=setup.C, N=setup.N)
+    return compute_all(factory, setup.images, setup.labels, seed=_cell_seed(setup, cell),
+                       names=names, device=setup.device)
+
+
+class NamedProxyCellScorer(CellScorer):
+    """A hand-crafted proxy by name."""
+
+    kind = "proxy"
+
+    def __init__(self, setup: CellScoringSetup, name: str) -> None:
+        self.setup, self.name = setup, name
+
+    def __call__(self, cell: str) -> tuple[float, str | None]:
+        return _proxy_values(self.setup, cell, (self.name,))[self.name]
+
+
+class StatisticsCellScorer(CellScorer):
+    """A statistics program over the cell's collected EZNAS terminals."""
+
+    kind = "statistics"
+
+    def __init__(self, setup: CellScoringSetup, program: Any) -> None:
+        self.setup, self.program = setup, program
+        self.name = program.name or program.formula()
+        self.batch_size = int(setup.images.shape[0])
+        self.collect_config = CollectConfig(batch_size=self.batch_size, structure=setup.cfg.structure,
+                                            perturb_scale=setup.cfg.perturb_scale, seed=setup.cfg.seed,
+                                            threads=setup.cfg.threads)
+
+    def __call__(self, cell: str) -> tuple[float, str | None]:
+        s = self.setup
+        model = s.space.build(cell, num_classes=s.num_classes, C=s.C, N=s.N, structure=s.cfg.structure)
+        stats = collect(model, s.images, config=self.collect_config,
+                        init_seed=_cell_seed(s, cell), device=s.device)
+        if not stats.blocks:  # e.g. a cell without convs at N=0: no block, no score
+            return math.nan, f"{cell} has no {s.cfg.structure} blocks"
+        res = score_collected(stats.blocks, [self.program], structure=s.cfg.structure, to_scalar=s.cfg.to_scalar)
+        value = float(res.scores[0, 0])
+        return value, (None if math.isfinite(value) else (res.reasons[0] or "score is not finite"))
+
+
+class ProxyProgramCellScorer(CellScorer):
+    """A proxy program over the proxies its formula reads (and, for ``rank``, a reference sample)."""
+
+    kind = "proxies"
+
+    def __init__(self, setup: CellScoringSetup, program: Any, ops: Mapping[str, Any]) -> None:
+        self.setup, self.program, self.ops = setup, program, ops
+        self.name = program.name or program.formula()
+        self.names = tuple(sorted(program.tree.terminal_names()))
+        unknown = [n for n in self.names if n not in PROXY_NAMES]
+        if unknown:
+            raise ConfigError(f"proxy program {self.name!r} reads {unknown}, which are not proxies "
+                              f"(known: {', '.join(PROXY_NAMES)})")
+        self.values: dict[str, dict[str, tuple[float, str | None]]] = {}
+        self.reference: dict[str, np.ndarray] | None = None
+        self.reference_cells: list[str] = []
+
+    def _values(self, cell: str) -> dict[str, tuple[float, str | None]]:
+        got = self.values.get(cell)
+        if got is None:
+            got = self.values[cell] = _proxy_values(self.setup, cell, self.names)
+        return got
+
+    def _needs_reference(self) -> bool:
+        return any(isinstance(node, Apply) and hasattr(self.ops.get(node.op), "bind_reference")
+                   for node in self.program.tree.iter_nodes())
+
+    def prepare(self, rng: np.random.Generator) -> None:
+        if not self._needs_reference():
+            return  # no op compares with a reference sample (no rank): spend nothing on one
+        t0 = time.perf_counter()
+        n = self.setup.cfg.reference_size
+        space = self.setup.space
+        picks = rng.choice(space.n_cells, size=n, replace=False)
+        self.reference_cells = [space.cell_at(int(i)) for i in np.sort(picks)]
+        rows = [self._values(c) for c in self.reference_cells]
+        self.reference = {k: np.array([r[k][0] for r in rows], dtype=np.float64) for k in self.names}
+        self.reference_evaluations = n
+        self.reference_seconds = time.perf_counter() - t0
+
+    def __call__(self, cell: str) -> tuple[float, str | None]:
+        vals = self._values(cell)
+        columns = {k: np.array([vals[k][0]], dtype=np.float64) for k in self.names}
+        scores, reason = evaluate_columns(self.program, columns, ops=self.ops, reference=self.reference)
+        value = float(np.asarray(scores, dtype=np.float64).reshape(-1)[0])
+        if not math.isfinite(value):
+            failed = [vals[k][1] for k in self.names if vals[k][1]]
+            return math.nan, reason or (failed[0] if failed else "score is not finite")
+        return value, None
+
+
+def load_fitness(name: str) -> tuple[str, Any, Mapping[str, Any] | None]:
+    """``("proxy", name, None)``, ``("statistics", program, None)`` or ``("proxies", program, PROXY_OPS)``."""
+    if name in PROXY_NAMES:
+        return "proxy", name, None
+    if name in NAMED_PROGRAMS:
+        program = NAMED_PROGRAMS[name]
+    else:
+        try:
+            doc = json.loads(Path(name).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ProgramError(f"{name}: not a readable program JSON file ({e})") from None
+        if isinstance(doc, dict) and doc.get("terminal_set") == "proxies":
+            return "proxies", load_program(name, ops=PROXY_OPS), PROXY_OPS
+        program = load_program(name)
+    if program.terminal_set == "proxies":
+        return "proxies", program, PROXY_OPS
+    return "statistics", program, None
+
+
+def make_cell_scorer(kind: str, setup: CellScoringSetup, fitness: Any,
+                     ops: Mapping[str, Any] | None) -> CellScorer:
+    """The scorer of ``kind`` as :func:`load_fitness` named it."""
+    if kind == "proxy":
+        return NamedProxyCellScorer(setup, fitness)
+    if kind == "statistics":
+        return StatisticsCellScorer(setup, fitness)
+    return ProxyProgramCellScorer(setup, fitness, ops)

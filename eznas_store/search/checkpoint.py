@@ -1,0 +1,140 @@
+"""The checkpoint of an evolution run: everything needed to continue it as if never stopped.
+
+One JSON file, written atomically after every generation: the options, the population
+and hall of fame (as program JSON with their fitness records), the fitness cache, and
+the state of the run's own ``random.Random``, so a resumed run continues the same
+random stream and ends with the same programs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eznas_store.errors import ConfigError
+from eznas_store.fitness.correlations import Fitness, selection_value
+from eznas_store.outputs import json_safe, write_atomic
+from eznas_store.programs.codec import program_from_json, program_to_json
+from eznas_store.programs.ops import Op
+
+#: options that may change on resume: where the work runs, progress output, how long to go on
+RESUMABLE_CHANGES = frozenset({"workers", "scheduler", "progress", "generations"})
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Strict JSON (no NaN), written atomically."""
+    write_atomic(path, json.dumps(obj, indent=1, allow_nan=False))
+
+
+def config_json(cfg: Any) -> dict:
+    """A config dataclass as the JSON the checkpoint holds (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def compatible(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether a run made with options ``old`` may be resumed with ``new``."""
+    return all(old.get(k) == v for k, v in new.items() if k not in RESUMABLE_CHANGES)
+
+
+def fitness_to_json(f: Fitness | None) -> dict | None:
+    if f is None:
+        return None
+    return json_safe({"value": f.value, "taus": f.taus, "rhos": f.rhos, "reason": f.reason,
+                      "valid_fraction": f.valid_fraction})
+
+
+def fitness_from_json(d: dict | None) -> Fitness | None:
+    if d is None:
+        return None
+    f = lambda x: float("nan") if x is None else float(x)
+    return Fitness(value=f(d["value"]), taus=tuple(f(x) for x in d["taus"]), rhos=tuple(f(x) for x in d["rhos"]),
+                   reason=d.get("reason"), valid_fraction=float(d.get("valid_fraction", 0.0)))
+
+
+def rng_to_json(rng: random.Random) -> list:
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def rng_from_json(state: list) -> random.Random:
+    rng = random.Random()
+    rng.setstate((state[0], tuple(state[1]), state[2]))
+    return rng
+
+
+def _entries(individuals: Iterable[Any], rep) -> list[dict]:
+    return [{"program": program_to_json(rep.program(i)), "fitness": fitness_to_json(i.record),
+             "generation": getattr(i, "generation", None)} for i in individuals]
+
+
+def _individuals(entries: Iterable[dict], rep, ops: Mapping[str, Op]) -> list:
+    out = []
+    for e in entries:
+        ind = rep.individual(program_from_json(e["program"], ops=ops))
+        ind.record = fitness_from_json(e["fitness"])
+        ind.generation = e.get("generation")
+        if ind.record is not None:
+            ind.fitness.values = (selection_value(ind.record),)
+        out.append(ind)
+    return out
+
+
+@dataclass
+class Checkpoint:
+    """A run after ``generation``: individuals rebuilt through the representation ``rep``."""
+
+    config: dict
+    generation: int
+    population: list
+    hall_of_fame: list
+    rng: random.Random
+    cache: dict[str, Fitness]
+    started: str | None
+
+
+def write_checkpoint(path: Path, ck: Checkpoint, rep) -> None:
+    write_json(path, {
+        "config": ck.config,
+        "generation": ck.generation,
+        "population": _entries(ck.population, rep),
+        "hall_of_fame": _entries(ck.hall_of_fame, rep),
+        "random_state": rng_to_json(ck.rng),
+        "cache": {k: fitness_to_json(v) for k, v in ck.cache.items()},
+        "started": ck.started,
+    })
+
+
+def read_checkpoint(path: Path, rep, ops: Mapping[str, Op], config: dict) -> Checkpoint:
+    """The run saved at ``path``, to be continued with options ``config`` (refused if they
+    differ in more than :data:`RESUMABLE_CHANGES`)."""
+    ck = json.loads(path.read_text())
+    if ck["config"] != config and not compatible(ck["config"], config):
+        raise ConfigError(f"{path.parent}: the checkpoint was made with other options; resume with the same ones")
+    return Checkpoint(
+        config=config, generation=ck["generation"],
+        population=_individuals(ck["population"], rep, ops),
+        hall_of_fame=_individuals(ck["hall_of_fame"], rep, ops),
+        rng=rng_from_json(ck["random_state"]),
+        cache={k: fitness_from_json(v) for k, v in ck.get("cache", {}).items()},
+        started=ck.get("started"))
+
+
+def trim_log(path: Path, generation: int) -> None:
+    """Drop log lines of generations after ``generation`` (the run was killed mid-write)."""
+    if path.exists():
+        keep = [ln for ln in path.read_text().splitlines() if _generation_of(ln) <= generation]
+        path.write_text("".join(ln + "\n" for ln in keep))
+
+
+def _generation_of(line: str) -> float:
+    """Generation of a log line; a half-written line (killed mid-write) counts as newest."""
+    try:
+        return json.loads(line)["gen"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf

@@ -1,0 +1,198 @@
+"""An open store: its plan, tables, chunking and stored rows as numpy arrays.
+
+``open_store`` checks the group's attributes (format version, ``schemas/store.schema.json``)
+before anything is read. ``Store`` knows the layout, not the collector: it decodes a
+network's row into one numpy array per stored tensor and block; turning those into
+torch terminals is the evaluator's job (``evaluate.chunk``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import zarr
+
+from eznas_store.config import schema_validator
+from eznas_store.errors import CorruptChunkError, StoreError
+from eznas_store.store import views
+from eznas_store.store.group import normalise_url, open_group, quiet_zarr
+from eznas_store.store.layout import ARRAY_FAMILY, FAMILIES, SHAPE_COLUMNS, block_shapes
+from eznas_store.store.plan import FORMAT, FORMAT_VERSION, StorePlan, plan_from_json
+from eznas_store.terminals import STORED, TERMINALS
+
+
+def open_store(url: str, *, storage_options: dict | None = None) -> "Store":
+    """Open an eznas store (a local path or any fsspec URL)."""
+    url = normalise_url(url)
+    try:
+        g = open_group(str(url), "r+", storage_options)
+    except Exception as e:  # zarr raises several types for "not a group"
+        raise StoreError(f"{url} is not an eznas store (no Zarr v3 group there: {type(e).__name__})") from None
+    meta = g.attrs.get(FORMAT)
+    if not isinstance(meta, dict) or "plan" not in meta:
+        raise StoreError(f"{url} is a Zarr group but not an eznas store (no '{FORMAT}' attributes)")
+    if isinstance(meta, dict) and meta.get("format_version") == FORMAT_VERSION:
+        problem = _schema_problem(meta)
+        if problem:
+            raise StoreError(f"{url} has invalid eznas-store attributes: {problem}")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise StoreError(f"{url} has store format version {meta.get('format_version')}, "
+                         f"this eznas-store reads version {FORMAT_VERSION}")
+    try:
+        plan = plan_from_json(meta["plan"])
+    except (TypeError, KeyError, ValueError) as e:
+        raise StoreError(f"{url} has unreadable eznas-store attributes ({e})") from None
+    return Store(url=str(url), group=g, plan=plan, meta=meta, storage_options=storage_options)
+
+
+def _schema_problem(meta: dict) -> str | None:
+    """First violation of ``schemas/store.schema.json`` (path: message), or None."""
+    errors = sorted(schema_validator("store").iter_errors(meta), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return None
+    e = errors[0]
+    plain = re.compile(r"[A-Za-z0-9_-]+")
+    where = ".".join(str(x) if plain.fullmatch(str(x)) else repr(x) for x in e.absolute_path) or "(top level)"
+    return " ".join(f"{where}: {e.message[:200]}".split())  # one line, whatever keys the attributes hold
+
+
+@dataclass
+class Store:
+    """An open store: tables, chunking, stored rows (numpy) and xarray views."""
+
+    url: str
+    group: Any
+    plan: StorePlan
+    meta: dict
+    storage_options: dict | None = None
+    _blocks: dict[str, np.ndarray] | None = field(default=None, repr=False)
+
+    # -- tables ---------------------------------------------------------------------------
+    @property
+    def terminals(self) -> tuple[str, ...]:
+        return TERMINALS
+
+    @property
+    def n_networks(self) -> int:
+        return len(self.plan.archs)
+
+    @property
+    def chunk_networks(self) -> int:
+        return int(self.meta["layout"]["chunk_networks"])
+
+    def chunk_ranges(self) -> list[tuple[int, int]]:
+        K = self.chunk_networks
+        return [(lo, min(lo + K, self.n_networks)) for lo in range(0, self.n_networks, K)]
+
+    def has_array(self, name: str) -> bool:
+        return name in self.group
+
+    def column(self, name: str) -> np.ndarray:
+        """A whole array of the store (a table column such as ``params``), loaded."""
+        return np.asarray(self.group[name][:])
+
+    def block_table(self) -> dict[str, np.ndarray]:
+        if self._blocks is None:
+            cols = ["block_network", "block_index", *SHAPE_COLUMNS, *[f"off_{f}" for f in FAMILIES]]
+            self._blocks = {c: np.asarray(self.group[c][:]) for c in cols}
+            self._blocks["n_blocks"] = np.asarray(self.group["n_blocks"][:])
+            self._blocks["block_start"] = np.asarray(self.group["block_start"][:])
+        return self._blocks
+
+    def accuracy(self) -> np.ndarray:
+        return np.asarray(self.group["accuracy"][:], dtype=np.float64)
+
+    def complete(self) -> np.ndarray:
+        """Completion flags; a chunk whose flags cannot be read counts as not complete."""
+        arr = self.group["complete"]
+        out = np.zeros(self.n_networks, dtype=bool)
+        for lo, hi in self.chunk_ranges():
+            try:
+                out[lo:hi] = arr[lo:hi]
+            except Exception:
+                out[lo:hi] = False
+        return out
+
+    def proxy_reasons(self) -> np.ndarray:
+        return np.asarray(self.group["proxy_reason"][:], dtype=object)
+
+    def data_labels(self) -> np.ndarray | None:
+        return np.asarray(self.group["data_labels"][:]) if "data_labels" in self.group else None
+
+    def data_batch(self) -> np.ndarray | None:
+        return np.asarray(self.group["data_batch"][:]) if "data_batch" in self.group else None
+
+    def runs(self) -> dict[str, dict]:
+        """Ingest run records (not in the consolidated metadata: they are added later)."""
+        try:
+            with quiet_zarr():
+                runs = zarr.open_group(self.group.store, path="runs", mode="r", zarr_format=3,
+                                       use_consolidated=False)
+        except Exception:
+            return {}
+        return {name: dict(sub.attrs) for name, sub in runs.groups()}
+
+    # -- xarray views ---------------------------------------------------------------------
+    def dataset(self):
+        """The whole store as a lazy ``xarray.Dataset`` (dask arrays, nothing read yet)."""
+        return views.open_dataset(self.url, self.storage_options)
+
+    @property
+    def networks(self):
+        """The network table as an ``xarray.Dataset`` (loaded; small)."""
+        return views.table(self.dataset(), "network")
+
+    @property
+    def blocks(self):
+        """The block table as an ``xarray.Dataset`` (loaded)."""
+        return views.table(self.dataset(), "block")
+
+    def lazy(self, networks: slice | None = None):
+        """Stored tensor rows of a network range as a lazy (dask-backed) ``xarray.Dataset``."""
+        return views.stored_rows(self.dataset(), networks)
+
+    def proxy_table(self):
+        """Hand-crafted proxy values as an ``xarray.DataArray`` (network × proxy), NaN where a
+        proxy failed (``proxy_reason`` says why); ``None`` for a store ingested without them."""
+        if not self.plan.proxies:
+            return None
+        return views.proxy_values(self.dataset())
+
+    # -- stored rows ----------------------------------------------------------------------
+    def read_rows(self, lo: int, hi: int, names: Sequence[str] = STORED) -> dict[str, np.ndarray]:
+        """Rows ``lo..hi`` of the stored arrays; an unreadable chunk is a ``CorruptChunkError``."""
+        out = {}
+        for name in names:
+            try:
+                out[name] = np.asarray(self.group[name][lo:hi])
+            except Exception as e:
+                raise CorruptChunkError(
+                    f"store {self.url}: array {name!r}, networks {lo}..{hi - 1} cannot be read "
+                    f"({type(e).__name__}: {e}); rerun ingest with --redo-broken"
+                ) from None
+        return out
+
+    def network_rows(self, n: int, rows: dict[str, np.ndarray] | None = None, row: int = 0
+                     ) -> list[dict[str, np.ndarray]]:
+        """The stored (raw) tensors of network ``n``'s blocks, one dict per block (views of
+        ``rows[name][row]``, which ``read_rows`` gave; read here when not given)."""
+        if rows is None:
+            rows, row = self.read_rows(n, n + 1), 0
+        bt = self.block_table()
+        B = self.plan.collect.batch_size
+        start, nb = int(bt["block_start"][n]), int(bt["n_blocks"][n])
+        out = []
+        for b in range(start, start + nb):
+            shapes = block_shapes(*(int(bt[c][b]) for c in ("c_in", "c_out", "kernel", "h_in", "h_out")), B)
+            d = {}
+            for name in STORED:
+                fam = ARRAY_FAMILY[name]
+                shape = shapes[FAMILIES[fam][1]]
+                off = int(bt[f"off_{fam}"][b])
+                d[name] = rows[name][row, off:off + int(np.prod(shape))].reshape(shape)
+            out.append(d)
+        return out

@@ -1,0 +1,38 @@
+"""xarray views of a store: the whole group as a lazy Dataset, its tables loaded, proxy values.
+
+Every array carries ``dimension_names``, so plain ``xarray.open_zarr`` labels it; these
+helpers add nothing but the selection. xarray (and pandas under it) is imported inside
+each function: it costs about a second of start-up that ingest and scoring never need.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eznas_store.store.group import quiet_zarr
+from eznas_store.terminals import STORED
+
+
+def open_dataset(url: str, storage_options: dict | None = None) -> Any:
+    """The whole store as a lazy ``xarray.Dataset`` (dask arrays, nothing read yet)."""
+    import xarray as xr  # heavy: see the module docstring
+
+    with quiet_zarr():
+        return xr.open_zarr(url, storage_options=storage_options)
+
+
+def table(ds: Any, dim: str) -> Any:
+    """The variables of ``ds`` that have ``dim`` as their only dimension, loaded (small)."""
+    names = [v for v in ds.data_vars if ds[v].dims == (dim,)]
+    return ds[names].load()
+
+
+def stored_rows(ds: Any, networks: slice | None = None) -> Any:
+    """Stored tensor rows of a network range, still lazy (dask-backed)."""
+    rows = ds[list(STORED)]
+    return rows.isel(network=networks) if networks is not None else rows
+
+
+def proxy_values(ds: Any) -> Any:
+    """Hand-crafted proxy values as a loaded ``xarray.DataArray`` (network × proxy)."""
+    return ds["proxy_value"].assign_coords(proxy=ds["proxy"].values).load()

@@ -1,0 +1,90 @@
+"""Writes into an existing store: one whole chunk of networks at a time, and run records.
+
+A chunk's tensors are written first and its ``complete`` flags last, each chunk by one
+writer, so a killed job leaves at worst a chunk without flags, which is redone. What is
+written are numpy arrays; the store does not know what produced them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zarr
+
+from eznas_store.errors import StoreError
+from eznas_store.store.group import quiet_zarr
+from eznas_store.store.layout import ARRAY_FAMILY
+from eznas_store.store.reader import Store
+from eznas_store.terminals import STORED
+
+#: per proxy name: (value, reason it failed or None)
+ProxyValues = dict[str, tuple[float, str | None]]
+
+
+@dataclass
+class NetworkArrays:
+    """What ingest stores of one network: per block its ``STORED`` tensors, and its totals."""
+
+    blocks: list[dict[str, np.ndarray]]
+    params: int
+    flops: float
+    seconds: float
+
+
+def write_chunk(store: Store, lo: int, networks: Sequence[NetworkArrays],
+                proxies: Sequence[ProxyValues] | None = None) -> None:
+    """Write networks ``lo .. lo+len(networks)`` (one whole chunk), flags last.
+
+    ``proxies``: per network ``{name: (value, reason or None)}`` for the plan's proxies.
+    """
+    hi = lo + len(networks)
+    if (lo, hi) not in store.chunk_ranges():
+        raise StoreError(f"networks {lo}..{hi} are not one chunk of {store.url}")
+    g = store.group
+    for name, rows in _tensor_rows(store, lo, networks).items():
+        g[name][lo:hi] = rows
+    g["params"][lo:hi] = np.array([r.params for r in networks], dtype=np.int64)
+    g["flops"][lo:hi] = np.array([r.flops for r in networks], dtype=np.float64)
+    g["seconds"][lo:hi] = np.array([r.seconds for r in networks], dtype=np.float32)
+    if store.plan.proxies:
+        _write_proxies(store, lo, hi, proxies)
+    g["complete"][lo:hi] = np.ones(hi - lo, dtype=bool)
+
+
+def _tensor_rows(store: Store, lo: int, networks: Sequence[NetworkArrays]) -> dict[str, np.ndarray]:
+    """Each stored array's rows for the chunk: every block's tensor flattened at its offset."""
+    bt = store.block_table()
+    rows = {name: np.zeros(store.group[name].shape[1:], dtype=np.float32)[None].repeat(len(networks), 0)
+            for name in STORED}
+    for j, res in enumerate(networks):
+        n = lo + j
+        start, nb = int(bt["block_start"][n]), int(bt["n_blocks"][n])
+        if len(res.blocks) != nb:
+            raise StoreError(f"network {n} ({store.plan.archs[n]}) ran {len(res.blocks)} blocks, "
+                             f"the layout predicted {nb}")
+        for b, block in enumerate(res.blocks):
+            for name in STORED:
+                flat = np.asarray(block[name]).reshape(-1)
+                off = int(bt[f"off_{ARRAY_FAMILY[name]}"][start + b])
+                rows[name][j, off:off + flat.size] = flat
+    return rows
+
+
+def _write_proxies(store: Store, lo: int, hi: int, proxies: Sequence[ProxyValues] | None) -> None:
+    if proxies is None or len(proxies) != hi - lo:
+        raise StoreError(f"store {store.url} expects proxy values for networks {lo}..{hi - 1}")
+    names = store.plan.proxies
+    store.group["proxy_value"][lo:hi] = np.array([[p[k][0] for k in names] for p in proxies], dtype=np.float64)
+    store.group["proxy_reason"][lo:hi] = np.array([[p[k][1] or "" for k in names] for p in proxies],
+                                                  dtype=object)
+
+
+def record_run(store: Store, run_id: str, record: dict[str, Any]) -> None:
+    """Keep one ingest run's configuration in its own subgroup (no race between shards)."""
+    with quiet_zarr():
+        sub = zarr.open_group(store.group.store, path=f"runs/{run_id}", mode="a", zarr_format=3)
+    sub.attrs.update(json.loads(json.dumps(record, default=str)))
