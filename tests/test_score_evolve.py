@@ -180,3 +180,20 @@ def test_a_proxy_program_on_statistics_is_a_clear_error(tiny_store, tmp_path, ca
     assert main(["score", tiny_store, "--program", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "reads hand-crafted proxy values" in err and "\n" not in err
+
+
+def test_population_alone_derives_mu_and_lambda_and_bad_pairs_are_refused(tmp_path):
+    """`--population 10` gives mu 5 / lambda 10 (the paper's 25/50 for 50); mu > population is refused."""
+    from eznas_store.errors import ConfigError
+    from eznas_store.search.evolve import EvolveConfig
+
+    cfg = EvolveConfig(stores=("s",), out=str(tmp_path), population=10)
+    assert (cfg.mu, cfg.lambda_) == (5, 10)
+    paper = EvolveConfig(stores=("s",), out=str(tmp_path))
+    assert (paper.population, paper.mu, paper.lambda_) == (50, 25, 50)
+    with pytest.raises(ConfigError, match="at most --population"):
+        EvolveConfig(stores=("s",), out=str(tmp_path), population=4, mu=10)
+    with pytest.raises(ConfigError, match="--population must be >= 2"):
+        EvolveConfig(stores=("s",), out=str(tmp_path), population=9223372036854775807)
+    with pytest.raises(ConfigError, match="--seed must be >= 0"):
+        EvolveConfig(stores=("s",), out=str(tmp_path), seed=-1)

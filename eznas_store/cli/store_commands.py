@@ -70,8 +70,11 @@ def ingest(
 
 
 @app.command()
-def verify(store: Annotated[str, typer.Argument(help="Store path or URL.")]) -> None:
-    """Check a store's shapes, completion flags and that every chunk decodes; name broken networks."""
+def verify(
+    store: Annotated[str, typer.Argument(help="Store path or URL.")],
+    allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help="Exit 0 for a store with networks not yet collected (corruption still exits 1).")] = False,
+) -> None:
+    """Read every chunk of every array; name broken chunks and networks, count complete ones."""
     from eznas_store.ingest.layout import plan_layout
     from eznas_store.store.reader import open_store
     from eznas_store.store.verify import verify_store
@@ -81,6 +84,10 @@ def verify(store: Annotated[str, typer.Argument(help="Store path or URL.")]) -> 
     for line in rep.lines(s.plan.archs):
         typer.echo(line)
     if not rep.ok:
+        raise typer.Exit(1)
+    if not rep.complete and not allow_incomplete:
+        typer.echo(f"  store is incomplete ({rep.n_networks - rep.n_complete} network(s) missing): "
+                   "finish it with 'eznas-store ingest' or pass --allow-incomplete")
         raise typer.Exit(1)
 
 

@@ -61,6 +61,11 @@ OVER: tuple[str, ...] = ("statistics", "proxies")
 REPRESENTATIONS: tuple[str, ...] = ("tree", "sequential")
 
 
+#: bounds checked before any work starts (a typo of a few digits must not run for days)
+MAX_POPULATION = 100_000
+MAX_GENERATIONS = 100_000
+
+
 @dataclass(frozen=True, kw_only=True)
 class EvolveConfig:
     """One evolution run; written into ``run.json`` and the checkpoint."""
@@ -68,8 +73,10 @@ class EvolveConfig:
     stores: tuple[str, ...]
     out: str
     population: int = 50
-    mu: int = 25
-    lambda_: int = 50
+    #: parents kept / children made per generation; default population // 2 and population
+    #: (the paper's 25 and 50 for its population of 50)
+    mu: int | None = None
+    lambda_: int | None = None
     cxpb: float = 0.4
     mutpb: float = 0.4
     tournament: int = 4
@@ -92,18 +99,25 @@ class EvolveConfig:
     max_length: int = 32
 
     def __post_init__(self) -> None:
+        if self.mu is None:
+            object.__setattr__(self, "mu", max(1, int(self.population) // 2))
+        if self.lambda_ is None:
+            object.__setattr__(self, "lambda_", int(self.population))
         if not self.stores:
             raise ConfigError("evolve needs at least one store" if self.over == "statistics"
                               else "evolve --over proxies needs at least one store or zc_*.json file")
         checks = [
-            (self.population >= 2, f"--population must be >= 2, got {self.population}"),
-            (1 <= self.mu, f"--mu must be >= 1, got {self.mu}"),
-            (self.lambda_ >= 1, f"--lambda must be >= 1, got {self.lambda_}"),
+            (2 <= self.population <= MAX_POPULATION,
+             f"--population must be >= 2 (at most {MAX_POPULATION:,}), got {self.population}"),
+            (1 <= self.mu <= self.population,
+             f"--mu must be >= 1 and at most --population ({self.population}), got {self.mu}"),
+            (1 <= self.lambda_ <= 10 * MAX_POPULATION, f"--lambda must be >= 1 (at most {10 * MAX_POPULATION:,}), got {self.lambda_}"),
+            (0 <= self.seed, f"--seed must be >= 0, got {self.seed}"),
             (0 <= self.cxpb and 0 <= self.mutpb and self.cxpb + self.mutpb <= 1,
              "--cxpb and --mutpb must be >= 0 and sum to at most 1 (DEAP varOr)"),
             (self.tournament >= 1, "--tournament must be >= 1"),
             (1 <= self.min_depth <= self.max_depth <= 17, "need 1 <= --min-depth <= --max-depth <= 17"),
-            (self.generations >= 0, "--generations must be >= 0"),
+            (0 <= self.generations <= MAX_GENERATIONS, f"--generations must be between 0 and {MAX_GENERATIONS:,}"),
             (self.combine in ("min", "mean"), "--combine must be min or mean"),
             (self.to_scalar in ("mean", "l2"), "--to-scalar must be mean or l2"),
             (self.workers >= 0, "--workers must be >= 0"),

@@ -18,7 +18,8 @@ from zarr.errors import ContainsArrayError, ContainsGroupError
 
 from eznas_store.errors import StoreError
 from eznas_store.outputs import package_versions
-from eznas_store.store.group import compressors, normalise_url, open_group, quiet_zarr, store_exists
+from eznas_store.store.group import (compressors, normalise_url, open_group, quiet_zarr, store_exists,
+                                     string_compressors)
 from eznas_store.store.layout import ARRAY_FAMILY, FAMILIES, Layout
 from eznas_store.store.plan import FORMAT, FORMAT_VERSION, StorePlan, plan_to_json
 from eznas_store.store.reader import Store, open_store
@@ -73,9 +74,9 @@ def _create_array(g: Any, url: str, name: str, data: np.ndarray | None = None, *
     dtype = dtype or data.dtype
     chunks = chunks or shape
     kw: dict[str, Any] = dict(shape=shape, chunks=chunks, dtype=dtype, dimension_names=dims, overwrite=False)
+    kw["compressors"] = compressors() if dtype is not str else string_compressors()
     if dtype is not str:
         kw["fill_value"] = fill
-        kw["compressors"] = compressors()
     try:
         a = g.create_array(name, **kw)
     except ContainsArrayError:

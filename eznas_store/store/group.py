@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 
 from eznas_store.store.plan import FORMAT
 
@@ -27,9 +27,15 @@ def quiet_zarr() -> Iterator[None]:
         yield
 
 
-def compressors() -> list[BloscCodec]:
-    """The codec of every numeric array: Blosc zstd with byte shuffle of 4-byte values."""
-    return [BloscCodec(cname="zstd", clevel=3, shuffle="shuffle", typesize=4)]
+def compressors() -> list[Any]:
+    """The codecs of every numeric array: Blosc zstd with byte shuffle of 4-byte values, then
+    a CRC32C checksum (last, so a flipped bit anywhere in a chunk file fails to decode)."""
+    return [BloscCodec(cname="zstd", clevel=3, shuffle="shuffle", typesize=4), Crc32cCodec()]
+
+
+def string_compressors() -> list[Any]:
+    """The codecs of every string array: zarr's default zstd, then a CRC32C checksum."""
+    return [ZstdCodec(level=0), Crc32cCodec()]
 
 
 def normalise_url(url: str) -> str:

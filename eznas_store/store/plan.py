@@ -7,6 +7,8 @@ Two jobs (or two shards of one job) may share a store when their plans agree on
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +17,9 @@ from eznas_store.terminals import CollectConfig
 #: name of the store's attribute table and version of what it holds
 FORMAT = "eznas-store"
 FORMAT_VERSION = 1
+#: root attribute written before anything else: the plan's fingerprint and, once the
+#: tables are filled, their commit marker (``tables_sha256``)
+CREATION = "eznas-store-creation"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,6 +63,37 @@ def plan_to_json(plan: StorePlan) -> dict[str, Any]:
     d["batch_indices"] = list(plan.batch_indices)
     d["proxies"] = list(plan.proxies)
     return d
+
+
+def _sha256(value: Any) -> str:
+    """sha256 of the canonical JSON of ``value`` (sorted keys, no spaces)."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def plan_fingerprint(plan: StorePlan) -> dict[str, Any]:
+    """The fingerprint of ``plan.identity()`` and one digest per option (``collect.*`` flattened),
+    so a mismatch can name the first option that differs."""
+    ident = plan.identity()
+    options: dict[str, str] = {}
+    for k, v in ident.items():
+        if k == "collect" and isinstance(v, dict):
+            options.update({f"collect.{ck}": _sha256(cv) for ck, cv in v.items()})
+        else:
+            options[k] = _sha256(v)
+    return {"fingerprint": _sha256(ident), "options": options}
+
+
+def first_difference(mine: dict[str, Any], theirs: Any) -> str | None:
+    """The first option whose digest differs between two ``plan_fingerprint`` records, or None."""
+    if not isinstance(theirs, dict) or theirs.get("fingerprint") == mine["fingerprint"]:
+        return None
+    other = theirs.get("options") if isinstance(theirs.get("options"), dict) else {}
+    for k, digest in mine["options"].items():
+        if other.get(k) != digest:
+            return k
+    extra = sorted(set(other) - set(mine["options"]))
+    return extra[0] if extra else "fingerprint"
 
 
 def plan_from_json(d: dict[str, Any]) -> StorePlan:

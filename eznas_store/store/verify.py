@@ -1,14 +1,19 @@
 """Checking and describing a store: ``eznas-store verify`` and ``eznas-store info``.
 
-``verify_store`` reads every chunk of every flagged network, so a corrupted chunk file
-is named (with its networks) before evaluation trips over it.
+``verify_store`` reads every chunk of every array (tables, tensors, data batch). Every
+array is written with a CRC32C checksum after its compressor, so a chunk whose bytes
+changed (a flipped bit, a truncated file) fails to decode and is named here, with the
+networks it holds, before evaluation trips over it. It also counts complete networks and
+lists files an interrupted write left in a local store (``*.partial``).
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,47 +23,162 @@ from eznas_store.store.layout import ARRAY_FAMILY, Layout
 from eznas_store.store.reader import Store
 from eznas_store.terminals import STORED, TERMINALS
 
+#: arrays ingest writes per chunk of networks (``--redo-broken`` rewrites them); every
+#: other array is fixed by the plan when the store is created
+WRITTEN = frozenset([*STORED, "complete", "params", "flops", "seconds", "proxy_value", "proxy_reason"])
+#: name endings of temporary files a killed write leaves (zarr writes ``<key>.<uuid>.partial``)
+STRAY_SUFFIXES = (".partial", ".tmp", "~")
+
+
+@dataclass(frozen=True)
+class BrokenChunk:
+    """One chunk that cannot be read: its array, chunk index, the networks it holds and why."""
+
+    array: str
+    chunk: tuple[int, ...]
+    networks: tuple[int, ...]
+    reason: str
+
+    def line(self) -> str:
+        idx = ".".join(map(str, self.chunk)) or "0"
+        nets = (f"networks {self.networks[0]}..{self.networks[-1]}" if len(self.networks) > 1
+                else f"network {self.networks[0]}" if self.networks else "all networks")
+        return f"chunk {self.array}/{idx} ({nets}): {self.reason}"
+
 
 @dataclass
 class VerifyReport:
-    """What ``verify`` found: broken networks (index → reasons) and store-level problems."""
+    """What ``verify`` found: corruption (``ok``), completeness and stray files.
+
+    ``broken``: networks flagged complete whose chunks cannot be read (or hold NaN/Inf),
+    index → reasons (``ingest --redo-broken`` recollects them); ``broken_chunks``: every
+    unreadable chunk of every array; ``problems``: store-level ones (shapes, ``n_blocks``).
+    """
 
     url: str
     checked_chunks: int
     problems: list[str]
     broken: dict[int, list[str]]
+    broken_chunks: list[BrokenChunk] = field(default_factory=list)
+    n_complete: int = 0
+    n_networks: int = 0
+    partial_files: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.problems and not self.broken
+        """No corruption: every chunk decodes, shapes agree, no flagged network is broken."""
+        return not self.problems and not self.broken and not self.broken_chunks
+
+    @property
+    def complete(self) -> bool:
+        """Every planned network is flagged complete."""
+        return self.n_complete == self.n_networks
 
     def lines(self, archs: Sequence[str]) -> list[str]:
-        out = [f"verify {self.url}: {self.checked_chunks} chunks read, "
-               f"{'OK' if self.ok else f'{len(self.broken)} broken network(s)'}"]
+        status = "OK" if self.ok else (f"{len(self.broken_chunks)} broken chunk(s), "
+                                       f"{len(self.broken)} broken network(s)")
+        out = [f"verify {self.url}: {self.checked_chunks} chunks read, {status}",
+               f"  {self.n_complete} of {self.n_networks} networks complete"]
         out += [f"  store: {p}" for p in self.problems]
+        out += [f"  {c.line()}" for c in self.broken_chunks]
         for n, why in sorted(self.broken.items()):
             out.append(f"  network {n} ({archs[n]}): {'; '.join(why)}")
+        out += [f"  partial file left by an interrupted write: {f}" for f in self.partial_files]
         if self.broken:
             out.append("  repair with: eznas-store ingest ... --redo-broken (same options as the original run)")
+        if any(c.array not in WRITTEN for c in self.broken_chunks):
+            out.append("  a plan table is broken: --redo-broken cannot rewrite it; ingest into a new store")
         return out
 
 
-def verify_store(store: Store, layout: Layout | None = None) -> VerifyReport:
-    """Check shapes against the layout, completion flags and that every chunk decodes.
+def verify_store(store: Store, layout: Layout | None = None, *, arrays: Sequence[str] | None = None) -> VerifyReport:
+    """Read every chunk of every array; check shapes against the layout and values for NaN/Inf.
 
     ``layout`` is the plan's layout as its search space gives it (``ingest.layout.plan_layout``);
     without it, array widths are checked against those recorded at creation and
-    ``n_blocks`` against the block table. A chunk that cannot be read breaks every network
-    in it; a network not flagged complete is reported as missing (not broken) by ``info``,
-    so only flagged networks are checked.
+    ``n_blocks`` against the block table. An unreadable chunk of an array ingest writes
+    breaks every flagged network in it (a network not flagged complete is missing, not
+    broken). ``arrays``: read only these (a quick check of some arrays; shapes and stray
+    files are then not checked).
     """
-    problems = _shape_problems(store, layout)
+    g = store.group
+    names = sorted(g.array_keys()) if arrays is None else list(arrays)
+    problems = _shape_problems(store, layout) if arrays is None else []
+    done = store.complete()
+    owners = _block_owners(store)
     broken: dict[int, list[str]] = defaultdict(list)
-    flags = store.group["complete"]
-    chunks = store.chunk_ranges()
-    for lo, hi in chunks:
-        _check_chunk(store, flags, lo, hi, broken)
-    return VerifyReport(url=store.url, checked_chunks=len(chunks), problems=problems, broken=dict(broken))
+    bad: list[BrokenChunk] = []
+    checked = 0
+    for name in names:
+        for chunk, sl, values in _chunks(g[name]):
+            checked += 1
+            nets = _networks_of(g[name], sl, owners)
+            if isinstance(values, Exception):
+                bad.append(BrokenChunk(name, chunk, nets, f"unreadable ({type(values).__name__}: "
+                                                          f"{str(values)[:80]})"))
+                _mark_broken(broken, name, nets, done, type(values).__name__)
+            elif name in STORED and values.ndim == 2:
+                rows = ~np.isfinite(values).all(axis=1)
+                for k in np.flatnonzero(rows & done[sl[0]]):
+                    broken[sl[0].start + int(k)].append(f"{name} holds NaN/Inf")
+    return VerifyReport(url=store.url, checked_chunks=checked, problems=problems, broken=dict(broken),
+                        broken_chunks=bad, n_complete=int(done.sum()), n_networks=store.n_networks,
+                        partial_files=stray_files(store.url) if arrays is None else [])
+
+
+def _chunks(a: Any) -> Iterator[tuple[tuple[int, ...], tuple[slice, ...], Any]]:
+    """(chunk index, its selection, its values or the exception reading it) of every chunk."""
+    for idx in itertools.product(*(range(n) for n in a.cdata_shape)):
+        sl = tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(idx, a.chunks, a.shape))
+        try:
+            values: Any = np.asarray(a[sl])
+        except Exception as e:
+            values = e
+        yield idx, sl, values
+
+
+def _block_owners(store: Store) -> np.ndarray | None:
+    """The network of every block (None if the block table cannot be read)."""
+    try:
+        return np.asarray(store.group["block_network"][:])
+    except Exception:
+        return None
+
+
+def _networks_of(a: Any, sl: tuple[slice, ...], owners: np.ndarray | None) -> tuple[int, ...]:
+    """The networks a chunk holds: its rows on dim ``network``, its blocks' owners on dim
+    ``block``; () for arrays of neither (the data batch: every network)."""
+    dims = tuple(getattr(a.metadata, "dimension_names", None) or ())
+    if not sl or not dims:
+        return ()
+    if dims[0] == "network":
+        return tuple(range(sl[0].start, sl[0].stop))
+    if dims[0] == "block" and owners is not None:
+        return tuple(int(n) for n in np.unique(owners[sl[0]]))
+    return ()
+
+
+def _mark_broken(broken: dict[int, list[str]], name: str, nets: tuple[int, ...], done: np.ndarray,
+                 why: str) -> None:
+    """An unreadable chunk of an array ingest writes breaks its networks (flags: all of them)."""
+    if name == "complete":
+        for k in nets:
+            broken[k].append(f"completion flags unreadable ({why})")
+    elif name in WRITTEN:
+        for k in nets:
+            if done[k]:
+                broken[k].append(f"{name} chunk unreadable ({why})")
+
+
+def stray_files(url: str) -> list[str]:
+    """Temporary files (``*.partial``) under a local store, relative to it; [] for remote URLs."""
+    if "://" in url and not url.startswith("file://"):
+        return []
+    root = url[len("file://"):] if url.startswith("file://") else url
+    out = []
+    for dirpath, _, files in os.walk(root):
+        out += [os.path.relpath(os.path.join(dirpath, f), root) for f in files if f.endswith(STRAY_SUFFIXES)]
+    return sorted(out)
 
 
 def _shape_problems(store: Store, layout: Layout | None) -> list[str]:
@@ -80,33 +200,6 @@ def _shape_problems(store: Store, layout: Layout | None) -> list[str]:
     except Exception as e:
         problems.append(f"n_blocks cannot be read ({type(e).__name__})")
     return problems
-
-
-def _check_chunk(store: Store, flags: Any, lo: int, hi: int, broken: dict[int, list[str]]) -> None:
-    """Add to ``broken`` each flagged network of chunk ``lo..hi`` whose values cannot be read
-    or are not finite (``flags``: the ``complete`` array)."""
-    try:
-        done = np.asarray(flags[lo:hi], dtype=bool)
-    except Exception as e:
-        for k in range(lo, hi):
-            broken[k].append(f"completion flags unreadable ({type(e).__name__})")
-        return
-    if not done.any():
-        return
-    for name in [*STORED, "params", "flops"] + (["proxy_value"] if store.plan.proxies else []):
-        if not store.has_array(name):
-            continue
-        try:
-            values = np.asarray(store.group[name][lo:hi])
-        except Exception as e:
-            for k in range(lo, hi):
-                if done[k - lo]:
-                    broken[k].append(f"{name} chunk unreadable ({type(e).__name__})")
-            continue
-        if name in STORED:
-            bad = ~np.isfinite(values).all(axis=1)
-            for k in np.flatnonzero(bad & done):
-                broken[lo + int(k)].append(f"{name} holds NaN/Inf")
 
 
 def store_summary(store: Store) -> str:

@@ -119,8 +119,8 @@ class TransferConfig:
     out: str
     program: str = "best_ever"
     population: int = 50
-    mu: int = 25
-    lambda_: int = 50
+    mu: int | None = None  # default population // 2, as evolve
+    lambda_: int | None = None  # default population, as evolve
     cxpb: float = 0.4
     mutpb: float = 0.4
     tournament: int = 4
@@ -136,6 +136,10 @@ class TransferConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if self.mu is None:
+            object.__setattr__(self, "mu", max(1, int(self.population) // 2))
+        if self.lambda_ is None:
+            object.__setattr__(self, "lambda_", int(self.population))
         if isinstance(self.stores, str):
             object.__setattr__(self, "stores", (self.stores,))
         object.__setattr__(self, "stores", tuple(str(s) for s in self.stores))
