@@ -62,8 +62,10 @@ def evolve(
     cfg = EvolveConfig(**o, progress=not no_progress)
     res = run_evolve(cfg, resume=resume)
     best = res.best_final
+    fit = best.meta.get("fitness")
+    fit = f"{fit:.4f}" if isinstance(fit, (int, float)) else "n/a"
     typer.echo(f"evolved {res.generations} generations in {res.seconds:.1f} s; best of the final population: "
-               f"tau {best.meta.get('fitness')}: {best.formula()}")
+               f"tau {fit}: {best.formula()}")
     if cfg.over == "proxies":
         typer.echo((res.out / "cross_problem" / "matrix.txt").read_text().rstrip())
     typer.echo(f"programs in {res.out / 'programs'}; report with: eznas-store report {res.out}")
