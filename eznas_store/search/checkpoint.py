@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import math
 import random
 from collections.abc import Iterable, Mapping
@@ -23,8 +24,13 @@ from eznas_store.outputs import json_safe, write_atomic
 from eznas_store.programs.codec import program_from_json, program_to_json
 from eznas_store.programs.ops import Op
 
-#: options that may change on resume: where the work runs, progress output, how long to go on
-RESUMABLE_CHANGES = frozenset({"workers", "scheduler", "progress", "generations"})
+#: options that may change on resume: where the work runs, progress output, how long to go
+#: on, and where the run folder itself now is (a preempted job may be resumed after a move)
+RESUMABLE_CHANGES = frozenset({"workers", "scheduler", "progress", "generations", "out"})
+#: options that name stores or files: compared by meaning (absolute, no trailing "/")
+PATH_OPTIONS = frozenset({"stores", "test_stores"})
+#: a checkpoint larger than this is not one of ours (a population of 100,000 is ~100 MB)
+MAX_CHECKPOINT_BYTES = 1 << 30
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -37,9 +43,54 @@ def config_json(cfg: Any) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
+def _same_path(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_same_path(v) for v in value]
+    if not isinstance(value, str):
+        return value
+    if "://" in value:
+        return value.rstrip("/")
+    return os.path.normpath(os.path.abspath(os.path.expanduser(value)))
+
+
+def normalised(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Options by meaning: store paths absolute and without a trailing "/"."""
+    return {k: (_same_path(v) if k in PATH_OPTIONS else v) for k, v in options.items()}
+
+
+def first_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
+    """The first option (besides :data:`RESUMABLE_CHANGES`) whose meaning differs, or None."""
+    old, new = normalised(old), normalised(new)
+    for k in sorted(set(old) | set(new)):
+        if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k):
+            return k
+    return None
+
+
 def compatible(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     """Whether a run made with options ``old`` may be resumed with ``new``."""
-    return all(old.get(k) == v for k, v in new.items() if k not in RESUMABLE_CHANGES)
+    return first_difference(old, new) is None
+
+
+def _option_name(key: str) -> str:
+    return "--" + key.rstrip("_").replace("_", "-")
+
+
+def _load_checkpoint_json(path: Path) -> dict:
+    """The checkpoint document; one-line errors for a missing, empty, truncated or hostile file."""
+    if not path.is_file():
+        raise ConfigError(f"{path.parent} has no {path.name} to resume from; run without --resume")
+    if path.stat().st_size > MAX_CHECKPOINT_BYTES:
+        raise ConfigError(f"{path} is larger than {MAX_CHECKPOINT_BYTES >> 20} MB: not a checkpoint of this tool")
+    try:
+        ck = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as e:
+        why = "empty" if path.stat().st_size == 0 else f"not valid JSON ({str(e)[:80]})"
+        raise ConfigError(f"{path} is {why}: it was cut short; start over without --resume") from None
+    keys = ("config", "generation", "population", "hall_of_fame", "random_state")
+    if not isinstance(ck, dict) or any(k not in ck for k in keys) or not isinstance(ck["config"], dict):
+        raise ConfigError(f"{path} is not a checkpoint of eznas-store evolve (it lacks {', '.join(keys)})")
+    return ck
 
 
 def fitness_to_json(f: Fitness | None) -> dict | None:
@@ -113,16 +164,23 @@ def write_checkpoint(path: Path, ck: Checkpoint, rep) -> None:
 def read_checkpoint(path: Path, rep, ops: Mapping[str, Op], config: dict) -> Checkpoint:
     """The run saved at ``path``, to be continued with options ``config`` (refused if they
     differ in more than :data:`RESUMABLE_CHANGES`)."""
-    ck = json.loads(path.read_text())
-    if ck["config"] != config and not compatible(ck["config"], config):
-        raise ConfigError(f"{path.parent}: the checkpoint was made with other options; resume with the same ones")
-    return Checkpoint(
-        config=config, generation=ck["generation"],
-        population=_individuals(ck["population"], rep, ops),
-        hall_of_fame=_individuals(ck["hall_of_fame"], rep, ops),
-        rng=rng_from_json(ck["random_state"]),
-        cache={k: fitness_from_json(v) for k, v in ck.get("cache", {}).items()},
-        started=ck.get("started"))
+    ck = _load_checkpoint_json(path)
+    key = first_difference(ck["config"], config)
+    if key is not None:
+        old, new = normalised(ck["config"]).get(key), normalised(config).get(key)
+        raise ConfigError(f"{path.parent}: the checkpoint was made with other options: {_option_name(key)} "
+                          f"was {old!r}, now {new!r}; resume with the same value")
+    try:
+        return Checkpoint(
+            config=config, generation=int(ck["generation"]),
+            population=_individuals(ck["population"], rep, ops),
+            hall_of_fame=_individuals(ck["hall_of_fame"], rep, ops),
+            rng=rng_from_json(ck["random_state"]),
+            cache={k: fitness_from_json(v) for k, v in ck.get("cache", {}).items()},
+            started=ck.get("started"))
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise ConfigError(f"{path} is damaged ({type(e).__name__}: {str(e)[:80]}); "
+                          "start over without --resume") from None
 
 
 def trim_log(path: Path, generation: int) -> None:
