@@ -104,7 +104,7 @@ def verify_store(store: Store, layout: Layout | None = None, *, arrays: Sequence
     g = store.group
     names = sorted(g.array_keys()) if arrays is None else list(arrays)
     problems = _shape_problems(store, layout) if arrays is None else []
-    done = store.complete()
+    done = _flags(store)
     owners = _block_owners(store)
     broken: dict[int, list[str]] = defaultdict(list)
     bad: list[BrokenChunk] = []
@@ -135,6 +135,14 @@ def _chunks(a: Any) -> Iterator[tuple[tuple[int, ...], tuple[slice, ...], Any]]:
         except Exception as e:
             values = e
         yield idx, sl, values
+
+
+def _flags(store: Store) -> np.ndarray:
+    """Completion flags in one read; chunk by chunk (unreadable: not complete) if that fails."""
+    try:
+        return np.asarray(store.group["complete"][:], dtype=bool)
+    except Exception:
+        return store.complete()
 
 
 def _block_owners(store: Store) -> np.ndarray | None:
