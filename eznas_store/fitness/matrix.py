@@ -26,7 +26,7 @@ from eznas_store.errors import UnknownNameError
 from eznas_store.evaluate.columns import evaluate_columns
 from eznas_store.fitness.correlations import kendall_tau, population_fitness, spearman_rho
 from eznas_store.fitness.problems import ProxyProblem
-from eznas_store.outputs import figure, png, write_atomic
+from eznas_store.outputs import ensure_dir, figure, png, write_atomic
 from eznas_store.programs.proxy_ops import PROXY_OPS
 from eznas_store.programs.tree import Program
 
@@ -175,7 +175,7 @@ def write_matrix(m: CrossMatrix, out_dir: str | os.PathLike[str]) -> dict[str, P
     """``matrix.csv`` (long form), ``matrix.md``, ``matrix.txt`` (what ``format_matrix``
     prints) and a heat map ``matrix.png`` in ``out_dir``."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out)
     paths = {k: out / f"matrix.{k}" for k in ("csv", "md", "txt", "png")}
     buf = io.StringIO(newline="")
     w = csv.writer(buf)

@@ -343,6 +343,25 @@ def save_program(program: Program | SequentialProgram, path: str | os.PathLike[s
     return out
 
 
+#: a program file larger than this is refused before it is read (MAX_NODES nodes fit in ~1 MB)
+MAX_PROGRAM_BYTES = 4 << 20
+
+
+def read_program_document(path: str | os.PathLike[str]) -> Any:
+    """The JSON document of a program file: size, encoding and nesting checked before parsing."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise ProgramError(f"{path}: cannot read the program file ({e.strerror or e})") from None
+    if size > MAX_PROGRAM_BYTES:
+        raise ProgramError(f"{path}: {size:,} bytes is larger than any program ({MAX_PROGRAM_BYTES:,} at most)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ProgramError(f"{path}: not valid JSON: {str(e)[:120]}") from None
+
+
 def load_program(
     path_or_name: str | os.PathLike[str], *, ops: Mapping[str, Op] | None = None
 ) -> Program | SequentialProgram:
@@ -363,10 +382,7 @@ def load_program(
             f"{str(path_or_name)!r} is neither a program file nor a registered program "
             f"(registered: {', '.join(sorted(NAMED_PROGRAMS))})"
         )
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise ProgramError(f"{path}: not valid JSON: {e}") from None
+    obj = read_program_document(path)
     try:
         return program_from_json(obj, ops=ops)
     except ProgramError as e:

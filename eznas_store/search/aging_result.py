@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from eznas_store.errors import InvalidArchError
-from eznas_store.outputs import json_safe, package_versions, write_atomic
+from eznas_store.outputs import ensure_dir, json_safe, package_versions, write_atomic
 from eznas_store.search.aging import AgingEvolution, Evaluation
 from eznas_store.search.aging_config import SearchConfig
 from eznas_store.sources.tables import DEFAULT_ACCURACY_COLUMNS, BenchmarkTable, default_accuracy_column
@@ -108,7 +108,7 @@ class SearchResult:
 def write_result(result: SearchResult, out: str | os.PathLike[str]) -> tuple[Path, Path]:
     """``search.json`` (result + config + versions) and ``history.csv`` (every scored cell) in ``out``."""
     d = Path(out)
-    d.mkdir(parents=True, exist_ok=True)
+    ensure_dir(d)
     doc = result.to_json() | {"versions": package_versions()}
     res_path, hist_path = d / RESULT_FILE, d / HISTORY_FILE
     write_atomic(res_path, json.dumps(doc, indent=2, allow_nan=False) + "\n")

@@ -34,6 +34,7 @@ from eznas_store.sources.datasets import get_spec, sample_batch
 from eznas_store.sources.spaces import get_space
 from eznas_store.sources.spaces.base import SearchSpace
 from eznas_store.sources.tables import BenchmarkTable, read_benchmark
+from eznas_store.outputs import ensure_dir
 
 __all__ = ["run_search"]
 
@@ -120,6 +121,8 @@ def run_search(cfg: SearchConfig) -> SearchResult:
     def elapsed() -> float:
         return time.perf_counter() - t0
 
+    if cfg.out:
+        ensure_dir(cfg.out)  # a bad --out fails now, not after the budget is spent
     run = _prepare(cfg)
     rng = np.random.default_rng(cfg.seed)
     with deterministic(cfg.threads):

@@ -20,7 +20,6 @@ space)``, so a cell's score does not depend on when the search meets it.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Mapping
@@ -38,7 +37,7 @@ from eznas_store.collect.statistics import collect, network_seed
 from eznas_store.errors import ConfigError, ProgramError
 from eznas_store.evaluate.columns import evaluate_columns
 from eznas_store.fitness.storeless import score_collected
-from eznas_store.programs.codec import load_program
+from eznas_store.programs.codec import load_program, read_program_document
 from eznas_store.programs.named import NAMED_PROGRAMS
 from eznas_store.programs.proxy_ops import PROXY_OPS
 from eznas_store.programs.tree import Apply
@@ -193,10 +192,9 @@ def load_fitness(name: str) -> tuple[str, Any, Mapping[str, Any] | None]:
     if name in NAMED_PROGRAMS:
         program = NAMED_PROGRAMS[name]
     else:
-        try:
-            doc = json.loads(Path(name).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise ProgramError(f"{name}: not a readable program JSON file ({e})") from None
+        if not Path(name).is_file():
+            load_program(name)  # raises the one-line "neither a file nor a registered program"
+        doc = read_program_document(name)
         if isinstance(doc, dict) and doc.get("terminal_set") == "proxies":
             return "proxies", load_program(name, ops=PROXY_OPS), PROXY_OPS
         program = load_program(name)

@@ -24,6 +24,7 @@ from eznas_store.programs.ops import OPS
 from eznas_store.programs.proxy_ops import PROXY_OPS
 from eznas_store.programs.tree import Program
 from eznas_store.terminals import TERMINALS
+from eznas_store.outputs import ensure_dir
 
 
 class StatisticsPopulationScorer:
@@ -34,14 +35,18 @@ class StatisticsPopulationScorer:
     ops = OPS
 
     def __init__(self, stores: Sequence[str], *, max_networks: int | None, workers: int,
-                 scheduler: str | None, progress: bool, combine: str, abs_tau: bool, to_scalar: str) -> None:
+                 scheduler: str | None, progress: bool, combine: str, abs_tau: bool, to_scalar: str,
+                 accuracy_columns: Sequence[str] | None = None) -> None:
         self.combine, self.abs_tau, self.to_scalar = combine, abs_tau, to_scalar
-        self.tasks = [load_task(u, max_networks=max_networks) for u in stores]
+        # one task per store and label column (None: the column chosen at ingest)
+        self.tasks = [load_task(u, max_networks=max_networks, accuracy_column=c)
+                      for u in stores for c in (accuracy_columns or (None,))]
         self.engine = Engine(workers=workers, scheduler=scheduler, progress=progress)
 
     def describe(self) -> list[dict]:
         """Tasks for run.json; the collection structure lets reports name the variant."""
-        return [{"name": t.name, "n_networks": t.n, "url": t.url, "structure": t.structure} for t in self.tasks]
+        return [{"name": t.name, "n_networks": t.n, "url": t.url, "structure": t.structure, "label": t.label}
+                for t in self.tasks]
 
     def fitness(self, programs: Sequence[Program], desc: str) -> list[Fitness]:
         fits, _ = self.engine.fitness(list(programs), self.tasks, combine=self.combine,
@@ -55,10 +60,10 @@ class StatisticsPopulationScorer:
         """Per-network scores of the saved programs and of EZNAS-A, one CSV each."""
         programs = programs + [dataclasses.replace(NAMED_PROGRAMS["eznas-a"], name="eznas-a")]
         res = self.engine.score(programs, self.tasks, desc="final scores")
-        (out / "scores").mkdir(exist_ok=True)
+        ensure_dir(out / "scores")
         for k, p in enumerate(programs):
             results = [summarise(p.name, t.name, res.scores[ti][k], t.accuracy, t.archs, t.networks,
-                                 res.reasons[ti][k]) for ti, t in enumerate(self.tasks)]
+                                 res.reasons[ti][k], label=t.label) for ti, t in enumerate(self.tasks)]
             write_scores_csv(out / "scores" / f"{p.name}.csv", results)
 
     def close(self) -> None:

@@ -84,9 +84,10 @@ def _load_json(path: Path) -> object:
     try:
         with opener(path, "rt", encoding="utf-8") as fh:
             return json.load(fh)
-    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, EOFError, ValueError, RecursionError) as exc:  # ValueError: bad JSON or UTF-8
         kind = "gzip-compressed JSON" if path.suffix == ".gz" else "JSON"
-        raise BenchmarkFormatError(f"{path} is not readable {kind}: {exc}") from exc
+        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:120]
+        raise BenchmarkFormatError(f"{path} is not readable {kind}: {why}") from None
 
 
 def _keyed_spaces() -> list[str]:

@@ -36,7 +36,7 @@ from eznas_store.errors import (
     DataNotFoundError,
     UnknownNameError,
 )
-from eznas_store.outputs import write_atomic
+from eznas_store.outputs import ensure_dir, write_atomic
 
 __all__ = [
     "DEFAULT_ACCURACY_COLUMNS",
@@ -299,7 +299,7 @@ def write_benchmark(
     BenchmarkTable(str(path), tuple(archs), np.asarray(index_list, np.int64), data)
     if len(set(index_list)) != n:
         raise ConfigError("write_benchmark: index values repeat")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(path.parent)
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["index", "arch", *data])
@@ -355,7 +355,11 @@ def read_network_list(path: str | Path) -> list[str]:
     if found is None:
         raise DataNotFoundError(f"network list {path} does not exist")
     cells = []
-    for line in found.read_text(encoding="utf-8").splitlines():
+    try:
+        text = found.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"network list {path} is not UTF-8 text (byte {e.start}): one cell string per line") from None
+    for line in text.splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             cells.append(line)

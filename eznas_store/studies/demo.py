@@ -23,6 +23,7 @@ from eznas_store.ingest.config import IngestConfig
 from eznas_store.ingest.driver import run_ingest
 from eznas_store.report.run_report import write_report
 from eznas_store.search.evolve import CHECKPOINT, EvolveConfig, run_evolve
+from eznas_store.outputs import ensure_dir
 
 #: evolution settings of the demo (the paper's defaults, shrunk to a few minutes on 2 cores)
 DEMO_EVOLVE = dict(population=20, mu=10, lambda_=20, generations=4, max_depth=6)
@@ -45,7 +46,7 @@ def run_demo(cfg: DemoConfig, *, echo=print) -> Path:
     out = Path(cfg.out)
     if cfg.fresh and out.exists():
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out)
     t0 = time.perf_counter()
     recipe = dict(DEMO_LABEL) | {"networks": cfg.networks, "seed": cfg.seed}
     bench = out / "digits_labels.csv"

@@ -1,0 +1,80 @@
+"""Hostile or careless input ends in one stderr line and exit 2, before any work is spent."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from eznas_store.cli import main
+from eznas_store.errors import BenchmarkFormatError, ConfigError, ProgramError
+
+
+def _one_line(capsys, argv) -> str:
+    rc = main(argv)
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert rc == 2 and len(err) == 1, (rc, err)
+    return err[0]
+
+
+def test_huge_program_file_is_refused_before_it_is_read(tmp_path):
+    from eznas_store.programs.codec import MAX_PROGRAM_BYTES, load_program
+
+    big = tmp_path / "big.json"
+    with open(big, "wb") as f:
+        f.truncate(MAX_PROGRAM_BYTES + 1)
+    with pytest.raises(ProgramError, match="larger than any program"):
+        load_program(big)
+
+
+def test_deeply_nested_program_for_search_is_one_line(tmp_path):
+    from eznas_store.search.cell_scorers import load_fitness
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(ProgramError, match="not valid JSON"):
+        load_fitness(str(deep))
+    with pytest.raises(ProgramError, match="neither a program file nor a registered program"):
+        load_fitness(str(tmp_path / "missing.json"))
+
+
+def test_deeply_nested_suitezero_file_is_one_line(tmp_path):
+    from eznas_store.sources.suitezero import read_zc
+
+    p = tmp_path / "zc_nasbench201.json.gz"
+    p.write_bytes(gzip.compress(("[" * 200_000 + "]" * 200_000).encode()))
+    with pytest.raises(BenchmarkFormatError, match="nested too deeply"):
+        read_zc(p)
+
+
+def test_non_utf8_network_list(tmp_path):
+    from eznas_store.sources.tables import read_network_list
+
+    p = tmp_path / "cells.txt"
+    p.write_bytes(b"\xff\xfe|none~0|\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        read_network_list(p)
+
+
+@pytest.mark.parametrize("command", ["evolve", "score", "compare", "seeds"])
+def test_out_that_is_a_file(tiny_store, tmp_path, capsys, command):
+    f = tmp_path / "taken"
+    f.write_text("x")
+    argv = {
+        "evolve": ["evolve", tiny_store, "--out", str(f), "--workers", "0", "--no-progress"],
+        "score": ["score", tiny_store, "--program", "eznas-a", "--out", str(f / "scores.csv"), "--no-progress"],
+        "compare": ["compare", tiny_store, "--out", str(f)],
+        "seeds": ["seeds", "--out", str(f), "--dataset", "digits", "--networks", "2", "--seeds", "2"],
+    }[command]
+    line = _one_line(capsys, argv)
+    assert "taken" in line and ("is a file" in line or "cannot write" in line or "Not a directory" in line), line
+
+
+def test_checkpoint_json_nested_too_deeply_is_one_line(tmp_path):
+    from eznas_store.search.checkpoint import _load_checkpoint_json
+
+    p = tmp_path / "checkpoint.json"
+    p.write_text(json.dumps({"a": 1})[:-1] + "[" * 100_000)
+    with pytest.raises(ConfigError, match="cut short"):
+        _load_checkpoint_json(p)
