@@ -8,6 +8,7 @@ A plot with nothing to show returns None and the report says why instead.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -90,16 +91,22 @@ def _symlog_axis(ax: Any, values: np.ndarray) -> None:
     ax.set_yticks(sorted(ticks))
 
 
-def scatter_plot(run: RunRecord, tasks: list[str]) -> bytes | None:
-    """Score vs accuracy, one panel per program with scores, tasks in colours; None without scores."""
-    names = [n for n in run.program_names() if n in run.scores]
-    if not names:
+def scatter_plot(run: RunRecord, tasks: list[str],
+                 panels: Sequence[tuple[str, str]] | None = None) -> bytes | None:
+    """Score vs accuracy, one panel per program with scores, tasks in colours; None without scores.
+
+    ``panels``: ``(title, program name)`` pairs to draw (default: every program with scores,
+    titled by its name), so identical programs can share one panel."""
+    if panels is None:
+        panels = [(n, n) for n in run.program_names()]
+    panels = [(title, n) for title, n in panels if n in run.scores]
+    if not panels:
         return None
-    ncols = min(3, len(names))
-    nrows = math.ceil(len(names) / ncols)
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
     fig = outputs.figure(4.3 * ncols, 3.7 * nrows, dpi=DPI)
-    for k, name in enumerate(names):
-        _scatter_panel(fig.add_subplot(nrows, ncols, k + 1), name, run.scores[name], tasks)
+    for k, (title, name) in enumerate(panels):
+        _scatter_panel(fig.add_subplot(nrows, ncols, k + 1), title, run.scores[name], tasks)
     fig.tight_layout()
     return outputs.png(fig)
 

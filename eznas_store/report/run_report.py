@@ -4,15 +4,20 @@
 ``scores/<program>.csv``); :func:`write_report` reads it and writes both reports from one
 list of blocks, so they say the same thing:
 
-1. the run: title, when, stores, tasks, the configuration and the versions;
-2. a summary table: for every saved program and the reference ``eznas-a``, Kendall tau-b
-   and Spearman rho on each task recomputed from its scores file (over the networks
-   with a finite score, whose number is printed beside), the fitness evolution recorded,
-   and the formula;
-3. fitness per generation (best and median, valid fraction on a twin axis);
-4. score vs accuracy, one panel per program;
-5. the best program as a formula, a drawn tree and an indented text tree;
-6. the generation log.
+1. the title, when it ran and what is missing or incomplete;
+2. the results: a summary table of the programs, each distinct formula once (identical
+   ones share a row, "best_final = best_ever_1"): for a statistics run, Kendall tau-b and
+   Spearman rho on each task recomputed from its scores file (over the networks with a
+   finite score, whose number is printed beside) beside the reference ``eznas-a``; for a
+   proxies run (``evolve --over proxies``), train tau as evolution recorded it and test
+   tau from the cross-problem matrix. Programs whose scores take only a few distinct
+   values are flagged as coarse. Then, for a proxies run, the cross-problem matrix
+   (``cross_problem/matrix.csv`` as a table, ``matrix.png``); the best program as a
+   formula, a drawn tree and an indented text tree; fitness per generation (best and
+   median, valid fraction on a twin axis); score vs accuracy, one panel per program
+   (statistics runs);
+3. the run's configuration: stores, tasks, options and versions;
+4. the generation log.
 
 The plots are PNGs under ``RUN/plots/`` (the Markdown links them) and embedded in the
 HTML as base64 data URIs, so ``report.html`` needs nothing else. A run that is still going
@@ -50,8 +55,16 @@ from eznas_store.report.document import (
 from eznas_store.report.html import to_html
 from eznas_store.report.markdown import to_markdown
 from eznas_store.report.plots import LOG_DECADES, RANK_DECADES, fitness_plot, scatter_plot, tree_plot
+from eznas_store.report.results import (
+    ProgramGroup,
+    coarse_notes,
+    group_of,
+    matrix_section,
+    program_groups,
+    programs_section,
+)
 from eznas_store.report.runs import RunRecord, one_line, read_run
-from eznas_store.report.sections import best_program, generation_log, programs_section, run_header, text_tree
+from eznas_store.report.sections import best_program, generation_log, run_configuration, run_header, text_tree
 
 __all__ = ["PLOT_FILES", "write_report"]
 
@@ -64,29 +77,34 @@ def _image(file: str, alt: str, png: bytes | None, missing: str) -> Block:
     return paragraph(missing) if png is None else Image(f"plots/{file}", alt, png)
 
 
-def _plot_sections(run: RunRecord, tasks: list[str]) -> list[Block]:
+def _plot_sections(run: RunRecord, tasks: list[str], groups: list[ProgramGroup]) -> list[Block]:
     """Fitness per generation, then score vs accuracy (with how its score axis was chosen)."""
     blocks: list[Block] = [
-        Heading(2, "Fitness per generation"),
+        Heading(3, "Fitness per generation"),
         _image("fitness.png", "fitness per generation", fitness_plot(run), "No generation logged yet: nothing to plot."),
-        Heading(2, "Scores vs accuracy"),
     ]
+    if run.over == "proxies":  # no per-network scores: the cross-problem matrix is the result
+        return blocks
+    blocks.append(Heading(3, "Scores vs accuracy"))
     if run.scores:
         blocks.append(paragraph("One panel per program. The score axis is linear, log or symlog when the "
                                 f"scores span more than {LOG_DECADES:g} decades, and the scores' rank within "
                                 f"the task when they span more than {RANK_DECADES:g}."))
-    blocks.append(_image("scatter.png", "score vs accuracy per program", scatter_plot(run, tasks),
+    panels = [(g.label, g.name) for g in groups]
+    blocks.append(_image("scatter.png", "score vs accuracy per program", scatter_plot(run, tasks, panels),
                          "No scores file: nothing to plot."))
     return blocks
 
 
-def _best_program_section(run: RunRecord) -> list[Block]:
+def _best_program_section(run: RunRecord, groups: list[ProgramGroup]) -> list[Block]:
     """The best program's formula, drawn tree and text tree (a sequential one's listing first)."""
-    blocks: list[Block] = [Heading(2, "Best program")]
+    blocks: list[Block] = [Heading(3, "Best program")]
     best = best_program(run)
     if best is None:
         return blocks + [paragraph("No program saved and no best formula logged yet.")]
     name, prog = best
+    group = group_of(groups, name)
+    name = group.label if group is not None else name
     fit = prog.meta.get("fitness", MISSING)
     if not isinstance(prog, Program):  # a sequential program: show its instructions, then its tree
         blocks.append(paragraph(Code(name), f" as evolved: {len(prog.instructions)} instructions, "
@@ -110,7 +128,7 @@ def _best_program_section(run: RunRecord) -> list[Block]:
 
 def _write_plots(plots_dir: Path, blocks: list[Block]) -> None:
     """Write this report's PNGs and drop those a previous report drew that this one did not."""
-    pngs = {Path(b.file).name: b.png for b in blocks if isinstance(b, Image)}
+    pngs = {Path(b.file).name: b.png for b in blocks if isinstance(b, Image) and b.file.startswith("plots/")}
     for file in PLOT_FILES:
         if file not in pngs:
             (plots_dir / file).unlink(missing_ok=True)
@@ -142,11 +160,16 @@ def write_report(run_dir: str | os.PathLike[str], *, title: str | None = None) -
     tasks = run.task_names()
     plots_dir = run.path / "plots"
     plots_dir.mkdir(exist_ok=True)
+    groups = program_groups(run)
     blocks: list[Block] = [
         *run_header(run, title),
-        *programs_section(run, tasks),
-        *_plot_sections(run, tasks),
-        *_best_program_section(run),
+        Heading(2, "Results"),
+        *programs_section(run, tasks, groups),
+        *coarse_notes(run, tasks, groups),
+        *(matrix_section(run, groups) if run.over == "proxies" else []),
+        *_best_program_section(run, groups),
+        *_plot_sections(run, tasks, groups),
+        *run_configuration(run),
         *generation_log(run),
     ]
     _write_plots(plots_dir, blocks)

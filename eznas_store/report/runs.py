@@ -27,13 +27,18 @@ from eznas_store.programs.named import NAMED_PROGRAMS
 from eznas_store.programs.tree import Program
 
 __all__ = [
-    "PROGRAM_ROLES", "REFERENCE", "SCORE_COLUMNS", "RunRecord", "one_line", "read_run", "score_correlations",
+    "MATRIX_DIR", "PROGRAM_ROLES", "REFERENCE", "SCORE_COLUMNS", "RunRecord", "one_line", "read_run",
+    "score_correlations",
 ]
 
 #: the program files ``evolve`` saves, in the order the report lists them
 PROGRAM_ROLES: tuple[str, ...] = ("best_final", "best_ever_1", "best_ever_2")
 #: the published program every run is compared with (its scores: ``scores/eznas-a.csv``)
 REFERENCE = "eznas-a"
+#: where ``evolve --over proxies`` writes its result, the cross-problem matrix (``matrix.csv``, ``.png``)
+MATRIX_DIR = "cross_problem"
+#: columns of ``matrix.csv`` the report reads
+MATRIX_COLUMNS: tuple[str, ...] = ("problem", "train", "n_networks", "kind", "name", "kendall_tau", "spearman_rho")
 #: columns a scores file must have (``arch`` is optional)
 SCORE_COLUMNS: tuple[str, ...] = ("task", "network", "accuracy", "score")
 
@@ -46,7 +51,8 @@ class RunRecord:
     ``programs`` maps a program name (the file stem, e.g. ``best_final``) to its
     :class:`Program`, or to ``None`` when the file could not be loaded; ``scores`` maps a
     name to its scores table (columns ``task, network, arch, accuracy, score``, floats for
-    the last two); ``notes`` are one-line sentences on what is missing or malformed.
+    the last two); ``matrix`` is ``cross_problem/matrix.csv`` of a proxies run (``None``
+    when absent); ``notes`` are one-line sentences on what is missing or malformed.
     """
 
     path: Path
@@ -54,11 +60,23 @@ class RunRecord:
     generations: list[dict[str, Any]] = field(default_factory=list)
     programs: dict[str, Program | None] = field(default_factory=dict)
     scores: dict[str, pd.DataFrame] = field(default_factory=dict)
+    matrix: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
         return self.info.get("finished") is not None
+
+    @property
+    def over(self) -> str:
+        """What the programs read: ``statistics`` (stores' statistics) or ``proxies``
+        (hand-crafted proxy columns; no per-network scores, a cross-problem matrix instead)."""
+        config = self.info.get("config")
+        over = config.get("over") if isinstance(config, Mapping) else None
+        if over is None:
+            over = next((p.meta.get("over") for p in self.programs.values() if p is not None and p.meta.get("over")),
+                        None)
+        return str(over or "statistics")
 
     def task_names(self) -> list[str]:
         """Tasks of ``run.json`` in order, then any other task found in a scores file."""
@@ -74,13 +92,16 @@ class RunRecord:
         return names
 
     def program_names(self) -> list[str]:
-        """Saved programs (roles first), then ``eznas-a``, then names that only have scores."""
+        """Saved programs (roles first), then ``eznas-a``, then names that only have scores.
+
+        A proxies run has no ``eznas-a`` (a statistics program): it is listed only if scored."""
         saved = sorted(
             (n for n in self.programs if n != REFERENCE),
             key=lambda n: (PROGRAM_ROLES.index(n) if n in PROGRAM_ROLES else len(PROGRAM_ROLES), n),
         )
         rest = sorted(n for n in self.scores if n not in self.programs and n != REFERENCE)
-        return [*saved, REFERENCE, *rest]
+        ref = [REFERENCE] if self.over != "proxies" or REFERENCE in self.scores else []
+        return [*saved, *ref, *rest]
 
     def program(self, name: str) -> Program | None:
         """The program called ``name``; ``eznas-a`` comes from the registry if not saved."""
@@ -111,7 +132,10 @@ def read_run(run_dir: str | os.PathLike[str]) -> RunRecord:
         run.notes.append("The run has not finished (run.json has no finish time): this report shows it so far.")
     _read_generations(run)
     _read_programs(run)
-    _read_scores(run)
+    if run.over == "proxies":
+        _read_matrix(run)
+    else:
+        _read_scores(run)
     return run
 
 
@@ -178,6 +202,28 @@ def _read_scores(run: RunRecord) -> None:
     for name in run.program_names():
         if name not in run.scores and run.program(name) is not None:
             run.notes.append(f"scores/{name}.csv is missing: no correlations or scatter for {name}.")
+
+
+def _read_matrix(run: RunRecord) -> None:
+    """``cross_problem/matrix.csv``: the result of a proxies run (it has no scores files)."""
+    file = run.path / MATRIX_DIR / "matrix.csv"
+    if not file.is_file():
+        why = " (written when the run finishes)" if not run.finished else ""
+        run.notes.append(f"{MATRIX_DIR}/matrix.csv is missing{why}: no cross-problem matrix.")
+        return
+    try:
+        frame = pd.read_csv(file, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as e:
+        run.notes.append(f"{MATRIX_DIR}/matrix.csv could not be read: {one_line(e)}")
+        return
+    missing = [c for c in MATRIX_COLUMNS if c not in frame.columns]
+    if missing:
+        run.notes.append(f"{MATRIX_DIR}/matrix.csv lacks the column(s) {', '.join(missing)} and was ignored.")
+        return
+    for col in ("kendall_tau", "spearman_rho"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(np.float64)
+    frame["train"] = frame["train"].isin(("1", "True", "true"))
+    object.__setattr__(run, "matrix", frame)  # the record is frozen once read; this is part of reading it
 
 
 def score_correlations(frame: pd.DataFrame, tasks: Sequence[str] | None = None) -> pd.DataFrame:

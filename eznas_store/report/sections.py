@@ -1,4 +1,4 @@
-"""The sections of a run's report, as document blocks: the run, its programs, its log.
+"""The sections of a run's report, as document blocks: the run's header, configuration and log.
 
 Each function reads a :class:`~eznas_store.report.runs.RunRecord` and returns blocks
 (:mod:`eznas_store.report.document`); none draws a plot or writes a file.
@@ -30,9 +30,9 @@ from eznas_store.report.document import (
     paragraph,
     table,
 )
-from eznas_store.report.runs import REFERENCE, RunRecord, score_correlations
+from eznas_store.report.runs import REFERENCE, RunRecord
 
-__all__ = ["GENERATION_COLUMNS", "best_program", "generation_log", "programs_section", "run_header", "text_tree"]
+__all__ = ["GENERATION_COLUMNS", "best_program", "generation_log", "run_configuration", "run_header", "text_tree"]
 
 #: columns of the generation log, in order; unknown keys follow these
 GENERATION_COLUMNS: tuple[str, ...] = (
@@ -41,21 +41,28 @@ GENERATION_COLUMNS: tuple[str, ...] = (
 
 
 def run_header(run: RunRecord, title: str) -> list[Block]:
-    """Title, when, what is missing, then the stores, tasks, configuration and versions."""
+    """Title, when, and what is missing: what a reader must know before the results."""
     info = run.info
     now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
     finished = info.get("finished")
+    over = " Programs over hand-crafted proxies (evolve --over proxies)." if run.over == "proxies" else ""
     blocks: list[Block] = [
         Heading(1, title),
         paragraph("Run directory ", Code(str(run.path.resolve())), f"; report written {now}."),
         paragraph("Started ", Code(str(info.get("started", DASH))), ", ",
               *(("finished ", Code(str(finished))) if finished is not None else ("not finished",)),
               "" if math.isnan(as_float(info.get("seconds"))) else f"; {format_duration(info['seconds'])} of run time",
-              "."),
+              ".", over),
     ]
     if run.notes:
         blocks += [Heading(2, "Missing or incomplete"), Notes(tuple(run.notes))]
-    blocks.append(Heading(2, "Run"))
+    return blocks
+
+
+def run_configuration(run: RunRecord) -> list[Block]:
+    """The stores, tasks, configuration and versions: after the results, for reference."""
+    info = run.info
+    blocks: list[Block] = [Heading(2, "Run configuration")]
     stores = info.get("stores") or []
     blocks.append(Heading(3, "Stores"))
     if isinstance(stores, (str, Mapping)):
@@ -63,7 +70,12 @@ def run_header(run: RunRecord, title: str) -> list[Block]:
     blocks.append(BulletList(tuple((Code(str(s)),) for s in stores)) if stores else paragraph("No store recorded."))
     blocks.append(Heading(3, "Tasks"))
     tasks = [t for t in info.get("tasks") or [] if isinstance(t, Mapping)]
-    if tasks:
+    if tasks and any("role" in t for t in tasks):
+        blocks.append(table(("task", "networks", "role"),
+                             ((Code(str(t.get("name", DASH))), str(t.get("n_networks", DASH)),
+                               str(t.get("role", DASH))) for t in tasks),
+                             (False, True, False)))
+    elif tasks:
         blocks.append(table(("task", "networks"),
                              ((Code(str(t.get("name", DASH))), str(t.get("n_networks", DASH))) for t in tasks),
                              (False, True)))
@@ -96,51 +108,6 @@ def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> list[tuple[str, st
         else:
             out.append((key, json.dumps(v, ensure_ascii=False, default=str)))
     return out
-
-
-def programs_section(run: RunRecord, tasks: list[str]) -> list[Block]:
-    """The summary table: per program its fitness and tau/rho/valid per task, recomputed."""
-    blocks: list[Block] = [
-        Heading(2, "Programs"),
-        paragraph("Kendall tau-b and Spearman rho of each program's network scores with the accuracies, "
-              "recomputed from ", Code("scores/<program>.csv"), " with scipy over the networks whose "
-              "score is finite (", Code("valid"), " counts them). Fitness is the value evolution "
-              "recorded for the program (NaN: invalid on some network), over the tasks as the "
-              "configuration combines them."),
-    ]
-    header = ["program", "role", "generation", "fitness"]
-    numeric = [False, False, True, True]
-    for t in tasks:
-        suffix = f" ({t})" if len(tasks) > 1 else ""
-        header += [f"tau{suffix}", f"rho{suffix}", f"valid{suffix}"]
-        numeric += [True, True, True]
-    header.append("formula")
-    numeric.append(False)
-    rows = []
-    for name in run.program_names():
-        prog = run.program(name)
-        meta = prog.meta if prog is not None else {}
-        row: list[Inline] = [
-            Code(name),
-            str(meta.get("role", "reference" if name == REFERENCE else DASH)),
-            str(meta["generation"]) if "generation" in meta else DASH,
-            format_number(meta.get("fitness", MISSING)),
-        ]
-        frame = run.scores.get(name)
-        corr = score_correlations(frame, tasks) if frame is not None else None
-        for t in tasks:
-            if corr is None:
-                row += [DASH, DASH, "no scores"]
-            else:
-                c = corr.loc[t]
-                row += [format_number(c["tau"]), format_number(c["rho"]), f"{int(c['n_valid'])}/{int(c['n'])}"]
-        if prog is not None:
-            row.append(Code(prog.formula()))
-        else:
-            row.append("could not be loaded" if name in run.programs else "no program file")
-        rows.append(row)
-    blocks.append(table(header, rows, numeric))
-    return blocks
 
 
 def generation_log(run: RunRecord) -> list[Block]:
