@@ -71,6 +71,16 @@ def test_out_that_is_a_file(tiny_store, tmp_path, capsys, command):
     assert "taken" in line and ("is a file" in line or "cannot write" in line or "Not a directory" in line), line
 
 
+def test_report_out_that_is_a_file(tmp_path, capsys):
+    f = tmp_path / "taken"
+    f.write_text("x")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text("{}")
+    line = _one_line(capsys, ["report", str(run), str(run), "--out", str(f)])
+    assert "taken" in line, line
+
+
 def test_checkpoint_json_nested_too_deeply_is_one_line(tmp_path):
     from eznas_store.search.checkpoint import _load_checkpoint_json
 

@@ -116,7 +116,7 @@ def write_comparison(run_dirs: Sequence[str | os.PathLike[str]], out: str | os.P
         raise DataNotFoundError("compare needs at least one run directory")
     runs = [read_run(d) for d in run_dirs]
     out_dir = Path(out)
-    (out_dir / "plots").mkdir(parents=True, exist_ok=True)
+    outputs.ensure_dir(out_dir / "plots")
     labels = [f"{r.path.name}: {variant_label(r)}" for r in runs]
     header, rows = _comparison_rows(runs)
     title = title or "EZNAS runs compared"

@@ -159,7 +159,7 @@ def write_report(run_dir: str | os.PathLike[str], *, title: str | None = None) -
     title = title or f"EZNAS run {run.path.resolve().name}"
     tasks = run.task_names()
     plots_dir = run.path / "plots"
-    plots_dir.mkdir(exist_ok=True)
+    outputs.ensure_dir(plots_dir)
     groups = program_groups(run)
     blocks: list[Block] = [
         *run_header(run, title),
