@@ -39,14 +39,20 @@ def ingest(
     proxy_batch_size: Annotated[int, typer.Option("--proxy-batch-size", help="Batch of the proxies (0: the statistics batch; NASLib used 64).")] = 0,
     redo_broken: Annotated[bool, typer.Option("--redo-broken", help="Recollect networks whose chunks 'verify' finds broken.")] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Ingest even if the estimated size exceeds the free disk.")] = False,
     job: JobOption = None,
 ) -> None:
-    """Collect the 22 EZNAS statistics of each network into a Zarr store (resumable, shardable)."""
+    """Collect the 22 EZNAS statistics of each network into a Zarr store (resumable, shardable).
+
+    First prints the plan (networks, estimated disk and time) and refuses one larger than
+    the free disk unless --yes; the default --networks all is 15,625 NB201 cells.
+    """
     given = dict(locals())
     from eznas_store.sources.tables import parse_network_selection
     from eznas_store.terminals import DEFAULT_PERTURB_SCALE
     from eznas_store.ingest.config import IngestConfig, parse_shard
     from eznas_store.ingest.driver import run_ingest
+    from eznas_store.ingest.estimate import plan_announcer
 
     o = with_job(ctx, job, "ingest", given)
     (store, dataset, space, benchmark, data_root, networks, seed, batch_size, structure, perturb_scale, shard,
@@ -62,10 +68,10 @@ def ingest(
         structure=structure, perturb_scale=DEFAULT_PERTURB_SCALE if perturb_scale is None else perturb_scale,
         shard=parse_shard(shard), device=device, chunk_networks=chunk_networks,
         accuracy_column=accuracy_column, image_size=image_size, C=channels, N=cells,
-        proxies=not no_proxies, proxy_batch_size=proxy_batch_size, redo_broken=redo_broken,
-        progress=not no_progress,
+        proxies=not o["no_proxies"], proxy_batch_size=o["proxy_batch_size"], redo_broken=o["redo_broken"],
+        progress=not o["no_progress"],
     )
-    report = run_ingest(cfg)
+    report = run_ingest(cfg, on_plan=plan_announcer(typer.echo, yes=bool(o["yes"])))
     typer.echo(report.line())
 
 
@@ -92,12 +98,44 @@ def verify(
 
 
 @app.command()
-def info(store: Annotated[str, typer.Argument(help="Store path or URL.")]) -> None:
+def info(
+    store: Annotated[str, typer.Argument(help="Store path or URL.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout (NaN as null).")] = False,
+) -> None:
     """Print a store's summary: plan, completion, sizes and accuracy range."""
     from eznas_store.store.reader import open_store
     from eznas_store.store.verify import store_summary
 
+    if json_out:
+        from eznas_store.fitness.scores import json_text
+
+        typer.echo(json_text(_info_json(open_store(store))))
+        return
     typer.echo(store_summary(open_store(store)))
+
+
+def _info_json(s) -> dict:
+    """``info --json``: the plan's main fields, completion and every accuracy column's range."""
+    import numpy as np
+
+    p = s.plan
+
+    def spread(values) -> dict:
+        a = np.asarray(values, dtype=np.float64)
+        a = a[np.isfinite(a)]
+        return {"min": a.min() if a.size else None, "mean": a.mean() if a.size else None,
+                "max": a.max() if a.size else None, "n_finite": int(a.size)}
+
+    return {
+        "url": s.url, "space": p.space, "dataset": p.dataset, "n_networks": s.n_networks,
+        "complete": int(s.complete().sum()), "chunk_networks": s.chunk_networks,
+        "structure": p.collect.structure, "batch_size": p.collect.batch_size, "seed": p.collect.seed,
+        "image_size": p.image_size, "num_classes": p.num_classes, "C": p.C, "N": p.N,
+        "benchmark": p.benchmark, "accuracy_column": p.accuracy_column,
+        "accuracy_columns": {c: spread(v) for c, v in p.accuracies.items()},
+        "proxies": list(p.proxies), "proxy_batch_size": p.proxy_batch_size,
+        "format_version": s.meta.get("format_version"),
+    }
 
 
 @app.command()

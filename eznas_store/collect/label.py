@@ -136,9 +136,9 @@ class LabelConfig:
             raise ConfigError(f"--seed must be a non-negative integer, not {self.seed!r}")
         if not _is_int(self.epochs) or self.epochs < 1:
             raise ConfigError(f"--epochs must be a positive integer, not {self.epochs!r}")
-        if not _is_int(self.batch_size) or self.batch_size < 2:
+        if not _is_int(self.batch_size) or not 2 <= self.batch_size <= 4096:
             raise ConfigError(
-                f"--batch-size must be an integer >= 2 (BatchNorm needs 2 samples), "
+                f"--batch-size must be an integer from 2 (BatchNorm needs 2 samples) to 4096, "
                 f"not {self.batch_size!r}"
             )
         if not _is_real(self.lr) or not (math.isfinite(self.lr) and self.lr > 0):
@@ -150,11 +150,13 @@ class LabelConfig:
             math.isfinite(self.weight_decay) and self.weight_decay >= 0
         ):
             raise ConfigError(f"--weight-decay must be >= 0, not {self.weight_decay!r}")
-        for name in ("C", "N", "image_size"):
+        # the bounds of ingest's check_sizes (collect cannot import ingest): past them a run
+        # exhausts memory instead of finishing
+        for name, flag, hi in (("C", "--channels/--C", 1024), ("N", "--cells/--N", 64),
+                               ("image_size", "--image-size", 1024)):
             value = getattr(self, name)
-            if value is not None and (not _is_int(value) or value < 1):
-                flag = "--image-size" if name == "image_size" else f"--{name}"
-                raise ConfigError(f"{flag} must be a positive integer, not {value!r}")
+            if value is not None and (not _is_int(value) or not 1 <= value <= hi):
+                raise ConfigError(f"{flag} must be an integer from 1 to {hi}, not {value!r}")
         if self.threads is not None and (not _is_int(self.threads) or self.threads < 1):
             raise ConfigError(f"--threads must be a positive integer, not {self.threads!r}")
         if not isinstance(self.device, str) or not (

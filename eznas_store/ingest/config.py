@@ -2,10 +2,34 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
+from typing import Any
 
 from eznas_store.errors import ConfigError
 from eznas_store.terminals import DEFAULT_PERTURB_SCALE
+
+#: upper bounds of the network-size options: far beyond any benchmark's, a run past them
+#: exhausts memory instead of finishing (NB201 is C=16, N=5, 32 px; NASLib's batch is 64)
+MAX_C, MAX_N, MAX_IMAGE_SIZE, MAX_BATCH = 1024, 64, 1024, 4096
+
+
+def is_int(v: Any) -> bool:
+    """An integer, not a bool (``True`` is an ``int`` to Python, never a count to a user)."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def check_sizes(*, C: Any = None, N: Any = None, image_size: Any = None, batch_size: Any = None,
+                seed: Any = None) -> None:
+    """A one-line ``ConfigError`` naming the CLI flag of the first out-of-range option
+    (``None`` values are not checked: they mean the default)."""
+    for flag, value, hi in (("--channels", C, MAX_C), ("--cells", N, MAX_N),
+                            ("--image-size", image_size, MAX_IMAGE_SIZE), ("--batch-size", batch_size, MAX_BATCH)):
+        if value is not None and (not is_int(value) or not 1 <= value <= hi):
+            raise ConfigError(f"{flag} must be an integer from 1 to {hi}, got {value!r}")
+    if seed is not None and (not is_int(seed) or seed < 0):
+        raise ConfigError(f"--seed must be a non-negative integer, got {seed!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,8 +68,17 @@ class IngestConfig:
             raise ConfigError(f"--device must be auto, cpu or cuda[:k], got {self.device!r}")
         if isinstance(self.networks, int) and self.networks < 1:
             raise ConfigError(f"--networks must be at least 1, got {self.networks}")
-        if self.chunk_networks < 0:
-            raise ConfigError("--chunk-networks must be >= 0 (0 chooses automatically)")
+        if not is_int(self.chunk_networks) or self.chunk_networks < 0:
+            raise ConfigError(f"--chunk-networks must be >= 0 (0 chooses automatically), got {self.chunk_networks!r}")
+        check_sizes(C=self.C, N=self.N, image_size=self.image_size, batch_size=self.batch_size, seed=self.seed)
+        if not is_int(self.proxy_batch_size) or not 0 <= self.proxy_batch_size <= MAX_BATCH:
+            raise ConfigError(f"--proxy-batch-size must be an integer from 0 (the statistics batch) to "
+                              f"{MAX_BATCH}, got {self.proxy_batch_size!r}")
+        if self.structure not in ("rcb", "cbr"):
+            raise ConfigError(f"--structure must be rcb or cbr, got {self.structure!r}")
+        if not (isinstance(self.perturb_scale, (int, float)) and math.isfinite(self.perturb_scale)
+                and self.perturb_scale >= 0):
+            raise ConfigError(f"--perturb-scale must be a finite number >= 0, got {self.perturb_scale!r}")
 
 
 def parse_shard(text: str) -> tuple[int, int]:

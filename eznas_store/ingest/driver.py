@@ -18,6 +18,7 @@ import datetime as _dt
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +26,7 @@ from tqdm.auto import tqdm
 
 from eznas_store.collect.statistics import resolve_device
 from eznas_store.ingest.config import IngestConfig
+from eznas_store.ingest.estimate import IngestEstimate, estimate_ingest
 from eznas_store.ingest.layout import create_or_open, plan_layout
 from eznas_store.ingest.networks import collect_network, network_arrays, proxies_for_network
 from eznas_store.ingest.plan import plan_ingest, proxy_batch
@@ -54,11 +56,18 @@ class IngestReport:
                 f"{self.skipped} already complete, {self.seconds:.1f} s ({rate:.2f} networks/s) → {self.store}")
 
 
-def run_ingest(cfg: IngestConfig, *, redo: set[int] | None = None) -> IngestReport:
-    """Collect every network of this shard that the store does not hold yet."""
+def run_ingest(cfg: IngestConfig, *, redo: set[int] | None = None,
+               on_plan: Callable[[IngestEstimate], None] | None = None) -> IngestReport:
+    """Collect every network of this shard that the store does not hold yet.
+
+    ``on_plan`` sees the plan's estimate (networks, bytes, time) before the store is
+    created or anything collected; it may raise to refuse the plan (the CLI does).
+    """
     t0 = time.perf_counter()
     device = resolve_device(cfg.device)
     plan, batch, labels = plan_ingest(cfg)
+    if on_plan is not None:
+        on_plan(estimate_ingest(cfg, plan))
     store = create_or_open(cfg.store, plan, data_batch=batch, data_labels=labels)
     _record_run(store, cfg, plan, device)
     data = torch.from_numpy(store.data_batch())

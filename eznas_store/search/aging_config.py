@@ -20,6 +20,7 @@ import numpy as np
 
 from eznas_store.collect.proxies.registry import PROXY_NAMES
 from eznas_store.errors import ConfigError
+from eznas_store.ingest.config import check_sizes
 from eznas_store.programs.named import NAMED_PROGRAMS
 from eznas_store.sources.datasets import DATASETS
 from eznas_store.sources.spaces import SPACES
@@ -173,10 +174,7 @@ class SearchConfig:
             raise ConfigError(f"--perturb-scale must be a finite number >= 0, got {self.perturb_scale!r}")
         if self.to_scalar not in (None, "mean", "l2"):
             raise ConfigError(f"--to-scalar must be 'mean' or 'l2', got {self.to_scalar!r}")
-        for name in ("image_size", "C", "N"):
-            v = getattr(self, name)
-            if v is not None and (not _is_int(v) or v < 1):
-                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        check_sizes(C=self.C, N=self.N, image_size=self.image_size, batch_size=self.batch_size)
 
 
 def _is_int(v: Any) -> bool:

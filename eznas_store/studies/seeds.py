@@ -57,8 +57,8 @@ from tqdm.auto import tqdm
 from eznas_store.errors import ConfigError
 from eznas_store.fitness.scores import summarise
 from eznas_store.fitness.storeless import score_storeless
-from eznas_store.ingest.config import IngestConfig
-from eznas_store.outputs import figure, json_safe, package_versions, png, write_atomic
+from eznas_store.ingest.config import IngestConfig, check_sizes
+from eznas_store.outputs import ensure_dir, figure, json_safe, package_versions, png, write_atomic
 from eznas_store.programs.codec import load_program, program_to_json
 from eznas_store.programs.tree import Program
 from eznas_store.sources import tables as benchmarks
@@ -141,6 +141,7 @@ class SeedsConfig:
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+        check_sizes(C=self.C, N=self.N, image_size=self.image_size, batch_size=self.batch_size)
 
     @property
     def seed_list(self) -> list[int]:
@@ -233,7 +234,7 @@ def run_seeds(cfg: SeedsConfig) -> SeedsResult:
     programs = [dataclasses.replace(p, name=lab) for p, lab in zip(loaded, labels)]
     plan = seed_plan(cfg)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out)
     runs = _score_plan(cfg, plan, programs, labels, out / PARTIAL)
     summary = {(m, lab): _summary([r for r in runs if r.mode == m and r.program == lab])
                for m in cfg.modes for lab in labels}
