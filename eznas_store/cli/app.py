@@ -56,6 +56,40 @@ def with_job(ctx: typer.Context, job: str | None, section: str, given: dict) -> 
     return job_options(job, section, given, explicit)
 
 
+#: one help text per flag that several commands share, so a flag reads alike everywhere
+HELP: dict[str, str] = {
+    "--no-progress": "No progress bars (for logs and batch jobs).",
+    "--seed": "Seed of everything random in this command (sample, batch, init, noise, evolution); >= 0.",
+    "--first-seed": "First of the consecutive seeds to run.",
+    "--dataset": "cifar10, cifar100, imagenet16-120 or digits.",
+    "--data-root": "Folder of the dataset in its published format (pickles or image folders).",
+    "--space": "Search space (nb201).",
+    "--benchmark": "Benchmark table (CSV[.gz]) with arch and accuracy columns.",
+    "--networks": "A number (seeded sample), 'all', a cell string or a file of cells.",
+    "--batch-size": "Images per pass (ingest default 1 as EZNAS collects; scoring default 16 as EZNAS-A is scored).",
+    "--structure": "Block unit: rcb (ReLU-Conv-BN, EZNAS) or cbr (Conv-BN-ReLU).",
+    "--device": "auto (CUDA if present), cpu or cuda[:k].",
+    "--image-size": "Resize images to this size (digits only).",
+    "--channels": "Skeleton width C (default: the benchmark's).",
+    "--cells": "Cells per stage N (default: the benchmark's).",
+    "--workers": "Local Dask worker processes (0: in-process).",
+    "--scheduler": "Address of an existing Dask scheduler to use instead of local workers.",
+    "--threads": "Torch threads of the collector (1 keeps results bit-reproducible).",
+    "--population": "Programs per generation (mu and lambda follow it unless given).",
+    "--cxpb": "Crossover probability (DEAP varOr).",
+    "--mutpb": "Mutation probability (DEAP varOr).",
+    "--tournament": "Tournament size of selection.",
+    "--min-depth": "Smallest tree depth of random programs.",
+    "--max-depth": "Largest tree depth (random programs and after variation).",
+    "--generations": "Generations to evolve (the paper: 15).",
+    "--max-networks": "Use only the first N usable networks of each store.",
+    "--abs-tau": "Use |tau| as the released EZNAS code did.",
+    "--to-scalar": "Per-block reduction of a program's output: mean (EZNAS) or l2.",
+    "--accuracy-column": "Benchmark accuracy column used as the label.",
+    "--epochs": "Training epochs per cell.",
+    "--lr": "Learning rate (SGD with cosine decay).",
+}
+
 JobOption = Annotated[Optional[str], typer.Option("--job", help="TOML job file (jobs/*.toml); flags override it.")]
 
 

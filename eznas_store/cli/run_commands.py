@@ -31,6 +31,7 @@ def evolve(
     generations: Annotated[int, typer.Option("--generations")] = 15,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     combine: Annotated[str, typer.Option("--combine", help="min (EZNAS) or mean over tasks.")] = "min",
+    accuracy_column: Annotated[Optional[list[str]], typer.Option("--accuracy-column", help="Label column of the STOREs (default: the one chosen at ingest). Repeatable: each store x each column is one task.")] = None,
     abs_tau: Annotated[bool, typer.Option("--abs-tau", help="Use |tau| as the released EZNAS code did.")] = False,
     to_scalar: Annotated[str, typer.Option("--to-scalar", help="Per-block reduction: mean or l2.")] = "mean",
     workers: Annotated[int, typer.Option("--workers", help="Local Dask worker processes (0: in-process).")] = 2,
@@ -59,24 +60,39 @@ def evolve(
         fail("evolve needs at least one STORE and --out (on the command line or in --job)")
     o["stores"] = tuple(o["stores"])
     o["problems"] = tuple(o.get("problems") or ())
+    o["accuracy_columns"] = tuple(o.pop("accuracy_column") or ()) or None
     cfg = EvolveConfig(**o, progress=not no_progress)
     res = run_evolve(cfg, resume=resume)
-    best = res.best_final
-    fit = best.meta.get("fitness")
-    fit = f"{fit:.4f}" if isinstance(fit, (int, float)) else "n/a"
-    typer.echo(f"evolved {res.generations} generations in {res.seconds:.1f} s; best of the final population: "
-               f"tau {fit}: {best.formula()}")
+    typer.echo(_evolve_summary(cfg, res))
     if cfg.over == "proxies":
         typer.echo((res.out / "cross_problem" / "matrix.txt").read_text().rstrip())
     typer.echo(f"programs in {res.out / 'programs'}; report with: eznas-store report {res.out}")
+
+
+def _evolve_summary(cfg, res) -> str:
+    """The best final program's fitness, saying what it combines: which tasks, which labels."""
+    import json
+
+    best = res.best_final
+    fit = best.meta.get("fitness")
+    fit = f"{fit:.4f}" if isinstance(fit, (int, float)) else "n/a"
+    where = ""
+    if cfg.over == "statistics":
+        tasks = json.loads((res.out / "run.json").read_text()).get("tasks") or []
+        names = [f"{t.get('name')} (label {t['label']})" if t.get("label") else str(t.get("name")) for t in tasks]
+        where = f" ({cfg.combine} over {'; '.join(names)})" if len(names) > 1 else f" (on {''.join(names)})"
+    return (f"evolved {res.generations} generations in {res.seconds:.1f} s; best of the final population: "
+            f"tau {fit}{where}: {best.formula()}")
 
 
 @app.command()
 def score(
     store: Annotated[Optional[str], typer.Argument(help="Store to score (omit to collect on the fly).")] = None,
     program: Annotated[Optional[list[str]], typer.Option("--program", help="Program JSON file or a name (eznas-a). Repeatable.")] = None,
-    proxy: Annotated[Optional[list[str]], typer.Option("--proxy", help="A hand-crafted proxy stored by ingest (synflow, nwot, ...). Repeatable.")] = None,
-    out: Annotated[Optional[str], typer.Option("--out", help="CSV of per-network scores.")] = None,
+    proxy: Annotated[Optional[list[str]], typer.Option("--proxy", help="A hand-crafted proxy (synflow, nwot, ...): the values ingest stored, or computed on the fly without a STORE. Repeatable.")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="CSV of per-network scores (program, task, label, network, arch, accuracy, score).")] = None,
+    accuracy_column: Annotated[Optional[str], typer.Option("--accuracy-column", help="Label to correlate with: any accuracy column the store (or --benchmark) holds (default: the one chosen at ingest).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout (unrounded; NaN as null).")] = False,
     to_scalar: Annotated[Optional[str], typer.Option("--to-scalar", help="Override the programs' reduction: mean or l2.")] = None,
     workers: Annotated[int, typer.Option("--workers", help="Dask workers for store scoring (0: in-process).")] = 0,
     space: Annotated[str, typer.Option("--space")] = "nb201",
@@ -93,54 +109,63 @@ def score(
     cells: Annotated[Optional[int], typer.Option("--cells")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
 ) -> None:
-    """Kendall tau and Spearman rho of programs, from a store or straight from networks (no store)."""
+    """Kendall tau and Spearman rho of programs and proxies, from a store or straight from networks (no store)."""
     from eznas_store.programs.codec import load_program
-    from eznas_store.fitness.engine import Engine, score_store
-    from eznas_store.fitness.scores import summarise, write_scores_csv
-    from eznas_store.fitness.storeless import score_storeless
 
-    if proxy:
-        _score_stored_proxies(store, proxy, out)
-        if not program:
-            return
-    programs = [load_program(p) for p in (program or ["eznas-a"])]
+    if store is None and dataset is None:
+        fail("score without a STORE needs --dataset (and --benchmark, --data-root) to collect on the fly")
+    programs = [load_program(p) for p in (program or ([] if proxy else ["eznas-a"]))]
     if store is not None:
-        with Engine(workers=workers, progress=not no_progress) as engine:
-            results = score_store(store, programs, engine=engine, to_scalar=to_scalar)
+        results = _score_store(store, programs, proxy or [], accuracy_column, to_scalar, workers, no_progress)
     else:
-        if dataset is None:
-            fail("score without a STORE needs --dataset (and --benchmark, --data-root) to collect on the fly")
-        from eznas_store.sources.tables import parse_network_selection
         from eznas_store.ingest.config import IngestConfig
+        from eznas_store.sources.tables import parse_network_selection
 
         sel = parse_network_selection(networks)
         cfg = IngestConfig(store="", dataset=dataset, space=space, benchmark=benchmark, data_root=data_root,
                            networks=tuple(sel) if isinstance(sel, list) else sel, seed=seed,
                            batch_size=batch_size, structure=structure, device=device, image_size=image_size,
-                           C=channels, N=cells, progress=not no_progress)
-        results = score_storeless(cfg, programs, to_scalar=to_scalar, progress=not no_progress)
-    for r in results:
-        typer.echo(r.line())
+                           C=channels, N=cells, accuracy_column=accuracy_column, progress=not no_progress)
+        results = _score_on_the_fly(cfg, programs, proxy or [], to_scalar, no_progress)
+    _print_results(results, out, json_out)
+
+
+def _score_store(store: str, programs: list, proxies: list[str], accuracy_column: str | None,
+                 to_scalar: str | None, workers: int, no_progress: bool) -> list:
+    """``score STORE``: the stored proxies' values and the programs, against one label."""
+    from eznas_store.fitness.engine import Engine, score_store
+    from eznas_store.studies.compare import stored_proxy_results
+
+    results = stored_proxy_results(store, proxies, accuracy_column=accuracy_column) if proxies else []
+    if programs:
+        with Engine(workers=workers, progress=not no_progress) as engine:
+            results += score_store(store, programs, engine=engine, to_scalar=to_scalar,
+                                   accuracy_column=accuracy_column)
+    return results
+
+
+def _score_on_the_fly(cfg, programs: list, proxies: list[str], to_scalar: str | None, no_progress: bool) -> list:
+    """``score`` without a STORE: proxies and statistics collected network by network, discarded."""
+    from eznas_store.fitness.storeless import score_storeless, score_storeless_proxies
+
+    results = score_storeless_proxies(cfg, proxies, progress=not no_progress) if proxies else []
+    if programs:
+        results += score_storeless(cfg, programs, to_scalar=to_scalar, progress=not no_progress)
+    return results
+
+
+def _print_results(results: list, out: str | None, json_out: bool) -> None:
+    """One line per result (4 decimals), or with ``json_out`` only JSON on stdout; then the CSV."""
+    from eznas_store.fitness.scores import json_text, result_json, write_scores_csv
+
+    if json_out:
+        typer.echo(json_text([result_json(r) for r in results]))
+    else:
+        for r in results:
+            typer.echo(r.line())
     if out:
         write_scores_csv(out, results)
-        typer.echo(f"per-network scores → {out}")
-
-
-def _score_stored_proxies(store: str | None, proxy: list[str], out: str | None) -> None:
-    """``score --proxy``: the values ingest stored, against the store's label."""
-    from eznas_store.fitness.scores import summarise, write_scores_csv
-    from eznas_store.studies.compare import proxy_scores
-
-    if store is None:
-        fail("--proxy reads the values ingest stored: give a STORE")
-    results = []
-    for name in proxy:
-        values, acc, nets = proxy_scores(store, name)
-        results.append(summarise(name, store, values, acc, [""] * len(nets), nets))
-    for r in results:
-        typer.echo(r.line())
-    if out:
-        write_scores_csv(out, results)
+        typer.echo(f"per-network scores → {out}", err=json_out)
 
 
 @app.command()

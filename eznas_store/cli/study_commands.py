@@ -20,25 +20,36 @@ def compare(
     store: Annotated[str, typer.Argument(help="A store ingested with hand-crafted proxies.")],
     program: Annotated[Optional[list[str]], typer.Option("--program", help="Program JSON files to add (EZNAS-A is always there).")] = None,
     out: Annotated[Optional[str], typer.Option("--out", help="Folder for compare.csv and compare.png.")] = None,
+    accuracy_column: Annotated[Optional[str], typer.Option("--accuracy-column", help="Label to correlate with: any accuracy column the store holds (default: the one chosen at ingest).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the rows as JSON on stdout (unrounded; NaN as null).")] = False,
     suitezero: Annotated[Optional[str], typer.Option("--suitezero", help="A NAS-Bench-Suite-Zero zc_*.json[.gz] to compare our proxy values with.")] = None,
     task: Annotated[str, typer.Option("--task", help="Suite-Zero task (cifar10, ImageNet16-120, ...).")] = "cifar10",
     workers: Annotated[int, typer.Option("--workers")] = 0,
 ) -> None:
     """Kendall tau and Spearman rho of every hand-crafted proxy, EZNAS-A and given programs."""
-    from eznas_store.studies.compare import compare_store, format_table, suitezero_agreement, write_outputs
+    from eznas_store.studies.compare import compare_store, format_table, rows_json, suitezero_agreement, write_outputs
     from eznas_store.fitness.engine import Engine
+    from eznas_store.fitness.scores import json_text
 
     with Engine(workers=workers) as engine:
-        rows = compare_store(store, programs=program or [], engine=engine)
-    title = f"{store}: {rows[0].n if rows else 0} networks"
-    typer.echo(format_table(rows, title))
+        rows = compare_store(store, programs=program or [], engine=engine, accuracy_column=accuracy_column)
+    label = rows[0].label if rows else ""
+    title = f"{store}: {rows[0].n if rows else 0} networks, against {label}"
+    agreement = suitezero_agreement(store, suitezero, task=task) if suitezero else None
+    if json_out:
+        doc = {"store": store, "label": label, "rows": rows_json(rows)}
+        if agreement is not None:
+            doc["suitezero"] = [{"proxy": name, "common": n, "spearman_rho": rho} for name, n, rho in agreement]
+        typer.echo(json_text(doc))
+    else:
+        typer.echo(format_table(rows, title))
     if out:
         csv_path, png_path = write_outputs(rows, out, title)
-        typer.echo(f"table → {csv_path}; plot → {png_path}")
-    if suitezero:
+        typer.echo(f"table → {csv_path}; plot → {png_path}", err=json_out)
+    if agreement is not None and not json_out:
         typer.echo(f"\nour proxy values vs NAS-Bench-Suite-Zero ({suitezero}, task {task}), Spearman rho per proxy:")
-        for name, n, rho in suitezero_agreement(store, suitezero, task=task):
-            typer.echo(f"  {name:<10} {rho:7.3f}  ({n} common cells)")
+        for name, n, rho in agreement:
+            typer.echo(f"  {name:<10} {rho:7.4f}  ({n} common cells)")
 
 
 @app.command()

@@ -11,7 +11,7 @@ Programs travel to workers as plain JSON, never as DEAP objects or pickled code.
 Example
 -------
 >>> with Engine(workers=2) as engine:                                   # doctest: +SKIP
-...     task = load_task("s.zarr")
+...     task = load_task("s.zarr")                  # or load_task(url, accuracy_column="...")
 ...     result = engine.score([NAMED_PROGRAMS["eznas-a"]], [task])
 """
 
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from eznas_store.errors import ConfigError, StoreError
+from eznas_store.errors import ConfigError, StoreError, UnknownNameError
 from eznas_store.evaluate.population import ChunkScores, merge_chunk_scores
 from eznas_store.fitness.chunk_scoring import StoreCache, score_chunk
 from eznas_store.fitness.correlations import Fitness, population_fitness
@@ -58,28 +58,54 @@ class Task:
     archs: tuple[str, ...]
     chunks: tuple[tuple[int, int], ...]
     structure: str = "rcb"  # how the store's statistics were collected (reports name variants by it)
+    #: the accuracy column ``accuracy`` holds (the fitness label every tau of this task is against)
+    label: str = ""
 
     @property
     def n(self) -> int:
         return int(len(self.networks))
 
 
-def load_task(url: str, *, name: str | None = None, max_networks: int | None = None) -> Task:
-    """Open a store as an evolution/test task; refuses stores without usable networks."""
+def label_values(store, column: str | None = None) -> tuple[str, np.ndarray]:
+    """``(column, accuracies)`` of one of the store's accuracy columns (None: the one chosen
+    at ingest, which the store's ``accuracy`` array holds); an unknown name lists them all."""
+    default = store.plan.accuracy_column
+    columns = list(store.plan.accuracies)
+    if column is None or column == default or (column == "accuracy" and column not in columns):
+        return default, store.accuracy()
+    if column not in columns:
+        raise UnknownNameError(f"store {store.url} has no accuracy column {column!r} (it has: "
+                               f"{', '.join(columns)}; default {default})")
+    values = store.column(column) if store.has_array(column) else store.plan.accuracies[column]
+    return column, np.asarray(values, dtype=np.float64)
+
+
+def load_task(url: str, *, name: str | None = None, max_networks: int | None = None,
+              accuracy_column: str | None = None) -> Task:
+    """Open a store as an evolution/test task; refuses stores without usable networks.
+
+    ``accuracy_column``: the label the task's fitness is against, any accuracy column the
+    store keeps (None: the one chosen at ingest). A task named by default carries a
+    non-default label in its name (``...:store.zarr@column``), so tasks stay distinct.
+    """
     store = open_store(url)
-    ok = store.complete() & np.isfinite(store.accuracy())
+    label, accuracy = label_values(store, accuracy_column)
+    ok = store.complete() & np.isfinite(accuracy)
     idx = np.flatnonzero(ok)
     if max_networks is not None:
         idx = idx[:max_networks]
     if len(idx) < 2:
-        raise StoreError(f"store {url} has {len(idx)} complete networks with an accuracy; "
+        raise StoreError(f"store {url} has {len(idx)} complete networks with an accuracy ({label}); "
                          "fitness needs at least 2 (run ingest to completion first)")
     keep = set(idx.tolist())
     chunks = tuple((lo, hi) for lo, hi in store.chunk_ranges() if any(n in keep for n in range(lo, hi)))
-    label = name or f"{store.plan.space}-{store.plan.dataset}:{os.path.basename(str(url).rstrip('/'))}"
-    return Task(url=str(url), name=label, networks=idx, accuracy=store.accuracy()[idx],
+    if name is None:
+        name = f"{store.plan.space}-{store.plan.dataset}:{os.path.basename(str(url).rstrip('/'))}"
+        if label != store.plan.accuracy_column:
+            name += f"@{label}"
+    return Task(url=str(url), name=name, networks=idx, accuracy=accuracy[idx],
                 archs=tuple(store.plan.archs[i] for i in idx), chunks=chunks,
-                structure=store.plan.collect.structure)
+                structure=store.plan.collect.structure, label=label)
 
 
 @dataclass
@@ -207,9 +233,10 @@ class Engine:
 
 
 def score_store(url: str, programs: Sequence[Program], *, engine: Engine | None = None,
-                to_scalar: str | None = None) -> list[ScoreResult]:
-    """Score programs on a store's networks (one Dask task per chunk)."""
-    task = load_task(url)
+                to_scalar: str | None = None, accuracy_column: str | None = None) -> list[ScoreResult]:
+    """Score programs on a store's networks (one Dask task per chunk), against the label
+    ``accuracy_column`` (None: the one chosen at ingest)."""
+    task = load_task(url, accuracy_column=accuracy_column)
     own = engine is None
     engine = engine or Engine(workers=0)
     try:
@@ -218,4 +245,4 @@ def score_store(url: str, programs: Sequence[Program], *, engine: Engine | None 
         if own:
             engine.close()
     return [summarise(p.name or p.formula(), task.name, res.scores[0][i], task.accuracy, task.archs,
-                      task.networks, res.reasons[0][i]) for i, p in enumerate(programs)]
+                      task.networks, res.reasons[0][i], label=task.label) for i, p in enumerate(programs)]

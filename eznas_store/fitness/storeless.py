@@ -1,11 +1,14 @@
 """Scoring without a store: collect a network's statistics, evaluate the programs, discard.
 
 The statistics go through the same chunk builder as store reads, so a network scores
-the same collected or stored (``tests/test_score_evolve.py`` checks it).
+the same collected or stored (``tests/test_score_evolve.py`` checks it). Hand-crafted
+proxies (``score_storeless_proxies``) are computed by the function ingest stores them
+with, on the same batch and per-network init seed, so they equal a store's values too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,13 +16,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from eznas_store.collect.proxies.registry import check_proxy_names
 from eznas_store.collect.statistics import resolve_device, stored_subset
 from eznas_store.evaluate.chunk import chunk_from_raw
 from eznas_store.evaluate.population import ChunkScores, evaluate_population
 from eznas_store.fitness.engine import require_statistics_programs
 from eznas_store.fitness.scores import ScoreResult, summarise
-from eznas_store.ingest.networks import collect_network
-from eznas_store.ingest.plan import plan_ingest
+from eznas_store.ingest.networks import collect_network, proxies_for_network
+from eznas_store.ingest.plan import plan_ingest, proxy_batch
 from eznas_store.programs.tree import Program
 
 
@@ -54,5 +58,38 @@ def score_storeless(cfg, programs: Sequence[Program], *, to_scalar: str | None =
             bar.update(1)
     acc = np.asarray(plan.accuracies[plan.accuracy_column], dtype=np.float64)
     name = f"{plan.space}-{plan.dataset} ({n} networks, batch {plan.collect.batch_size}, no store)"
-    return [summarise(p.name or p.formula(), name, scores[k], acc, plan.archs, np.arange(n), reasons[k])
+    return [summarise(p.name or p.formula(), name, scores[k], acc, plan.archs, np.arange(n), reasons[k],
+                      label=plan.accuracy_column)
             for k, p in enumerate(programs)]
+
+
+def score_storeless_proxies(cfg, names: Sequence[str], *, progress: bool = True) -> list[ScoreResult]:
+    """Hand-crafted proxies (``synflow``, ``nwot``, ...) of the networks ``cfg`` selects, computed
+    on the fly as ingest would store them (its batch, labels, per-network seeds); no store.
+
+    ``cfg`` is an ``ingest.IngestConfig``; ``cfg.proxy_batch_size`` > 0 gives the proxies
+    their own seeded batch, as ingest does. A proxy that fails on a network is NaN there,
+    and its result's ``reason`` says why (the first failure).
+    """
+    wanted = check_proxy_names(list(names))
+    plan, batch, labels = plan_ingest(cfg)
+    plan = dataclasses.replace(plan, proxies=tuple(wanted))
+    device = resolve_device(cfg.device)
+    data, data_labels = torch.from_numpy(batch), torch.from_numpy(labels)
+    if cfg.proxy_batch_size:
+        pb = proxy_batch(cfg, plan)
+        data, data_labels = pb.images, pb.labels
+    n = len(plan.archs)
+    values = np.full((len(wanted), n), np.nan)
+    reasons: list[str | None] = [None] * len(wanted)
+    with tqdm(total=n, desc="score", unit="net", disable=not progress) as bar:
+        for i in range(n):
+            got = proxies_for_network(plan, i, data, data_labels, device)
+            for k, proxy in enumerate(wanted):
+                values[k, i], why = got[proxy]
+                reasons[k] = reasons[k] or why
+            bar.update(1)
+    acc = np.asarray(plan.accuracies[plan.accuracy_column], dtype=np.float64)
+    name = f"{plan.space}-{plan.dataset} ({n} networks, batch {data.shape[0]}, no store)"
+    return [summarise(proxy, name, values[k], acc, plan.archs, np.arange(n), reasons[k],
+                      label=plan.accuracy_column) for k, proxy in enumerate(wanted)]

@@ -2,7 +2,8 @@
 
 Defaults are the EZNAS appendix 1.7: population 50, μ 25, λ 50, crossover 0.4, mutation
 0.4 (DEAP ``varOr``), tournament 4, tree depth 2..10, 15 generations. Fitness is Kendall
-τ on each task (a store), combined by min (or mean), optionally |τ|.
+τ on each task (a store, or with ``accuracy_columns`` a store × label column), combined
+by min (or mean), optionally |τ|.
 
 Design choices, with the reasons:
 
@@ -38,7 +39,7 @@ from deap import tools
 from tqdm.auto import tqdm
 
 from eznas_store.errors import ConfigError, ProgramError
-from eznas_store.outputs import package_versions
+from eznas_store.outputs import ensure_dir, package_versions
 from eznas_store.programs.codec import save_program
 from eznas_store.programs.tree import Program
 from eznas_store.search.checkpoint import (
@@ -97,6 +98,9 @@ class EvolveConfig:
     train_networks: int = 100
     min_length: int = 2
     max_length: int = 32
+    #: label columns of the stores (None: each store's column chosen at ingest); each store x
+    #: each column is one task, and fitness combines them all (``combine``)
+    accuracy_columns: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.mu is None:
@@ -121,6 +125,8 @@ class EvolveConfig:
             (self.combine in ("min", "mean"), "--combine must be min or mean"),
             (self.to_scalar in ("mean", "l2"), "--to-scalar must be mean or l2"),
             (self.workers >= 0, "--workers must be >= 0"),
+            (self.max_networks is None or self.max_networks >= 2,
+             f"--max-networks must be at least 2 (Kendall tau needs two), got {self.max_networks}"),
             (self.over in OVER, f"--over must be one of {', '.join(OVER)}, got {self.over!r}"),
             (self.representation in REPRESENTATIONS,
              f"--representation must be one of {', '.join(REPRESENTATIONS)}, got {self.representation!r}"),
@@ -129,6 +135,10 @@ class EvolveConfig:
             (self.train_networks >= 2, f"--train-networks must be >= 2, got {self.train_networks}"),
             (1 <= self.min_length <= self.max_length <= 1000,
              "need 1 <= --min-length <= --max-length <= 1000"),
+            (not (self.accuracy_columns and self.over == "proxies"),
+             "--accuracy-column picks a store's label for --over statistics; proxy problems carry their own"),
+            (len(set(self.accuracy_columns or ())) == len(self.accuracy_columns or ()),
+             "--accuracy-column names a column more than once"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -163,7 +173,8 @@ def _population_scorer(cfg: EvolveConfig):
     if cfg.over == "statistics":
         return StatisticsPopulationScorer(
             cfg.stores, max_networks=cfg.max_networks, workers=cfg.workers, scheduler=cfg.scheduler,
-            progress=cfg.progress, combine=cfg.combine, abs_tau=cfg.abs_tau, to_scalar=cfg.to_scalar)
+            progress=cfg.progress, combine=cfg.combine, abs_tau=cfg.abs_tau, to_scalar=cfg.to_scalar,
+            accuracy_columns=cfg.accuracy_columns)
     return ProxyTablePopulationScorer(cfg.stores, problems=cfg.problems, train_networks=cfg.train_networks,
                                       seed=cfg.seed, combine=cfg.combine, abs_tau=cfg.abs_tau)
 
@@ -177,8 +188,7 @@ def _representation(cfg: EvolveConfig, scorer):
 
 
 def _run(cfg: EvolveConfig, scorer, out: Path, resume: bool) -> EvolveResult:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "programs").mkdir(exist_ok=True)
+    ensure_dir(out / "programs", "run folder")
     rep = _representation(cfg, scorer)
     t_start = time.perf_counter()
     described = scorer.describe()

@@ -1,7 +1,9 @@
 """Evolved and hand-crafted proxies side by side on the same networks (``eznas-store compare``).
 
-One table (and one plot) with Kendall τ and Spearman ρ against the store's accuracy of
-every hand-crafted proxy ingest computed, EZNAS-A, and any given programs; optionally the
+One table (and one plot) with Kendall τ and Spearman ρ against the store's accuracy (the
+column chosen at ingest, or any other the store keeps: ``accuracy_column``; every row names
+it as ``label``) of every hand-crafted proxy ingest computed, EZNAS-A, and any given
+programs; optionally the
 network-by-network agreement of our proxy values with NAS-Bench-Suite-Zero's published
 ``zc_*.json`` values on the cells both hold.
 
@@ -24,6 +26,7 @@ import numpy as np
 from eznas_store.errors import StoreError, UnknownNameError
 from eznas_store.fitness.correlations import kendall_tau, spearman_rho
 from eznas_store.fitness.engine import Engine, load_task
+from eznas_store.fitness.scores import ScoreResult, json_ready, summarise
 from eznas_store.outputs import figure, png, write_atomic
 from eznas_store.programs.codec import load_program
 from eznas_store.programs.named import NAMED_PROGRAMS
@@ -40,19 +43,22 @@ class Row:
     n_valid: int
     n: int
     note: str = ""
+    label: str = ""  # the accuracy column tau/rho are against
 
 
-def _row(name: str, kind: str, scores: np.ndarray, acc: np.ndarray, note: str = "") -> Row:
+def _row(name: str, kind: str, scores: np.ndarray, acc: np.ndarray, note: str = "", label: str = "") -> Row:
     ok = np.isfinite(scores) & np.isfinite(acc)
     if ok.sum() >= 2:
         tau, rho = kendall_tau(scores[ok], acc[ok]), spearman_rho(scores[ok], acc[ok])
     else:
         tau = rho = float("nan")
-    return Row(name, kind, tau, rho, int(ok.sum()), int(len(scores)), note)
+    return Row(name, kind, tau, rho, int(ok.sum()), int(len(scores)), note, label)
 
 
-def proxy_scores(url: str, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(values, accuracy, network indices) of a stored proxy over the usable networks."""
+def proxy_scores(url: str, name: str, *, accuracy_column: str | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(values, accuracy, network indices) of a stored proxy over the usable networks
+    (those with a finite ``accuracy_column``; None: the column chosen at ingest)."""
     store = open_store(url)
     table = store.proxy_table()
     if table is None:
@@ -61,15 +67,28 @@ def proxy_scores(url: str, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarra
     names = [str(p) for p in table["proxy"].values]
     if name not in names:
         raise UnknownNameError(f"proxy {name!r} is not in store {url} (it has: {', '.join(names)})")
-    task = load_task(url)
+    task = load_task(url, accuracy_column=accuracy_column)
     values = np.asarray(table.values[:, names.index(name)], dtype=np.float64)[task.networks]
     return values, task.accuracy, task.networks
 
 
-def compare_store(url: str, *, programs: Sequence[str] = (), engine: Engine | None = None) -> list[Row]:
-    """Rows for every stored proxy, EZNAS-A and ``programs`` (files or names), same networks."""
+def stored_proxy_results(url: str, names: Sequence[str], *, accuracy_column: str | None = None
+                         ) -> list[ScoreResult]:
+    """``score --proxy`` on a store: each stored proxy's values against the label, as results."""
+    task = load_task(url, accuracy_column=accuracy_column)
+    out = []
+    for name in names:
+        values, acc, nets = proxy_scores(url, name, accuracy_column=accuracy_column)
+        out.append(summarise(name, task.name, values, acc, task.archs, nets, label=task.label))
+    return out
+
+
+def compare_store(url: str, *, programs: Sequence[str] = (), engine: Engine | None = None,
+                  accuracy_column: str | None = None) -> list[Row]:
+    """Rows for every stored proxy, EZNAS-A and ``programs`` (files or names), same networks,
+    against ``accuracy_column`` (None: the column chosen at ingest)."""
     store = open_store(url)
-    task = load_task(url)
+    task = load_task(url, accuracy_column=accuracy_column)
     rows: list[Row] = []
     table = store.proxy_table()
     if table is not None:
@@ -78,7 +97,7 @@ def compare_store(url: str, *, programs: Sequence[str] = (), engine: Engine | No
             values = np.asarray(table.values[:, j], dtype=np.float64)[task.networks]
             failed = [r for r in reasons[:, j] if r]
             note = f"failed on {len(failed)}: {failed[0]}" if failed else ""
-            rows.append(_row(name, "proxy", values, task.accuracy, note))
+            rows.append(_row(name, "proxy", values, task.accuracy, note, task.label))
     progs = [NAMED_PROGRAMS["eznas-a"]] + [load_program(p) for p in programs]
     names = ["eznas-a"] + [os.path.splitext(os.path.basename(p))[0] if os.path.exists(p) else p for p in programs]
     own = engine is None
@@ -89,7 +108,7 @@ def compare_store(url: str, *, programs: Sequence[str] = (), engine: Engine | No
         if own:
             engine.close()
     for k, (name, p) in enumerate(zip(names, progs)):
-        rows.append(_row(name, "program", res.scores[0][k], task.accuracy, res.reasons[0][k] or ""))
+        rows.append(_row(name, "program", res.scores[0][k], task.accuracy, res.reasons[0][k] or "", task.label))
     return rows
 
 
@@ -102,15 +121,21 @@ def format_table(rows: Sequence[Row], title: str = "") -> str:
     return "\n".join(out)
 
 
+def rows_json(rows: Sequence[Row]) -> list[dict]:
+    """The rows for ``compare --json``: numbers unrounded, NaN as null."""
+    return json_ready([{"name": r.name, "kind": r.kind, "label": r.label, "kendall_tau": r.tau,
+                        "spearman_rho": r.rho, "n_valid": r.n_valid, "n": r.n, "note": r.note} for r in rows])
+
+
 def write_outputs(rows: Sequence[Row], out_dir: str, title: str) -> tuple[str, str]:
     """``compare.csv`` and a horizontal bar plot ``compare.png`` of τ and ρ."""
     os.makedirs(out_dir, exist_ok=True)
     csv_path = os.path.join(out_dir, "compare.csv")
     buf = io.StringIO(newline="")
     w = csv.writer(buf)
-    w.writerow(["name", "kind", "kendall_tau", "spearman_rho", "n_valid", "n", "note"])
+    w.writerow(["name", "kind", "label", "kendall_tau", "spearman_rho", "n_valid", "n", "note"])
     for r in rows:
-        w.writerow([r.name, r.kind, r.tau, r.rho, r.n_valid, r.n, r.note])
+        w.writerow([r.name, r.kind, r.label, r.tau, r.rho, r.n_valid, r.n, r.note])
     write_atomic(csv_path, buf.getvalue())
 
     ordered = sorted(rows, key=lambda r: r.tau if np.isfinite(r.tau) else -9)

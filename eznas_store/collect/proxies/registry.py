@@ -13,7 +13,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from eznas_store.collect.proxies import gradients, jacobian, nwot, size, synflow, zen
+from eznas_store.collect.proxies import (
+    az_nas, gradients, jacobian, meco, nwot, size, swap, synflow, zen, zico,
+)
+from eznas_store.collect.proxies.az_nas import AZ_PASS
 from eznas_store.collect.proxies.batch_pass import (
     BATCH_PASS,
     CHANNEL_SALIENCY,
@@ -22,13 +25,16 @@ from eznas_store.collect.proxies.batch_pass import (
     LOSS_GRADIENTS,
     RELU_CODES,
 )
+from eznas_store.collect.proxies.meco import MECO_PASS
 from eznas_store.collect.proxies.passes import ProxyPass
 from eznas_store.collect.proxies.size import SIZE_PASS
+from eznas_store.collect.proxies.swap import SWAP_PASS
 from eznas_store.collect.proxies.synflow import SYNFLOW_PASS
 from eznas_store.collect.proxies.zen import ZEN_PASS
+from eznas_store.collect.proxies.zico import ZICO_PASS
 from eznas_store.errors import UnknownNameError
 
-__all__ = ["PROXIES", "PROXY_NAMES", "ProxySpec", "check_proxy_names"]
+__all__ = ["MODERN_PROXY_NAMES", "PROXIES", "PROXY_NAMES", "ProxySpec", "check_proxy_names"]
 
 
 @dataclass(frozen=True)
@@ -95,16 +101,43 @@ _REGISTERED = (
     _proxy("zen", "Zen-score under Gaussian init (Lin et al. 2021)", zen.zen, ZEN_PASS),
 )
 
-#: every proxy in Suite-Zero's (alphabetical) order
+#: the post-Suite-Zero proxies, an opt-in group: in ``PROXIES`` (so ``compute_all(names=..)``,
+#: ``compute_proxy`` and ``score_model`` take them) but not in ``PROXY_NAMES``, the default
+#: set ingest stores; each runs its paper's protocol (init, input, batch) in its own pass.
+#: AZ-NAS's score is a rank aggregate over networks: ``az_nas.az_nas_aggregate`` of a table.
+_MODERN = (
+    _proxy("az_expressivity", "AZ-NAS Σ per-cell feature-spectrum entropies (Lee & Ham 2024)",
+           az_nas.az_expressivity, AZ_PASS),
+    _proxy("az_progressivity", "AZ-NAS min expressivity gain per cell (Lee & Ham 2024)",
+           az_nas.az_progressivity, AZ_PASS),
+    _proxy("az_trainability", "AZ-NAS mean −σ−1/σ+2 of cell Jacobians (Lee & Ham 2024)",
+           az_nas.az_trainability, AZ_PASS),
+    _proxy("az_complexity", "AZ-NAS complexity: FLOPs in millions (Lee & Ham 2024)",
+           az_nas.az_complexity, SIZE_PASS),
+    _proxy("meco", "MeCo Σ min eigenvalue of channel correlations, one image (Jiang et al. 2023)",
+           meco.meco, MECO_PASS),
+    # zico reads labels; its pass answers (nan, "needs labels") itself (see zico's docstring)
+    _proxy("zico", "ZiCo Σ log Σ mean|g|/std(g) over two batches (Li et al. 2023)",
+           zico.zico, ZICO_PASS),
+    _proxy("swap", "SWAP distinct sample-wise ReLU patterns (Peng et al. 2024)", swap.swap,
+           SWAP_PASS),
+    _proxy("swap_reg", "SWAP · exp(−(params_k − μ)²/σ) (Peng et al. 2024)", swap.swap_reg,
+           SWAP_PASS),
+)
+
+#: every proxy in Suite-Zero's (alphabetical) order: the default set (ingest stores these)
 PROXY_NAMES: tuple[str, ...] = tuple(sorted(spec.name for spec in _REGISTERED))
+
+#: the opt-in modern proxies, in registration order
+MODERN_PROXY_NAMES: tuple[str, ...] = tuple(spec.name for spec in _MODERN)
 
 PROXIES: dict[str, ProxySpec] = {
     spec.name: spec for spec in sorted(_REGISTERED, key=lambda spec: spec.name)
-}
+} | {spec.name: spec for spec in _MODERN}
 
 
 def check_proxy_names(names: Iterable[str] | str | None) -> list[str]:
-    """The requested proxy names, deduplicated in order (all of them for None)."""
+    """The requested proxy names, deduplicated in order (``PROXY_NAMES`` for None)."""
     if names is None:
         return list(PROXY_NAMES)
     if isinstance(names, str):
@@ -112,7 +145,8 @@ def check_proxy_names(names: Iterable[str] | str | None) -> list[str]:
     out = []
     for n in names:
         if n not in PROXIES:
-            raise UnknownNameError(f"unknown proxy {n!r} (known: {', '.join(PROXY_NAMES)})")
+            raise UnknownNameError(f"unknown proxy {n!r} (known: {', '.join(PROXY_NAMES)}; "
+                                   f"opt-in: {', '.join(MODERN_PROXY_NAMES)})")
         if n not in out:
             out.append(n)
     return out

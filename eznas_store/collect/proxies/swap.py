@@ -1,0 +1,151 @@
+"""SWAP (Peng, Song, Fayek, Ciesielski & Chang, ICLR 2024, "SWAP-NAS: Sample-Wise
+Activation Patterns for Ultra-fast NAS"): the number of distinct sample-wise activation
+patterns, plain (``swap``) and size-regularised (``swap_reg``).
+
+The ``swap`` pass follows the authors' code (``/work/shared/PROXIES.md`` §4): train mode,
+no grad, no labels, the batch's images (the reference: 16 real training images; the
+pattern count is capped at 2^B, so record B — 16 saturates conv-heavy NB201 cells at
+65,536). A forward hook on every ``nn.ReLU`` whose input is 4-D keeps its output; per
+image the outputs are flattened and concatenated, A ∈ ℝ^{B×M}, binarised (> 0); SWAP =
+the number of distinct columns of that B×M 0/1 matrix (neurons with distinct patterns
+over the batch), ≤ min(M, 2^B). The score is the mean over :data:`SWAP_REPEATS`
+re-initialisations (Conv/Linear weights N(0, 1), biases 0, BN γ = 1, β = 0; BN without
+affine parameters is skipped, where the reference crashes).
+
+Regularised: SWAP · exp(−(P − μ)²/σ), P the parameter count in thousands (all
+parameters; NB201 has no auxiliary head), σ used as is (not squared, no ½), as the
+reference code. ⚠ The repository has no μ/σ for NB201 and the paper's values could not
+be read here: :data:`SWAP_REG_MU` / :data:`SWAP_REG_SIGMA` are placeholders chosen by this
+package (centre at NB201's largest network at C=16, N=5, 10 classes, ≈1531 k parameters,
+width σ = μ², i.e. a factor e^{−1} at P = 0), documented as a deviation; use
+:func:`swap_regularised` with the paper's values to reproduce its numbers.
+
+Other deviations: repeats draw from ``torch.Generator().manual_seed(seed)`` in sequence
+(the reference never reseeds, so its values depend on the process's RNG state).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from eznas_store.collect.proxies.features import gaussian_init
+from eznas_store.collect.proxies.passes import PassResult, ProxyPass, score_each
+
+__all__ = ["SWAP_PASS", "SWAP_REG_MU", "SWAP_REG_SIGMA", "SWAP_REPEATS", "SwapState",
+           "distinct_patterns", "swap", "swap_reg", "swap_regularised"]
+
+#: re-initialisations averaged (the reference's 32)
+SWAP_REPEATS = 32
+#: ⚠ placeholder regulariser centre, thousands of parameters (see the module docstring)
+SWAP_REG_MU = 1531.0
+#: ⚠ placeholder regulariser width (used as is: exp(−(P − μ)²/σ))
+SWAP_REG_SIGMA = SWAP_REG_MU ** 2
+_BITS = 64  # images per int64 key (bit i = image i; bit 63 is the sign bit, still distinct)
+
+
+def _pattern_keys(codes: torch.Tensor) -> torch.Tensor:
+    """(B, M) 0/1 codes → (M, ceil(B/64)) int64 keys, bit i of column j's key = codes[i, j]."""
+    keys = []
+    for start in range(0, codes.shape[0], _BITS):
+        key = torch.zeros(codes.shape[1], dtype=torch.int64, device=codes.device)
+        for i, row in enumerate(codes[start:start + _BITS]):
+            key |= torch.bitwise_left_shift(row.to(torch.int64), i)
+        keys.append(key)
+    return torch.stack(keys, dim=1)
+
+
+def distinct_patterns(codes: Sequence[torch.Tensor]) -> int:
+    """Number of distinct columns of the 0/1 matrix made of the (B, M_r) ``codes``, side by side."""
+    keys = torch.cat([_pattern_keys(c.reshape(c.shape[0], -1)) for c in codes], dim=0)
+    if keys.shape[1] == 1:  # up to 64 images: one int64 per neuron, a 1-D unique
+        return int(torch.unique(keys[:, 0]).numel())
+    rows = np.ascontiguousarray(keys.cpu().numpy())
+    return int(np.unique(rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1])))).size)
+
+
+def _relu_codes(model: nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
+    """The (B, ...) codes (output > 0) of every nn.ReLU with a 4-D input, in one forward."""
+    codes: list[torch.Tensor] = []
+
+    def hook(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        if args and isinstance(args[0], torch.Tensor) and args[0].dim() == 4:
+            codes.append((out.detach() > 0).reshape(out.shape[0], -1))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.ReLU)]
+    try:
+        with torch.no_grad():
+            model(images)
+    finally:
+        for h in handles:
+            h.remove()
+    return codes
+
+
+def swap_regularised(swap_value: float, params_thousands: float, *, mu: float = SWAP_REG_MU,
+                     sigma: float = SWAP_REG_SIGMA) -> float:
+    """SWAP's regularised score: ``swap_value · exp(−(P − μ)²/σ)``, σ used as is."""
+    return float(swap_value) * math.exp(-((float(params_thousands) - mu) ** 2) / sigma)
+
+
+class SwapState:
+    """The ``swap`` pass: the mean pattern count over the repeats, computed once for both."""
+
+    def __init__(self, model: nn.Module, images: torch.Tensor, seed: int) -> None:
+        self.model, self.images, self.seed = model, images, seed
+        self._mean: float | Exception | None = None
+
+    def mean_patterns(self) -> float:
+        """Mean over :data:`SWAP_REPEATS` re-initialisations; raises what computing it raised."""
+        if self._mean is None:
+            try:
+                self._mean = self._compute()
+            except Exception as exc:
+                self._mean = exc
+        if isinstance(self._mean, Exception):
+            raise self._mean
+        return self._mean
+
+    def _compute(self) -> float:
+        gen = torch.Generator().manual_seed(int(self.seed))
+        self.model.train()
+        counts = []
+        for _ in range(SWAP_REPEATS):
+            gaussian_init(self.model, gen)
+            codes = _relu_codes(self.model, self.images)
+            if not codes:
+                raise ValueError("swap reads nn.ReLU modules with 4-D inputs; this network has none")
+            counts.append(distinct_patterns(codes))
+        return float(sum(counts)) / len(counts)
+
+    def params_thousands(self) -> float:
+        return sum(p.numel() for p in self.model.parameters()) / 1e3
+
+
+def swap(state: SwapState) -> float:
+    """SWAP (Peng et al., ICLR 2024): the number of distinct sample-wise activation patterns,
+    i.e. of neurons (units of every nn.ReLU with a 4-D input) whose on/off pattern over the
+    batch differs, ≤ min(#units, 2^B); mean over 32 N(0, 1) re-inits, train mode, no
+    labels. Higher is better. Terminals: no (needs the N(0, 1) re-init)."""
+    return state.mean_patterns()
+
+
+def swap_reg(state: SwapState) -> float:
+    """Regularised SWAP (Peng et al., ICLR 2024): ``swap`` · exp(−(P − μ)²/σ), P the
+    parameter count in thousands; μ, σ are this package's placeholders (``SWAP_REG_MU``,
+    ``SWAP_REG_SIGMA``: the paper's NB201 values were not available). Terminals: no."""
+    return swap_regularised(state.mean_patterns(), state.params_thousands())
+
+
+def _run_swap_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None,
+                   *, seed: int, specs: Sequence[Any]) -> PassResult:
+    """The ``swap`` pass: repeated N(0, 1) re-inits, so it is its own pass."""
+    return score_each(SwapState(model, images, seed), specs)
+
+
+SWAP_PASS = ProxyPass("swap", _run_swap_pass)
