@@ -159,6 +159,16 @@ class _Layout:
     numeric: list[tuple[int, str]]
 
 
+#: the header-less DARTS table (``darts/darts_1000_cifar10_valid.csv``): quoted genotype, valid_acc %
+_GENOTYPE_LAYOUT = _Layout(width=2, arch_at=0, index_at=None, numeric=[(1, "cifar10_valid")])
+
+
+def _is_genotype_csv(path: Path) -> bool:
+    """Whether the file starts with a DARTS genotype instead of a header row."""
+    with _open_text(path) as f:
+        return f.read(16).lstrip().lstrip("\"'").startswith("Genotype(")
+
+
 def _read_header(reader: Any, path: Path) -> _Layout:
     header = next(reader, None)
     if header is None:
@@ -224,15 +234,17 @@ def read_benchmark(path: str | Path) -> BenchmarkTable:
     """Read a benchmark CSV (``.gz`` too) and its sidecar metadata, checking every row.
 
     Errors name the file and line: a missing ``arch`` column, a non-numeric value, a
-    short or long row, or a cell listed twice.
+    short or long row, or a cell listed twice. A header-less file whose first field is a
+    DARTS ``Genotype(...)`` is read as (genotype, ``cifar10_valid``) rows.
     """
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataNotFoundError(f"benchmark table {path} does not exist")
     try:
+        genotypes = _is_genotype_csv(path)
         with _open_text(path) as f:
             reader = csv.reader(f)
-            layout = _read_header(reader, path)
+            layout = _GENOTYPE_LAYOUT if genotypes else _read_header(reader, path)
             archs, index, values = _read_rows(reader, path, layout)
     except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
         raise BenchmarkFormatError(f"{path}: not a readable CSV table ({exc})") from exc

@@ -9,13 +9,14 @@ module here that defines ``SPACE`` and one line in :data:`SPACES`.
 from __future__ import annotations
 
 from eznas_store.errors import UnknownNameError
-from eznas_store.sources.spaces import nb201
+from eznas_store.sources.spaces import darts, nb201
 from eznas_store.sources.spaces.base import SearchSpace
 
 __all__ = ["SPACES", "SearchSpace", "get_space"]
 
 SPACES: dict[str, SearchSpace] = {
     "nb201": nb201.SPACE,
+    "darts": darts.SPACE,
 }
 
 
