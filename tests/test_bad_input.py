@@ -57,15 +57,16 @@ def test_non_utf8_network_list(tmp_path):
         read_network_list(p)
 
 
-@pytest.mark.parametrize("command", ["evolve", "score", "compare", "seeds"])
+@pytest.mark.parametrize("command", ["evolve", "score", "compare", "transfer"])
 def test_out_that_is_a_file(tiny_store, tmp_path, capsys, command):
     f = tmp_path / "taken"
     f.write_text("x")
     argv = {
         "evolve": ["evolve", tiny_store, "--out", str(f), "--workers", "0", "--no-progress"],
-        "score": ["score", tiny_store, "--program", "eznas-a", "--out", str(f / "scores.csv"), "--no-progress"],
+        "score": ["score", tiny_store, "--program", "eznas-a", "--out", str(f), "--no-progress"],
         "compare": ["compare", tiny_store, "--out", str(f)],
-        "seeds": ["seeds", "--out", str(f), "--dataset", "digits", "--networks", "2", "--seeds", "2"],
+        "transfer": ["transfer", f"a={tiny_store}", f"b={tiny_store}", "--out", str(f), "--workers", "0",
+                     "--generations", "1", "--population", "4", "--no-progress"],
     }[command]
     line = _one_line(capsys, argv)
     assert "taken" in line and ("is a file" in line or "cannot write" in line or "Not a directory" in line), line

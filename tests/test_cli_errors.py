@@ -72,3 +72,16 @@ def test_console_entry_point_gives_one_line_and_exit_2():
     p = subprocess.run([sys.executable, "-m", "eznas_store.cli", "scor", "S.zarr"], capture_output=True, text=True)
     assert p.returncode == 2
     assert p.stderr.strip().count("\n") == 0 and "No such command" in p.stderr
+
+
+def test_every_option_has_a_help_line_and_booleans_are_flags():
+    cmd = typer.main.get_command(app)
+    missing, not_flags = [], []
+    for name, c in sorted(cmd.commands.items()):
+        for p in c.params:
+            if not (getattr(p, "help", None) or "").strip():
+                missing.append(f"{name} {p.opts or p.name}")
+            if isinstance(p.default, bool) and not getattr(p, "is_flag", True):
+                not_flags.append(f"{name} {p.opts}")
+    assert not missing, missing
+    assert not not_flags, not_flags

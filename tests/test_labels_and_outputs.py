@@ -105,9 +105,9 @@ def test_score_csv_tells_programs_and_labels_apart(two_label_store, tmp_path, ca
     url, _ = two_label_store
     mine = tmp_path / "mine.json"
     save_program(Program(tree=parse_formula("l1_norm(product(act_D, actgrad_D))"), name="mine"), mine)
-    csv = tmp_path / "scores.csv"
+    csv = tmp_path / "scored" / "scores.csv"  # --out is a folder, as for every other command
     assert main(["score", url, "--program", "eznas-a", "--program", str(mine), "--proxy", "synflow",
-                 "--accuracy-column", REVERSED, "--out", str(csv), "--no-progress"]) == 0
+                 "--accuracy-column", REVERSED, "--out", str(csv.parent), "--no-progress"]) == 0
     lines = _out(capsys).splitlines()
     assert all(REVERSED in line for line in lines if "Kendall tau" in line)
     frame = pd.read_csv(csv)

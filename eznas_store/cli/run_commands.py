@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from eznas_store.cli.app import JobOption, app, fail, with_job
+from eznas_store.cli.app import HELP, JobOption, app, fail, with_job
 
 
 @app.command()
@@ -20,16 +20,16 @@ def evolve(
     ctx: typer.Context,
     stores: Annotated[Optional[list[str]], typer.Argument(help="One store per evolution task (fitness: min over tasks).")] = None,
     out: Annotated[Optional[str], typer.Option("--out", help="Run directory (programs, log, checkpoint, scores).")] = None,
-    population: Annotated[int, typer.Option("--population")] = 50,
+    population: Annotated[int, typer.Option("--population", help=HELP["--population"])] = 50,
     mu: Annotated[Optional[int], typer.Option("--mu", help="Parents kept per generation (default: population // 2).")] = None,
     lambda_: Annotated[Optional[int], typer.Option("--lambda", help="Children per generation (default: population).")] = None,
-    cxpb: Annotated[float, typer.Option("--cxpb")] = 0.4,
-    mutpb: Annotated[float, typer.Option("--mutpb")] = 0.4,
-    tournament: Annotated[int, typer.Option("--tournament")] = 4,
-    min_depth: Annotated[int, typer.Option("--min-depth")] = 2,
-    max_depth: Annotated[int, typer.Option("--max-depth")] = 10,
-    generations: Annotated[int, typer.Option("--generations")] = 15,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    cxpb: Annotated[float, typer.Option("--cxpb", help=HELP["--cxpb"])] = 0.4,
+    mutpb: Annotated[float, typer.Option("--mutpb", help=HELP["--mutpb"])] = 0.4,
+    tournament: Annotated[int, typer.Option("--tournament", help=HELP["--tournament"])] = 4,
+    min_depth: Annotated[int, typer.Option("--min-depth", help=HELP["--min-depth"])] = 2,
+    max_depth: Annotated[int, typer.Option("--max-depth", help=HELP["--max-depth"])] = 10,
+    generations: Annotated[int, typer.Option("--generations", help=HELP["--generations"])] = 15,
+    seed: Annotated[int, typer.Option("--seed", help=HELP["--seed"])] = 0,
     combine: Annotated[str, typer.Option("--combine", help="min (EZNAS) or mean over tasks.")] = "min",
     accuracy_column: Annotated[Optional[list[str]], typer.Option("--accuracy-column", help="Label column of the STOREs (default: the one chosen at ingest). Repeatable: each store x each column is one task.")] = None,
     abs_tau: Annotated[bool, typer.Option("--abs-tau", help="Use |tau| as the released EZNAS code did.")] = False,
@@ -44,7 +44,7 @@ def evolve(
     min_length: Annotated[int, typer.Option("--min-length", help="--representation sequential: fewest instructions.")] = 2,
     max_length: Annotated[int, typer.Option("--max-length", help="--representation sequential: most instructions.")] = 32,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
-    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help=HELP["--no-progress"])] = False,
     job: JobOption = None,
 ) -> None:
     """Evolve a proxy program by genetic programming (EZNAS appendix 1.7 defaults)."""
@@ -90,24 +90,24 @@ def score(
     store: Annotated[Optional[str], typer.Argument(help="Store to score (omit to collect on the fly).")] = None,
     program: Annotated[Optional[list[str]], typer.Option("--program", help="Program JSON file or a name (eznas-a). Repeatable.")] = None,
     proxy: Annotated[Optional[list[str]], typer.Option("--proxy", help="A hand-crafted proxy (synflow, nwot, ...): the values ingest stored, or computed on the fly without a STORE. Repeatable.")] = None,
-    out: Annotated[Optional[str], typer.Option("--out", help="CSV of per-network scores (program, task, label, network, arch, accuracy, score).")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Folder for scores.csv (per network: program, task, label, network, arch, accuracy, score) and scores.json (the summary).")] = None,
     accuracy_column: Annotated[Optional[str], typer.Option("--accuracy-column", help="Label to correlate with: any accuracy column the store (or --benchmark) holds (default: the one chosen at ingest).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout (unrounded; NaN as null).")] = False,
     to_scalar: Annotated[Optional[str], typer.Option("--to-scalar", help="Override the programs' reduction: mean or l2.")] = None,
     workers: Annotated[int, typer.Option("--workers", help="Dask workers for store scoring (0: in-process).")] = 0,
-    space: Annotated[str, typer.Option("--space")] = "nb201",
-    benchmark: Annotated[Optional[str], typer.Option("--benchmark")] = None,
-    dataset: Annotated[Optional[str], typer.Option("--dataset")] = None,
-    data_root: Annotated[Optional[str], typer.Option("--data-root")] = None,
-    networks: Annotated[str, typer.Option("--networks")] = "100",
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
-    structure: Annotated[str, typer.Option("--structure")] = "rcb",
-    device: Annotated[str, typer.Option("--device")] = "auto",
-    image_size: Annotated[Optional[int], typer.Option("--image-size")] = None,
-    channels: Annotated[Optional[int], typer.Option("--channels")] = None,
-    cells: Annotated[Optional[int], typer.Option("--cells")] = None,
-    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+    space: Annotated[str, typer.Option("--space", help=HELP["--space"])] = "nb201",
+    benchmark: Annotated[Optional[str], typer.Option("--benchmark", help=HELP["--benchmark"])] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help=HELP["--dataset"])] = None,
+    data_root: Annotated[Optional[str], typer.Option("--data-root", help=HELP["--data-root"])] = None,
+    networks: Annotated[str, typer.Option("--networks", help=HELP["--networks"])] = "100",
+    seed: Annotated[int, typer.Option("--seed", help=HELP["--seed"])] = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size", help=HELP["--batch-size"])] = 16,
+    structure: Annotated[str, typer.Option("--structure", help=HELP["--structure"])] = "rcb",
+    device: Annotated[str, typer.Option("--device", help=HELP["--device"])] = "auto",
+    image_size: Annotated[Optional[int], typer.Option("--image-size", help=HELP["--image-size"])] = None,
+    channels: Annotated[Optional[int], typer.Option("--channels", help=HELP["--channels"])] = None,
+    cells: Annotated[Optional[int], typer.Option("--cells", help=HELP["--cells"])] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help=HELP["--no-progress"])] = False,
 ) -> None:
     """Kendall tau and Spearman rho of programs and proxies, from a store or straight from networks (no store)."""
     from eznas_store.programs.codec import load_program
@@ -157,6 +157,7 @@ def _score_on_the_fly(cfg, programs: list, proxies: list[str], to_scalar: str | 
 def _print_results(results: list, out: str | None, json_out: bool) -> None:
     """One line per result (4 decimals), or with ``json_out`` only JSON on stdout; then the CSV."""
     from eznas_store.fitness.scores import json_text, result_json, write_scores_csv
+    from eznas_store.outputs import ensure_dir, write_atomic
 
     if json_out:
         typer.echo(json_text([result_json(r) for r in results]))
@@ -164,8 +165,10 @@ def _print_results(results: list, out: str | None, json_out: bool) -> None:
         for r in results:
             typer.echo(r.line())
     if out:
-        write_scores_csv(out, results)
-        typer.echo(f"per-network scores → {out}", err=json_out)
+        folder = ensure_dir(out)
+        write_scores_csv(folder / "scores.csv", results)
+        write_atomic(folder / "scores.json", json_text([result_json(r) for r in results]) + "\n")
+        typer.echo(f"per-network scores → {folder / 'scores.csv'}; summary → {folder / 'scores.json'}", err=json_out)
 
 
 @app.command()

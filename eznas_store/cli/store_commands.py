@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from eznas_store.cli.app import JobOption, app, fail, with_job
+from eznas_store.cli.app import HELP, JobOption, app, fail, with_job
 
 
 @app.command()
@@ -25,7 +25,7 @@ def ingest(
     data_root: Annotated[Optional[str], typer.Option("--data-root", help="Folder of the dataset in its published format.")] = None,
     networks: Annotated[str, typer.Option("--networks", help="A number (seeded sample), 'all', a cell string or a file of cells.")] = "all",
     seed: Annotated[int, typer.Option("--seed", help="Seeds the network sample, the data batch, init and noise.")] = 0,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 1,
+    batch_size: Annotated[int, typer.Option("--batch-size", help=HELP["--batch-size"])] = 1,
     structure: Annotated[str, typer.Option("--structure", help="Block unit: rcb (ReLU-Conv-BN) or cbr.")] = "rcb",
     perturb_scale: Annotated[Optional[float], typer.Option("--perturb-scale", help="Std of the P input's noise (default sqrt(0.01), as the released EZNAS code).")] = None,
     shard: Annotated[str, typer.Option("--shard", help="I/N: this job takes chunks I, I+N, ... (0-based).")] = "0/1",
@@ -38,7 +38,7 @@ def ingest(
     no_proxies: Annotated[bool, typer.Option("--no-proxies", help="Skip the 13 hand-crafted proxies.")] = False,
     proxy_batch_size: Annotated[int, typer.Option("--proxy-batch-size", help="Batch of the proxies (0: the statistics batch; NASLib used 64).")] = 0,
     redo_broken: Annotated[bool, typer.Option("--redo-broken", help="Recollect networks whose chunks 'verify' finds broken.")] = False,
-    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help=HELP["--no-progress"])] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Ingest even if the estimated size exceeds the free disk.")] = False,
     job: JobOption = None,
 ) -> None:
@@ -141,19 +141,19 @@ def _info_json(s) -> dict:
 @app.command()
 def label(
     out: Annotated[str, typer.Option("--out", help="Benchmark CSV to write (NB201 table format + .meta.json recipe).")],
-    dataset: Annotated[str, typer.Option("--dataset")] = "digits",
-    data_root: Annotated[Optional[str], typer.Option("--data-root")] = None,
-    space: Annotated[str, typer.Option("--space")] = "nb201",
+    dataset: Annotated[str, typer.Option("--dataset", help=HELP["--dataset"])] = "digits",
+    data_root: Annotated[Optional[str], typer.Option("--data-root", help=HELP["--data-root"])] = None,
+    space: Annotated[str, typer.Option("--space", help=HELP["--space"])] = "nb201",
     networks: Annotated[str, typer.Option("--networks", help="A number (seeded sample), a cell string or a file of cells.")] = "40",
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    epochs: Annotated[int, typer.Option("--epochs")] = 12,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 256,
-    lr: Annotated[float, typer.Option("--lr")] = 0.1,
+    seed: Annotated[int, typer.Option("--seed", help=HELP["--seed"])] = 0,
+    epochs: Annotated[int, typer.Option("--epochs", help=HELP["--epochs"])] = 12,
+    batch_size: Annotated[int, typer.Option("--batch-size", help=HELP["--batch-size"])] = 256,
+    lr: Annotated[float, typer.Option("--lr", help=HELP["--lr"])] = 0.1,
     channels: Annotated[Optional[int], typer.Option("--channels", help="Skeleton width C.")] = None,
     cells: Annotated[Optional[int], typer.Option("--cells", help="Cells per stage N.")] = None,
-    image_size: Annotated[Optional[int], typer.Option("--image-size")] = None,
-    device: Annotated[str, typer.Option("--device")] = "cpu",
-    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+    image_size: Annotated[Optional[int], typer.Option("--image-size", help=HELP["--image-size"])] = None,
+    device: Annotated[str, typer.Option("--device", help=HELP["--device"])] = "auto",
+    no_progress: Annotated[bool, typer.Option("--no-progress", help=HELP["--no-progress"])] = False,
 ) -> None:
     """Train cells for a fixed budget and write a benchmark table: ground truth no benchmark covers."""
     from eznas_store.sources.tables import parse_network_selection

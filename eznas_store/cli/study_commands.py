@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from eznas_store.cli.app import JobOption, app, fail, with_job
+from eznas_store.cli.app import HELP, JobOption, app, fail, with_job
 
 
 @app.command()
@@ -24,7 +24,7 @@ def compare(
     json_out: Annotated[bool, typer.Option("--json", help="Print the rows as JSON on stdout (unrounded; NaN as null).")] = False,
     suitezero: Annotated[Optional[str], typer.Option("--suitezero", help="A NAS-Bench-Suite-Zero zc_*.json[.gz] to compare our proxy values with.")] = None,
     task: Annotated[str, typer.Option("--task", help="Suite-Zero task (cifar10, ImageNet16-120, ...).")] = "cifar10",
-    workers: Annotated[int, typer.Option("--workers")] = 0,
+    workers: Annotated[int, typer.Option("--workers", help=HELP["--workers"])] = 0,
 ) -> None:
     """Kendall tau and Spearman rho of every hand-crafted proxy, EZNAS-A and given programs."""
     from eznas_store.studies.compare import compare_store, format_table, rows_json, suitezero_agreement, write_outputs
@@ -57,18 +57,18 @@ def transfer(
     stores: Annotated[list[str], typer.Argument(help="One store per task, URL or NAME=URL (at least two).")],
     out: Annotated[str, typer.Option("--out", help="Folder: evolve/<task>/ runs, transfer.csv/.md/.json/.png.")],
     program: Annotated[str, typer.Option("--program", help="Each run's representative: best_ever or best_final.")] = "best_ever",
-    population: Annotated[int, typer.Option("--population")] = 50,
+    population: Annotated[int, typer.Option("--population", help=HELP["--population"])] = 50,
     mu: Annotated[Optional[int], typer.Option("--mu", help="Parents kept per generation (default: population // 2).")] = None,
     lambda_: Annotated[Optional[int], typer.Option("--lambda", help="Children per generation (default: population).")] = None,
-    generations: Annotated[int, typer.Option("--generations")] = 15,
-    max_depth: Annotated[int, typer.Option("--max-depth")] = 10,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    abs_tau: Annotated[bool, typer.Option("--abs-tau")] = False,
-    to_scalar: Annotated[str, typer.Option("--to-scalar")] = "mean",
+    generations: Annotated[int, typer.Option("--generations", help=HELP["--generations"])] = 15,
+    max_depth: Annotated[int, typer.Option("--max-depth", help=HELP["--max-depth"])] = 10,
+    seed: Annotated[int, typer.Option("--seed", help=HELP["--seed"])] = 0,
+    abs_tau: Annotated[bool, typer.Option("--abs-tau", help=HELP["--abs-tau"])] = False,
+    to_scalar: Annotated[str, typer.Option("--to-scalar", help=HELP["--to-scalar"])] = "mean",
     workers: Annotated[int, typer.Option("--workers", help="Dask workers (0: in-process).")] = 2,
-    scheduler: Annotated[Optional[str], typer.Option("--scheduler")] = None,
-    max_networks: Annotated[Optional[int], typer.Option("--max-networks")] = None,
-    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help=HELP["--scheduler"])] = None,
+    max_networks: Annotated[Optional[int], typer.Option("--max-networks", help=HELP["--max-networks"])] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help=HELP["--no-progress"])] = False,
 ) -> None:
     """Transfer matrix (EZNAS figure 4): evolve on each task, test every best program on every task (Kendall-tau matrix,
     FLOPs/params/EZNAS-A rows, best ** and second best * per column, heat map). Reruns reuse runs."""
@@ -86,23 +86,23 @@ def transfer(
 def seeds(
     out: Annotated[str, typer.Option("--out", help="Folder for seeds.csv, seeds.json, seeds.png.")],
     benchmark: Annotated[str, typer.Option("--benchmark", help="Benchmark table with the accuracies.")],
-    dataset: Annotated[str, typer.Option("--dataset")],
-    data_root: Annotated[Optional[str], typer.Option("--data-root")] = None,
+    dataset: Annotated[str, typer.Option("--dataset", help=HELP["--dataset"])],
+    data_root: Annotated[Optional[str], typer.Option("--data-root", help=HELP["--data-root"])] = None,
     program: Annotated[Optional[list[str]], typer.Option("--program", help="Program JSON file or a name (eznas-a). Repeatable.")] = None,
     networks: Annotated[int, typer.Option("--networks", help="Cells per sample.")] = 100,
     k: Annotated[int, typer.Option("--seeds", help="Number of seeds k.")] = 5,
-    first_seed: Annotated[int, typer.Option("--first-seed")] = 0,
+    first_seed: Annotated[int, typer.Option("--first-seed", help=HELP["--first-seed"])] = 0,
     sample_seed: Annotated[int, typer.Option("--sample-seed", help="Seed of the one sample of mode 'fixed'.")] = 0,
     modes: Annotated[str, typer.Option("--modes", help="fixed (architectures fixed, init/batch vary), resampled (architectures vary too), or both, comma-separated.")] = "fixed,resampled",
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
-    structure: Annotated[str, typer.Option("--structure")] = "rcb",
-    accuracy_column: Annotated[Optional[str], typer.Option("--accuracy-column")] = None,
-    image_size: Annotated[Optional[int], typer.Option("--image-size")] = None,
-    channels: Annotated[Optional[int], typer.Option("--channels")] = None,
-    cells: Annotated[Optional[int], typer.Option("--cells")] = None,
-    device: Annotated[str, typer.Option("--device")] = "auto",
-    to_scalar: Annotated[Optional[str], typer.Option("--to-scalar")] = None,
-    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", help=HELP["--batch-size"])] = 16,
+    structure: Annotated[str, typer.Option("--structure", help=HELP["--structure"])] = "rcb",
+    accuracy_column: Annotated[Optional[str], typer.Option("--accuracy-column", help=HELP["--accuracy-column"])] = None,
+    image_size: Annotated[Optional[int], typer.Option("--image-size", help=HELP["--image-size"])] = None,
+    channels: Annotated[Optional[int], typer.Option("--channels", help=HELP["--channels"])] = None,
+    cells: Annotated[Optional[int], typer.Option("--cells", help=HELP["--cells"])] = None,
+    device: Annotated[str, typer.Option("--device", help=HELP["--device"])] = "auto",
+    to_scalar: Annotated[Optional[str], typer.Option("--to-scalar", help=HELP["--to-scalar"])] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help=HELP["--no-progress"])] = False,
 ) -> None:
     """Seed spread (EZNAS figure 2): spread of Kendall tau over k seeds, (a) architectures fixed, (b) resampled; box plots.
     Storeless; a killed study resumes from its finished seeds."""
@@ -123,22 +123,22 @@ def search(
     benchmark: Annotated[str, typer.Option("--benchmark", help="Benchmark table: true accuracy and rank of the chosen cell.")],
     budget: Annotated[Optional[str], typer.Option("--budget", help="Wall-time budget, e.g. 15m, 90s, 1h (setup included).")] = None,
     max_evaluations: Annotated[Optional[int], typer.Option("--max-evaluations", help="Stop after scoring this many unseen cells.")] = None,
-    dataset: Annotated[str, typer.Option("--dataset")] = "cifar10",
-    data_root: Annotated[Optional[str], typer.Option("--data-root")] = None,
+    dataset: Annotated[str, typer.Option("--dataset", help=HELP["--dataset"])] = "cifar10",
+    data_root: Annotated[Optional[str], typer.Option("--data-root", help=HELP["--data-root"])] = None,
     accuracy_column: Annotated[Optional[str], typer.Option("--accuracy-column", help="Default: the dataset's test accuracy.")] = None,
-    space: Annotated[str, typer.Option("--space")] = "nb201",
-    population: Annotated[int, typer.Option("--population")] = 64,
+    space: Annotated[str, typer.Option("--space", help=HELP["--space"])] = "nb201",
+    population: Annotated[int, typer.Option("--population", help=HELP["--population"])] = 64,
     sample: Annotated[int, typer.Option("--sample", help="Tournament size of aging evolution.")] = 16,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help=HELP["--seed"])] = 0,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Default 64 for proxies, 16 for statistics programs.")] = None,
     reference_size: Annotated[int, typer.Option("--reference-size", help="Proxy programs: random cells that rank ops compare with.")] = 64,
-    device: Annotated[str, typer.Option("--device")] = "auto",
-    threads: Annotated[int, typer.Option("--threads")] = 1,
-    image_size: Annotated[Optional[int], typer.Option("--image-size")] = None,
-    channels: Annotated[Optional[int], typer.Option("--channels")] = None,
-    cells: Annotated[Optional[int], typer.Option("--cells")] = None,
+    device: Annotated[str, typer.Option("--device", help=HELP["--device"])] = "auto",
+    threads: Annotated[int, typer.Option("--threads", help=HELP["--threads"])] = 1,
+    image_size: Annotated[Optional[int], typer.Option("--image-size", help=HELP["--image-size"])] = None,
+    channels: Annotated[Optional[int], typer.Option("--channels", help=HELP["--channels"])] = None,
+    cells: Annotated[Optional[int], typer.Option("--cells", help=HELP["--cells"])] = None,
     out: Annotated[Optional[str], typer.Option("--out", help="Folder for search.json and history.csv.")] = None,
-    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help=HELP["--no-progress"])] = False,
 ) -> None:
     """Aging evolution over NB201 cells with a zero-cost proxy as fitness, computed on the fly
     (no store): prints the chosen cell, its true accuracy, its rank among all cells, wall time."""
@@ -158,10 +158,10 @@ def search(
 def demo(
     out: Annotated[str, typer.Option("--out", help="Folder for the table, store, run and report.")] = "demo-out",
     networks: Annotated[int, typer.Option("--networks", help="Cells to train and study.")] = 40,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help=HELP["--seed"])] = 0,
     workers: Annotated[int, typer.Option("--workers", help="Dask workers for evolve (0: in-process).")] = 2,
     fresh: Annotated[bool, typer.Option("--fresh", help="Delete --out first instead of resuming.")] = False,
-    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help=HELP["--no-progress"])] = False,
 ) -> None:
     """The whole pipeline with no files from you: label (train cells on digits) → ingest → evolve → report."""
     from eznas_store.studies.demo import DemoConfig, run_demo

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from eznas_store.fitness.correlations import kendall_tau, spearman_rho
-from eznas_store.outputs import write_atomic
+from eznas_store.outputs import ensure_dir, write_atomic
 
 
 @dataclass
@@ -60,7 +60,7 @@ def summarise(program_name: str, task_name: str, scores: np.ndarray, accuracy: n
 def write_scores_csv(path: str | os.PathLike, results: Sequence[ScoreResult]) -> None:
     """``program,task,label,network,arch,accuracy,score`` rows (the run-directory and
     ``score --out`` format): rows of several programs or labels stay apart."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    ensure_dir(os.path.dirname(os.path.abspath(path)))
     buf = io.StringIO(newline="")
     w = csv.writer(buf)
     w.writerow(["program", "task", "label", "network", "arch", "accuracy", "score"])

@@ -27,7 +27,7 @@ from eznas_store.errors import StoreError, UnknownNameError
 from eznas_store.fitness.correlations import kendall_tau, spearman_rho
 from eznas_store.fitness.engine import Engine, load_task
 from eznas_store.fitness.scores import ScoreResult, json_ready, summarise
-from eznas_store.outputs import figure, png, write_atomic
+from eznas_store.outputs import ensure_dir, figure, png, write_atomic
 from eznas_store.programs.codec import load_program
 from eznas_store.programs.named import NAMED_PROGRAMS
 from eznas_store.sources.suitezero import read_zc
@@ -129,7 +129,7 @@ def rows_json(rows: Sequence[Row]) -> list[dict]:
 
 def write_outputs(rows: Sequence[Row], out_dir: str, title: str) -> tuple[str, str]:
     """``compare.csv`` and a horizontal bar plot ``compare.png`` of τ and ρ."""
-    os.makedirs(out_dir, exist_ok=True)
+    ensure_dir(out_dir)
     csv_path = os.path.join(out_dir, "compare.csv")
     buf = io.StringIO(newline="")
     w = csv.writer(buf)
