@@ -48,3 +48,7 @@ class OutputError(EznasError, OSError):
 
 class ConfigError(EznasError, ValueError):
     """A job file or option value is invalid."""
+
+
+class IncompleteStoreWarning(UserWarning):
+    """A store is used while some of its networks are not collected yet (the CLI prints one line)."""

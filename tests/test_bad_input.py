@@ -89,3 +89,19 @@ def test_checkpoint_json_nested_too_deeply_is_one_line(tmp_path):
     p.write_text(json.dumps({"a": 1})[:-1] + "[" * 100_000)
     with pytest.raises(ConfigError, match="cut short"):
         _load_checkpoint_json(p)
+
+
+def test_a_partial_store_is_used_with_a_one_line_warning(tiny_store, tmp_path, capsys):
+    import shutil
+
+    import numpy as np
+
+    from eznas_store.store.reader import open_store
+
+    partial = str(tmp_path / "partial.zarr")
+    shutil.copytree(tiny_store, partial)
+    open_store(partial).group["complete"][0:3] = np.zeros(3, dtype=bool)
+    assert main(["score", partial, "--program", "eznas-a", "--no-progress"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert err == [f"eznas-store: warning: store {partial}: only 9 of 12 networks are complete; using those "
+                   "(finish it with ingest, or check it with verify)"], err

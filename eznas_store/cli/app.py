@@ -7,13 +7,14 @@ whichever copy of click raised it, ends as one line on stderr and exit code 2.
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from eznas_store.config import job_options
-from eznas_store.errors import EznasError
+from eznas_store.errors import EznasError, IncompleteStoreWarning
 
 app = typer.Typer(
     name="eznas-store",
@@ -117,8 +118,25 @@ def _usage_line(e: BaseException) -> str:
     return " ".join(f"{where}: error: {message} (see '{where} -h')".split())
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """Our own warnings (e.g. an incomplete store) as one line; others as Python prints them."""
+    if issubclass(category, IncompleteStoreWarning):
+        typer.echo(" ".join(f"eznas-store: warning: {message}".split()), err=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
+_python_showwarning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app; every user or usage error ends as one line and exit 2."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _warning_line
+        return _run(argv)
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         # with standalone_mode=False click *returns* the code of typer.Exit instead of raising
         rv = app(args=argv, prog_name="eznas-store", standalone_mode=False)

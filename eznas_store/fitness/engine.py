@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 import time
 import uuid
 from collections.abc import Sequence
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from eznas_store.errors import ConfigError, StoreError, UnknownNameError
+from eznas_store.errors import ConfigError, IncompleteStoreWarning, StoreError, UnknownNameError
 from eznas_store.evaluate.population import ChunkScores, merge_chunk_scores
 from eznas_store.fitness.chunk_scoring import StoreCache, score_chunk
 from eznas_store.fitness.correlations import Fitness, population_fitness
@@ -90,8 +91,13 @@ def load_task(url: str, *, name: str | None = None, max_networks: int | None = N
     """
     store = open_store(url)
     label, accuracy = label_values(store, accuracy_column)
-    ok = store.complete() & np.isfinite(accuracy)
+    complete = store.complete()
+    ok = complete & np.isfinite(accuracy)
     idx = np.flatnonzero(ok)
+    if not complete.all():  # never use a partial store without a word
+        warnings.warn(f"store {url}: only {int(complete.sum())} of {len(complete)} networks are complete; "
+                      f"using those (finish it with ingest, or check it with verify)",
+                      IncompleteStoreWarning, stacklevel=2)
     if max_networks is not None:
         idx = idx[:max_networks]
     if len(idx) < 2:
