@@ -105,3 +105,27 @@ def test_a_partial_store_is_used_with_a_one_line_warning(tiny_store, tmp_path, c
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert err == [f"eznas-store: warning: store {partial}: only 9 of 12 networks are complete; using those "
                    "(finish it with ingest, or check it with verify)"], err
+
+
+def test_duplicate_key_in_a_program_file(tmp_path):
+    from eznas_store.programs.codec import load_program
+
+    p = tmp_path / "dup.json"
+    p.write_text('{"format": "eznas-program", "version": 1, "tree": {"terminal": "act_D"}, '
+                 '"tree": {"terminal": "act_N"}}')
+    with pytest.raises(ProgramError, match="'tree' appears twice"):
+        load_program(p)
+
+
+def test_explicit_nan_accuracy_in_a_benchmark_table(tmp_path):
+    from eznas_store.sources.tables import read_benchmark
+
+    p = tmp_path / "bench.csv"
+    p.write_text("arch,cifar10_valid\n|none~0|+|none~0|none~1|+|none~0|none~1|none~2|,nan\n")
+    with pytest.raises(BenchmarkFormatError, match="leave the cell empty"):
+        read_benchmark(p)
+
+
+def test_negative_workers_for_score(tiny_store, capsys):
+    line = _one_line(capsys, ["score", tiny_store, "--program", "eznas-a", "--workers", "-2", "--no-progress"])
+    assert "--workers" in line

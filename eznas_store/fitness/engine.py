@@ -129,6 +129,8 @@ class Engine:
 
     def __init__(self, *, workers: int = 2, scheduler: str | None = None, progress: bool = False,
                  memory_limit: str | None = None) -> None:
+        if not isinstance(workers, int) or workers < 0:
+            raise ConfigError(f"--workers must be >= 0 (0: in-process), got {workers}")
         self.workers = workers
         self.progress = progress
         self.client = None

@@ -343,6 +343,16 @@ def save_program(program: Program | SequentialProgram, path: str | os.PathLike[s
     return out
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all distinct (a second "tree" must not silently win)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ProgramError(f"key {key!r} appears twice in one JSON object")
+        out[key] = value
+    return out
+
+
 #: a program file larger than this is refused before it is read (MAX_NODES nodes fit in ~1 MB)
 MAX_PROGRAM_BYTES = 4 << 20
 
@@ -357,7 +367,10 @@ def read_program_document(path: str | os.PathLike[str]) -> Any:
     if size > MAX_PROGRAM_BYTES:
         raise ProgramError(f"{path}: {size:,} bytes is larger than any program ({MAX_PROGRAM_BYTES:,} at most)")
     try:
-        return json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
+        return json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant,
+                          object_pairs_hook=_unique_keys)
+    except ProgramError as e:
+        raise ProgramError(f"{path}: {e}") from None
     except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ProgramError(f"{path}: not valid JSON: {str(e)[:120]}") from None
 

@@ -146,6 +146,9 @@ def _parse_float(text: str, *, where: str, column: str) -> float:
         ) from None
     if math.isinf(value):
         raise BenchmarkFormatError(f"{where}: column {column} holds an infinite value")
+    if math.isnan(value):  # an explicit NaN is a broken export, not "no label"
+        raise BenchmarkFormatError(f"{where}: column {column} holds {text!r}; leave the cell empty "
+                                   "for a network without that label")
     return value
 
 
