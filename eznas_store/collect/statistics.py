@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from eznas_store.terminals import INPUTS, STORED, CollectConfig
+from eznas_store.terminals import INPUTS, STORED, CollectConfig, derive_inpactgrad, derive_preact
 
 
 @dataclass
@@ -293,13 +293,15 @@ def _collect(model: nn.Module, data: torch.Tensor, *, config: CollectConfig, ini
 
 # ----------------------------------------------------------------------------- derivation
 def derived_preact(inpact: torch.Tensor, structure: str) -> torch.Tensor:
-    """``preact`` from the block input: the ReLU's output (rcb); the conv input itself (cbr)."""
-    return inpact if structure == "cbr" else torch.relu(inpact)
+    """``preact`` from the block input: the ReLU's output (rcb); the conv input itself (cbr)
+    (the rule is ``terminals.derive_preact``, shared with the store's numpy reader)."""
+    return derive_preact(inpact, structure, torch.relu)
 
 
 def derived_inpactgrad(preactgrad: torch.Tensor, inpact: torch.Tensor, structure: str) -> torch.Tensor:
-    """``inpactgrad`` from the conv-input gradient: masked by the ReLU (rcb); itself (cbr)."""
-    return preactgrad if structure == "cbr" else preactgrad * (inpact > 0)
+    """``inpactgrad`` from the conv-input gradient: masked by the ReLU (rcb); itself (cbr)
+    (``terminals.derive_inpactgrad``)."""
+    return derive_inpactgrad(preactgrad, inpact, structure)
 
 
 def derive_raw(tensors: dict[str, torch.Tensor], structure: str, x: str) -> dict[str, torch.Tensor]:

@@ -5,7 +5,7 @@ rows; here they become torch tensors); ``chunk_from_raw`` builds one from freshl
 collected tensors; the evaluator (``evaluate.evaluate_population``) scores a whole
 population on it. Blocks of equal shape are stacked along a leading group axis so one
 tensor call serves them all. Only ``STORED`` tensors are held; the other terminals are
-derived on first use by the collector's rules (``collect.statistics``), and P terminals
+derived on first use by the rules in ``terminals`` (``terminal_value``), and P terminals
 become (P − D) differences, the released EZNAS code's semantics.
 """
 
@@ -19,9 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from eznas_store.collect.statistics import derived_inpactgrad, derived_preact
 from eznas_store.store.reader import Store
-from eznas_store.terminals import STORED, STORED_KINDS, TERMINALS
+from eznas_store.terminals import STORED, TERMINALS, terminal_value
 
 
 class LazyTerminals(Mapping[str, torch.Tensor]):
@@ -124,27 +123,13 @@ def chunk_from_raw(networks: Sequence[Sequence[dict[str, torch.Tensor]]], *, str
 
 
 def terminal_derivations(structure: str) -> dict[str, Any]:
-    """Terminal name → function of the raw tensors (keys ``raw:<stored name>``)."""
+    """Terminal name → function of the raw tensors (keys ``raw:<stored name>``), by the rules
+    of ``terminals.terminal_value`` (the same rules ``Store.tensor`` applies in numpy)."""
 
-    def raw(kind: str, x: str):
-        """Raw (undifferenced) value of a per-input kind, derived where not stored."""
-        if kind in STORED_KINDS:
-            return lambda t: t[f"raw:{kind}_{x}"]
-        if kind == "preact":
-            return lambda t: derived_preact(t[f"raw:inpact_{x}"], structure)
-        if kind == "inpactgrad":
-            return lambda t: derived_inpactgrad(t[f"raw:preactgrad_{x}"], t[f"raw:inpact_{x}"], structure)
-        raise KeyError(kind)
+    def rule(name: str):
+        return lambda t: terminal_value(name, lambda s: t[f"raw:{s}"], structure, torch.relu)
 
-    d: dict[str, Any] = {"wt": lambda t: t["raw:wt"]}
-    for name in TERMINALS[1:]:
-        kind, x = name.rsplit("_", 1)
-        if x == "P":
-            fp, fd = raw(kind, "P"), raw(kind, "D")
-            d[name] = (lambda fp, fd: (lambda t: fp(t) - fd(t)))(fp, fd)
-        else:
-            d[name] = raw(kind, x)
-    return d
+    return {name: rule(name) for name in TERMINALS}
 
 
 def raw_to_terminals(raw: dict[str, torch.Tensor], structure: str) -> dict[str, torch.Tensor]:

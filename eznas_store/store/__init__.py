@@ -9,24 +9,33 @@ search space, no collector.
 Modules: ``plan`` (StorePlan and its JSON), ``layout`` (block table, row widths, chunk
 size), ``group`` (URLs, opening the root group quietly), ``create`` (making a store for a
 plan), ``reader`` (``open_store``, ``Store``), ``writer`` (whole chunks, run records),
-``views`` (xarray), ``verify`` (``verify_store``, ``store_summary``).
+``views`` (xarray), ``verify`` (``verify_store``, ``store_summary``), ``describe`` (each
+array's attributes).
 
-Layout of a store (all arrays carry ``dimension_names``, so ``xarray.open_zarr(url)`` labels them):
+Layout of a store (format 2). All arrays carry ``dimension_names``, ``long_name`` and
+``description``; arrays along ``network`` or ``block`` name that dim's table columns in a
+``coordinates`` attribute, so ``xarray.open_zarr(url)`` labels them and puts ``arch``,
+``bench_index``, ``n_blocks``, ``block_start`` on ``network`` and the block columns on ``block``:
 
 * network table, dim ``network``: ``arch``, ``bench_index``, ``accuracy`` (the fitness
   target) and every accuracy column of the benchmark table, ``n_blocks``,
   ``block_start``; written at creation. Per-network results written by ingest, chunked
   like the tensors: ``complete``, ``params``, ``flops``, ``seconds``.
 * block table, dim ``block``: ``block_network``, ``block_index``, shapes (``c_in``,
-  ``c_out``, ``kernel``, ``stride``, ``h_in``, ``h_out``) and, per stored family, the
-  element offset of the block's tensor inside its network's row (``off_*``).
+  ``c_out``, ``kernel``, ``stride``, ``h_in``, ``h_out``, ``w_in``, ``w_out``) and, per
+  stored family, the element offset of the block's tensor inside its network's row (``off_*``).
 * tensors, dims ``(network, <family>_elem)``: each network's tensors of one kind,
-  flattened and concatenated into one row, padded with zeros to the widest network.
+  flattened and concatenated into one row, padded with zeros to the widest network; the
+  attributes ``offset`` and ``block_shape`` say where one block's tensor lies. Arrays are
+  named by ``layout.array_name``: the terminal they are (``wt``, ``act_D``, ...), except
+  the raw P pass, ``raw_<kind>_P`` (the terminal ``act_P`` is ``raw_act_P - act_D``).
+  Format 1 stores (raw P arrays named ``act_P``) are read through ``Store.array_names``.
   A chunk holds ``chunk_networks`` whole rows, so one chunk read gives whole networks and
   there is one file per chunk per kind, not per network or block.
 
 What is stored is the smallest exact set (``terminals.STORED``); the rest of the 22
 terminals are derived on read (``evaluate.chunk.read_chunk``): ``preact``/``inpactgrad``
 from ``inpact``/``preactgrad``, and P terminals as (P − D) differences, the released
-EZNAS code's semantics.
+EZNAS code's semantics (the rules: ``terminals.terminal_value``, which ``Store.tensor``
+applies in numpy).
 """

@@ -30,8 +30,9 @@ from zarr.errors import ContainsArrayError, ContainsGroupError
 from eznas_store.errors import StoreError
 from eznas_store.outputs import package_versions
 from eznas_store.store.group import (compressors, normalise_url, open_group, quiet_zarr, store_exists,
-                                     string_compressors)
-from eznas_store.store.layout import ARRAY_FAMILY, FAMILIES, Layout
+                                     string_compressors, unreachable, is_access_error)
+from eznas_store.store.describe import array_attributes
+from eznas_store.store.layout import ARRAY_FAMILY, FAMILIES, Layout, array_name
 from eznas_store.store.plan import (CREATION, FORMAT, FORMAT_VERSION, StorePlan, first_difference,
                                     plan_fingerprint, plan_to_json)
 from eznas_store.store.reader import Store, open_store
@@ -77,7 +78,7 @@ def create_store(url: str, plan: StorePlan, layout: Layout, *, data_batch: np.nd
     _refuse_foreign(url, storage_options)
     want = plan_fingerprint(plan)
     g = _open_root(url, want, storage_options)
-    make = functools.partial(_create_array, g, url)
+    make = functools.partial(_create_array, g, url, describe=functools.partial(array_attributes, plan=plan))
     marker = _write_tables(url, g, make, _table_values(plan, layout, data_batch, data_labels), want,
                            storage_options)
     _network_table(make, plan, layout)
@@ -94,12 +95,16 @@ def create_store(url: str, plan: StorePlan, layout: Layout, *, data_batch: np.nd
 
 
 def _create_array(g: Any, url: str, name: str, data: np.ndarray | None = None, *, shape=None, dtype=None,
-                  chunks=None, dims=("network",), fill: Any = 0) -> Any:
-    """One array of the root group, written with ``data`` if given; joined if it exists."""
+                  chunks=None, dims=("network",), fill: Any = 0,
+                  describe: Callable[..., dict[str, Any]] | None = None) -> Any:
+    """One array of the root group, written with ``data`` if given; joined if it exists.
+    ``describe(name, dims=...)`` gives its attributes (``describe.array_attributes``)."""
     shape = shape if shape is not None else data.shape
     dtype = dtype or data.dtype
     chunks = chunks or shape
     kw: dict[str, Any] = dict(shape=shape, chunks=chunks, dtype=dtype, dimension_names=dims, overwrite=False)
+    if describe is not None:
+        kw["attributes"] = describe(name, dims=tuple(dims))
     kw["compressors"] = compressors() if dtype is not str else string_compressors()
     if dtype is not str:
         kw["fill_value"] = fill
@@ -254,6 +259,12 @@ def _open_root(url: str, want: dict[str, Any], storage_options: dict | None) -> 
             zarr.open_group(url, **kw)
     except ContainsGroupError:
         pass  # another shard created the root group between our look and our create: join it
+    except StoreError:
+        raise
+    except Exception as e:  # unreachable remote (no network, no bucket, no credentials), no permission
+        if not is_access_error(url, e):
+            raise
+        raise unreachable(url, e) from None
     g = open_group(url, "r+", storage_options)
     if CREATION not in g.attrs and FORMAT not in g.attrs:  # an empty group: claim it first
         g.attrs.update({CREATION: want})
@@ -278,7 +289,7 @@ def _tensor_arrays(make: MakeArray, plan: StorePlan, layout: Layout) -> None:
     for name in STORED:
         fam = ARRAY_FAMILY[name]
         w = max(layout.widths[fam], 1)
-        make(name, shape=(n, w), dtype=np.float32, chunks=(K, w), dims=("network", FAMILIES[fam][0]))
+        make(array_name(name), shape=(n, w), dtype=np.float32, chunks=(K, w), dims=("network", FAMILIES[fam][0]))
 
 
 def _proxy_arrays(make: MakeArray, plan: StorePlan, layout: Layout) -> None:
@@ -297,7 +308,8 @@ def _attributes(plan: StorePlan, layout: Layout) -> dict[str, Any]:
         "layout": {"chunk_networks": layout.chunk_networks, "widths": layout.widths},
         "created_with": package_versions(),
         "terminals": list(TERMINALS),
-        "stored": list(STORED),
+        "stored": [array_name(s) for s in STORED],
         "derived": "preact=relu(inpact), inpactgrad=preactgrad*(inpact>0) (rcb; identity for cbr); "
-                   "X_P terminals are P-D differences",
+                   "X_P terminals are P-D differences: act_P = raw_act_P - act_D (raw_* arrays hold the "
+                   "raw P pass, every other tensor array is the terminal of its name)",
     }

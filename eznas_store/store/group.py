@@ -16,6 +16,7 @@ from typing import Any
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 
+from eznas_store.errors import StoreError
 from eznas_store.store.plan import FORMAT
 
 
@@ -40,9 +41,51 @@ def string_compressors() -> list[Any]:
 
 def normalise_url(url: str) -> str:
     """``file://`` URLs become plain paths (zarr's LocalStore creates folders; fsspec's
-    local filesystem does not); every other fsspec URL is passed through."""
+    local filesystem does not); every other fsspec URL is passed through. A URL that cannot
+    name a store is a one-line ``StoreError`` (``url_problem``)."""
     url = str(url)
-    return url[len("file://"):] if url.startswith("file://") else url
+    url = url[len("file://"):] if url.startswith("file://") else url
+    problem = url_problem(url)
+    if problem:
+        raise StoreError(problem)
+    return url
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot name a store, before anything is opened: an unknown URL scheme, a
+    scheme whose fsspec package is not installed (``s3://`` without s3fs), or a local path
+    under a file; None if it may."""
+    if "://" in url:
+        import fsspec  # a zarr dependency
+
+        for part in url.split("::"):
+            if "://" not in part:
+                continue
+            scheme = part.split("://", 1)[0]
+            try:
+                fsspec.get_filesystem_class(scheme)
+            except ImportError as e:
+                hint = " ".join(str(e).split()) or f"a package for {scheme}:// is missing"
+                return f"store {url}: {hint} (pip install {_PACKAGES.get(scheme, 'the fsspec package for it')})"
+            except ValueError:
+                return (f"store {url}: unknown URL scheme {scheme + '://'!r}; use a local path or an fsspec "
+                        "URL such as s3://bucket/store.zarr, gs://..., memory://...")
+        return None
+    parent = os.path.abspath(url)
+    while True:
+        if os.path.lexists(parent):
+            if parent != os.path.abspath(url) and not os.path.isdir(parent):
+                return f"store {url} is under {parent}, which is a file, not a folder; use another --store path"
+            return None
+        up = os.path.dirname(parent)
+        if up == parent:
+            return None
+        parent = up
+
+
+#: fsspec URL scheme → the package that implements it
+_PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs",
+             "abfss": "adlfs", "http": "aiohttp", "https": "aiohttp", "hf": "huggingface_hub"}
 
 
 def open_group(url: str, mode: str, storage_options: dict | None = None) -> zarr.Group:
@@ -53,6 +96,26 @@ def open_group(url: str, mode: str, storage_options: dict | None = None) -> zarr
         kw["storage_options"] = storage_options
     with quiet_zarr():
         return zarr.open_group(url, **kw)
+
+
+#: top-level modules whose exceptions mean "cannot reach or use that remote store"
+_REMOTE_ERROR_MODULES = ("botocore", "aiobotocore", "aiohttp", "s3fs", "gcsfs", "google", "adlfs", "azure",
+                         "requests", "urllib3", "fsspec")
+
+
+def is_access_error(url: str, e: BaseException) -> bool:
+    """Whether ``e``, raised opening or writing ``url``, means the location cannot be used: an
+    ``OSError`` (no permission, no network, ...) or, for a remote URL, an error of its client."""
+    if isinstance(e, OSError):
+        return True
+    return "://" in url and type(e).__module__.split(".")[0] in _REMOTE_ERROR_MODULES
+
+
+def unreachable(url: str, e: BaseException) -> StoreError:
+    """A one-line error for a store location that cannot be opened or written."""
+    why = " ".join(str(e).split())[:200] or "no details"
+    return StoreError(f"store {url} cannot be opened or written ({type(e).__name__}: {why}); check the "
+                      "--store URL, its credentials (storage options) and the network")
 
 
 def store_exists(url: str, storage_options: dict | None = None) -> bool:

@@ -31,7 +31,26 @@ ARRAY_FAMILY: dict[str, str] = {"wt": "wt", **{
     f"{k}_{x}": ("wt" if k == "wtgrad" else k) for k in STORED_KINDS for x in INPUTS}}
 assert set(ARRAY_FAMILY) == set(STORED)
 
+#: prefix of the arrays that hold a raw pass which is not itself a terminal: the P pass
+#: (the terminal ``act_P`` is ``raw_act_P - act_D``); every other stored array *is* the
+#: terminal of its name
+RAW_PREFIX = "raw_"
+
+
+def array_name(stored: str) -> str:
+    """The Zarr array holding ``STORED`` tensor ``stored`` (format 2): ``raw_act_P`` for
+    ``act_P``; D, N and ``wt`` arrays are named as the terminals they are."""
+    return RAW_PREFIX + stored if stored.endswith("_P") else stored
+
+
+#: ``STORED`` name → Zarr array name, per store format version (version 1 used the bare names)
+ARRAY_NAMES: dict[int, dict[str, str]] = {1: {s: s for s in STORED}, 2: {s: array_name(s) for s in STORED}}
+#: every name a stored tensor array has had
+TENSOR_ARRAYS: frozenset[str] = frozenset(n for names in ARRAY_NAMES.values() for n in names.values())
+
 SHAPE_COLUMNS = ("c_in", "c_out", "kernel", "stride", "h_in", "h_out")
+#: block-table columns written from format 2 on: feature maps are square (``w = h``)
+WIDTH_COLUMNS = {"w_in": "h_in", "w_out": "h_out"}
 #: target bytes of one chunk across all stored arrays, uncompressed (bounds reader RAM)
 CHUNK_TARGET_BYTES = 256 * 2**20
 
@@ -96,6 +115,8 @@ def _network_offsets(n: int, specs: Sequence[BlockRecord], batch: int,
         cols["block_index"].append(b)
         for c in SHAPE_COLUMNS:
             cols[c].append(getattr(s, c))
+        for w, h in WIDTH_COLUMNS.items():
+            cols[w].append(getattr(s, h))
         shapes = block_shapes(s.c_in, s.c_out, s.kernel, s.h_in, s.h_out, batch)
         for fam, (_, shape_kind, key_attr) in FAMILIES.items():
             size = int(np.prod(shapes[shape_kind]))

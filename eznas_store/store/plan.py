@@ -16,7 +16,11 @@ from eznas_store.terminals import CollectConfig
 
 #: name of the store's attribute table and version of what it holds
 FORMAT = "eznas-store"
-FORMAT_VERSION = 1
+#: version 2: raw P arrays named ``raw_<kind>_P``, ``long_name``/``description`` and
+#: ``coordinates`` attributes on every array, block columns ``w_in``/``w_out``
+FORMAT_VERSION = 2
+#: versions ``open_store`` reads (version 1 by its array names: ``ARRAY_NAMES``)
+READABLE_VERSIONS = (1, 2)
 #: root attribute written before anything else: the plan's fingerprint and, once the
 #: tables are filled, their commit marker (``tables_sha256``)
 CREATION = "eznas-store-creation"

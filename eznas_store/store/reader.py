@@ -17,12 +17,12 @@ import numpy as np
 import zarr
 
 from eznas_store.config import schema_validator
-from eznas_store.errors import CorruptChunkError, StoreError
+from eznas_store.errors import CorruptChunkError, StoreError, UnknownNameError
 from eznas_store.store import views
 from eznas_store.store.group import normalise_url, open_group, quiet_zarr
-from eznas_store.store.layout import ARRAY_FAMILY, FAMILIES, SHAPE_COLUMNS, block_shapes
-from eznas_store.store.plan import FORMAT, FORMAT_VERSION, StorePlan, plan_from_json
-from eznas_store.terminals import STORED, TERMINALS
+from eznas_store.store.layout import ARRAY_FAMILY, ARRAY_NAMES, FAMILIES, SHAPE_COLUMNS, block_shapes
+from eznas_store.store.plan import FORMAT, FORMAT_VERSION, READABLE_VERSIONS, StorePlan, plan_from_json
+from eznas_store.terminals import STORED, TERMINALS, numpy_relu, terminal_value
 
 
 def open_store(url: str, *, storage_options: dict | None = None) -> "Store":
@@ -35,13 +35,16 @@ def open_store(url: str, *, storage_options: dict | None = None) -> "Store":
     meta = g.attrs.get(FORMAT)
     if not isinstance(meta, dict) or "plan" not in meta:
         raise StoreError(f"{url} is a Zarr group but not an eznas store (no '{FORMAT}' attributes)")
-    if isinstance(meta, dict) and meta.get("format_version") == FORMAT_VERSION:
+    version = meta.get("format_version")
+    if version in READABLE_VERSIONS and not isinstance(version, bool):
         problem = _schema_problem(meta)
         if problem:
             raise StoreError(f"{url} has invalid eznas-store attributes: {problem}")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise StoreError(f"{url} has store format version {meta.get('format_version')}, "
-                         f"this eznas-store reads version {FORMAT_VERSION}")
+    else:
+        newer = isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION
+        raise StoreError(f"{url} has store format version {version}, this eznas-store reads versions "
+                         f"{', '.join(map(str, READABLE_VERSIONS))}"
+                         + ("; upgrade eznas-store" if newer else "; re-ingest it with this eznas-store"))
     try:
         plan = plan_from_json(meta["plan"])
     except (TypeError, KeyError, ValueError) as e:
@@ -75,6 +78,15 @@ class Store:
     @property
     def terminals(self) -> tuple[str, ...]:
         return TERMINALS
+
+    @property
+    def format_version(self) -> int:
+        return int(self.meta["format_version"])
+
+    @property
+    def array_names(self) -> dict[str, str]:
+        """``STORED`` name → the Zarr array holding it (``raw_act_P`` for ``act_P`` from format 2)."""
+        return ARRAY_NAMES[self.format_version]
 
     @property
     def n_networks(self) -> int:
@@ -152,8 +164,9 @@ class Store:
         return views.table(self.dataset(), "block")
 
     def lazy(self, networks: slice | None = None):
-        """Stored tensor rows of a network range as a lazy (dask-backed) ``xarray.Dataset``."""
-        return views.stored_rows(self.dataset(), networks)
+        """Stored tensor rows of a network range as a lazy (dask-backed) ``xarray.Dataset``
+        (variables named as the arrays: ``raw_act_P`` holds the raw P pass)."""
+        return views.stored_rows(self.dataset(), networks, list(self.array_names.values()))
 
     def proxy_table(self):
         """Hand-crafted proxy values as an ``xarray.DataArray`` (network × proxy), NaN where a
@@ -164,24 +177,27 @@ class Store:
 
     # -- stored rows ----------------------------------------------------------------------
     def read_rows(self, lo: int, hi: int, names: Sequence[str] = STORED) -> dict[str, np.ndarray]:
-        """Rows ``lo..hi`` of the stored arrays; an unreadable chunk is a ``CorruptChunkError``."""
+        """Rows ``lo..hi`` of the stored arrays, keyed by ``STORED`` name (raw: ``act_P`` is
+        the P pass itself); an unreadable chunk is a ``CorruptChunkError``."""
         out = {}
         for name in names:
+            array = self.array_names[name]
             try:
-                out[name] = np.asarray(self.group[name][lo:hi])
+                out[name] = np.asarray(self.group[array][lo:hi])
             except Exception as e:
                 raise CorruptChunkError(
-                    f"store {self.url}: array {name!r}, networks {lo}..{hi - 1} cannot be read "
+                    f"store {self.url}: array {array!r}, networks {lo}..{hi - 1} cannot be read "
                     f"({type(e).__name__}: {e}); rerun ingest with --redo-broken"
                 ) from None
         return out
 
-    def network_rows(self, n: int, rows: dict[str, np.ndarray] | None = None, row: int = 0
-                     ) -> list[dict[str, np.ndarray]]:
-        """The stored (raw) tensors of network ``n``'s blocks, one dict per block (views of
-        ``rows[name][row]``, which ``read_rows`` gave; read here when not given)."""
+    def network_rows(self, n: int, rows: dict[str, np.ndarray] | None = None, row: int = 0,
+                     names: Sequence[str] = STORED) -> list[dict[str, np.ndarray]]:
+        """The stored (raw) tensors of network ``n``'s blocks, one dict per block keyed by
+        ``STORED`` name (views of ``rows[name][row]``, which ``read_rows`` gave; read here
+        when not given)."""
         if rows is None:
-            rows, row = self.read_rows(n, n + 1), 0
+            rows, row = self.read_rows(n, n + 1, names), 0
         bt = self.block_table()
         B = self.plan.collect.batch_size
         start, nb = int(bt["block_start"][n]), int(bt["n_blocks"][n])
@@ -189,10 +205,34 @@ class Store:
         for b in range(start, start + nb):
             shapes = block_shapes(*(int(bt[c][b]) for c in ("c_in", "c_out", "kernel", "h_in", "h_out")), B)
             d = {}
-            for name in STORED:
+            for name in names:
                 fam = ARRAY_FAMILY[name]
                 shape = shapes[FAMILIES[fam][1]]
                 off = int(bt[f"off_{fam}"][b])
                 d[name] = rows[name][row, off:off + int(np.prod(shape))].reshape(shape)
             out.append(d)
         return out
+
+    def tensor(self, network: int, block: int, terminal: str) -> np.ndarray:
+        """Terminal ``terminal`` of block ``block`` (position within the network, from 0) of
+        network ``network``, as a numpy array of its real shape (e.g. (batch, c_out, h_out,
+        w_out) for ``act_D``); derived terminals by the evaluator's rules
+        (``terminals.terminal_value``), P terminals as P − D. ``terminal`` may also name a
+        stored array (``raw_act_P``: the raw P pass)."""
+        if not 0 <= int(network) < self.n_networks:
+            raise StoreError(f"store {self.url} has networks 0..{self.n_networks - 1}, not {network}")
+        nb = int(self.block_table()["n_blocks"][int(network)])
+        if not 0 <= int(block) < nb:
+            raise StoreError(f"network {network} of store {self.url} has blocks 0..{nb - 1}, not {block}")
+        structure = self.plan.collect.structure
+        raw_names = {a: s for s, a in self.array_names.items() if a not in TERMINALS}
+        if terminal in raw_names:
+            blk = self.network_rows(int(network), names=[raw_names[terminal]])[int(block)]
+            return np.array(blk[raw_names[terminal]])
+        if terminal not in TERMINALS:
+            raise UnknownNameError(f"unknown terminal {terminal!r}; terminals: {', '.join(TERMINALS)}; "
+                                   f"raw arrays: {', '.join(raw_names)}")
+        need: list[str] = []  # the stored tensors the rule reads, found by a dry run on zeros
+        terminal_value(terminal, lambda s: need.append(s) or np.zeros(1, np.float32), structure, numpy_relu)
+        blk = self.network_rows(int(network), names=sorted(set(need)))[int(block)]
+        return np.array(terminal_value(terminal, blk.__getitem__, structure, numpy_relu))

@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 
 from eznas_store.store.group import dir_bytes
-from eznas_store.store.layout import ARRAY_FAMILY, Layout
+from eznas_store.store.layout import ARRAY_FAMILY, TENSOR_ARRAYS, Layout
 from eznas_store.store.reader import Store
 from eznas_store.terminals import STORED, TERMINALS
 
 #: arrays ingest writes per chunk of networks (``--redo-broken`` rewrites them); every
 #: other array is fixed by the plan when the store is created
-WRITTEN = frozenset([*STORED, "complete", "params", "flops", "seconds", "proxy_value", "proxy_reason"])
+WRITTEN = frozenset([*TENSOR_ARRAYS, "complete", "params", "flops", "seconds", "proxy_value", "proxy_reason"])
 #: name endings of temporary files a killed write leaves (zarr writes ``<key>.<uuid>.partial``)
 STRAY_SUFFIXES = (".partial", ".tmp", "~")
 
@@ -117,7 +117,7 @@ def verify_store(store: Store, layout: Layout | None = None, *, arrays: Sequence
                 bad.append(BrokenChunk(name, chunk, nets, f"unreadable ({type(values).__name__}: "
                                                           f"{str(values)[:80]})"))
                 _mark_broken(broken, name, nets, done, type(values).__name__)
-            elif name in STORED and values.ndim == 2:
+            elif name in TENSOR_ARRAYS and values.ndim == 2:
                 rows = ~np.isfinite(values).all(axis=1)
                 for k in np.flatnonzero(rows & done[sl[0]]):
                     broken[sl[0].start + int(k)].append(f"{name} holds NaN/Inf")
@@ -194,8 +194,9 @@ def _shape_problems(store: Store, layout: Layout | None) -> list[str]:
     problems: list[str] = []
     n = store.n_networks
     widths = layout.widths if layout is not None else store.meta["layout"]["widths"]
-    for name in STORED:
-        want = (n, max(int(widths[ARRAY_FAMILY[name]]), 1))
+    for stored in STORED:
+        name = store.array_names[stored]
+        want = (n, max(int(widths[ARRAY_FAMILY[stored]]), 1))
         if not store.has_array(name):
             problems.append(f"array {name!r} is missing")
         elif tuple(store.group[name].shape) != want:

@@ -1,7 +1,9 @@
 """xarray views of a store: the whole group as a lazy Dataset, its tables loaded, proxy values.
 
-Every array carries ``dimension_names``, so plain ``xarray.open_zarr`` labels it; these
-helpers add nothing but the selection. xarray (and pandas under it) is imported inside
+Every array carries ``dimension_names``, ``long_name``/``description`` and (along ``network``
+or ``block``) a ``coordinates`` attribute, so plain ``xarray.open_zarr`` labels it and puts
+``arch``, ``bench_index``, the block shapes, ... on its dims; these helpers add nothing but
+the selection. xarray (and pandas under it) is imported inside
 each function: it costs about a second of start-up that ingest and scoring never need.
 """
 
@@ -27,9 +29,10 @@ def table(ds: Any, dim: str) -> Any:
     return ds[names].load()
 
 
-def stored_rows(ds: Any, networks: slice | None = None) -> Any:
-    """Stored tensor rows of a network range, still lazy (dask-backed)."""
-    rows = ds[list(STORED)]
+def stored_rows(ds: Any, networks: slice | None = None, arrays: list[str] | None = None) -> Any:
+    """Stored tensor rows (``arrays``, default the ``STORED`` names) of a network range, still
+    lazy (dask-backed)."""
+    rows = ds[list(arrays or STORED)]
     return rows.isel(network=networks) if networks is not None else rows
 
 

@@ -46,7 +46,7 @@ def write_chunk(store: Store, lo: int, networks: Sequence[NetworkArrays],
         raise StoreError(f"networks {lo}..{hi} are not one chunk of {store.url}")
     g = store.group
     for name, rows in _tensor_rows(store, lo, networks).items():
-        g[name][lo:hi] = rows
+        g[store.array_names[name]][lo:hi] = rows
     g["params"][lo:hi] = np.array([r.params for r in networks], dtype=np.int64)
     g["flops"][lo:hi] = np.array([r.flops for r in networks], dtype=np.float64)
     g["seconds"][lo:hi] = np.array([r.seconds for r in networks], dtype=np.float32)
@@ -58,8 +58,8 @@ def write_chunk(store: Store, lo: int, networks: Sequence[NetworkArrays],
 def _tensor_rows(store: Store, lo: int, networks: Sequence[NetworkArrays]) -> dict[str, np.ndarray]:
     """Each stored array's rows for the chunk: every block's tensor flattened at its offset."""
     bt = store.block_table()
-    rows = {name: np.zeros(store.group[name].shape[1:], dtype=np.float32)[None].repeat(len(networks), 0)
-            for name in STORED}
+    rows = {name: np.zeros(store.group[store.array_names[name]].shape[1:], dtype=np.float32)[None]
+            .repeat(len(networks), 0) for name in STORED}
     for j, res in enumerate(networks):
         n = lo + j
         start, nb = int(bt["block_start"][n]), int(bt["n_blocks"][n])

@@ -54,7 +54,7 @@ from tqdm.auto import tqdm
 from eznas_store.errors import ConfigError
 from eznas_store.fitness.engine import Engine, Task, load_task
 from eznas_store.fitness.scores import summarise
-from eznas_store.outputs import figure, json_safe, package_versions, png, write_atomic
+from eznas_store.outputs import ensure_dir, figure, json_safe, package_versions, png, write_atomic
 from eznas_store.programs.codec import load_program, program_to_json
 from eznas_store.programs.named import NAMED_PROGRAMS
 from eznas_store.programs.tree import Program
@@ -278,7 +278,7 @@ def run_transfer(cfg: TransferConfig) -> TransferResult:
     t0 = time.perf_counter()
     started = _dt.datetime.now(_dt.UTC).isoformat()
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out)
     names = [n for n, _ in cfg.tasks]
     tasks = [load_task(url, name=name, max_networks=cfg.max_networks) for name, url in cfg.tasks]
 
