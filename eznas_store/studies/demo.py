@@ -69,7 +69,9 @@ def run_demo(cfg: DemoConfig, *, echo=print) -> Path:
     ecfg = EvolveConfig(stores=(str(store),), out=str(run), seed=cfg.seed, workers=cfg.workers,
                         progress=cfg.progress, **DEMO_EVOLVE)
     res = run_evolve(ecfg, resume=(run / CHECKPOINT).exists())
-    echo(f"      best evolved program: tau {res.best_final.meta.get('fitness')}: {res.best_final.formula()}")
+    fit = res.best_final.meta.get("fitness")
+    fit = f"{fit:.4f}" if isinstance(fit, (int, float)) else "n/a"
+    echo(f"      best evolved program: tau {fit}: {res.best_final.formula()}")
 
     echo("[4/4] report")
     md, html = write_report(run, title="eznas-store demo: NB201 cells trained on digits")
