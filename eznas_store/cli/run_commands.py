@@ -43,6 +43,12 @@ def evolve(
     train_networks: Annotated[int, typer.Option("--train-networks", help="--over proxies: networks per training problem to evolve on; the rest are held out.")] = 100,
     min_length: Annotated[int, typer.Option("--min-length", help="--representation sequential: fewest instructions.")] = 2,
     max_length: Annotated[int, typer.Option("--max-length", help="--representation sequential: most instructions.")] = 32,
+    split: Annotated[Optional[str], typer.Option("--split", help="--over statistics: TRAIN/VAL/TEST networks of each store (counts, fractions or one 'rest', e.g. 100/200/rest), seeded by --seed: fitness on train, best_ever by validation tau, final programs scored on test. Default: all networks train.")] = None,
+    test_store: Annotated[Optional[list[str]], typer.Option("--test-store", help="--over statistics: a store whose networks are all test networks (e.g. another batch size). Repeatable.")] = None,
+    equivalence_cache: Annotated[bool, typer.Option("--equivalence-cache/--no-equivalence-cache", help="--over statistics: a program whose outputs on a small probe of networks match a scored program's takes its fitness without being scored.")] = False,
+    racing: Annotated[float, typer.Option("--racing", help="--over statistics: score children on this fraction of the train networks first (whole chunks) and finish only those that could be selected (0: off).")] = 0.0,
+    seed_programs: Annotated[Optional[str], typer.Option("--seed-programs", help="Comma-separated programs (names such as eznas-a, or JSON files) put into the first population.")] = None,
+    evolve_aggregate: Annotated[bool, typer.Option("--evolve-aggregate", help="--representation tree: evolve each program's network aggregate (mean, sum, depth-weighted mean) with its tree.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress", help=HELP["--no-progress"])] = False,
     job: JobOption = None,
@@ -58,12 +64,11 @@ def evolve(
         typer.echo(f"run folder: {o['out']}")
     if not o["stores"] or not o["out"]:
         fail("evolve needs at least one STORE and --out (on the command line or in --job)")
-    o["stores"] = tuple(o["stores"])
-    o["problems"] = tuple(o.get("problems") or ())
-    o["accuracy_columns"] = tuple(o.pop("accuracy_column") or ()) or None
-    cfg = EvolveConfig(**o, progress=not no_progress)
+    cfg = EvolveConfig(**_evolve_options(o), progress=not no_progress)
     res = run_evolve(cfg, resume=resume)
     typer.echo(_evolve_summary(cfg, res))
+    for line in _generalisation_lines(res.out):
+        typer.echo(line)
     if cfg.over == "proxies":
         typer.echo((res.out / "cross_problem" / "matrix.txt").read_text().rstrip())
     typer.echo(f"programs in {res.out / 'programs'}; report with: eznas-store report {res.out}")
@@ -83,6 +88,28 @@ def _evolve_summary(cfg, res) -> str:
         where = f" ({cfg.combine} over {'; '.join(names)})" if len(names) > 1 else f" (on {''.join(names)})"
     return (f"evolved {res.generations} generations in {res.seconds:.1f} s; best of the final population: "
             f"tau {fit}{where}: {best.formula()}")
+
+
+def _evolve_options(o: dict) -> dict:
+    """Command-line/job values as EvolveConfig fields (tuples; repeatable flags renamed)."""
+    o["stores"] = tuple(o["stores"])
+    o["problems"] = tuple(o.get("problems") or ())
+    o["accuracy_columns"] = tuple(o.pop("accuracy_column") or ()) or None
+    o["test_stores"] = tuple(o.pop("test_store") or ())
+    seeds = o.get("seed_programs") or ()
+    seeds = seeds.split(",") if isinstance(seeds, str) else seeds
+    o["seed_programs"] = tuple(s.strip() for s in seeds if s.strip())
+    return o
+
+
+def _generalisation_lines(out) -> list[str]:
+    """Train / validation / test tau of the final programs, when the run held networks out."""
+    import json
+
+    final = json.loads((out / "run.json").read_text()).get("final") or {}
+    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"
+    return [f"{role}: train tau {fmt(s.get('train'))}, validation tau {fmt(s.get('validation'))}, "
+            f"test tau {fmt(s.get('test'))}" for role, s in final.items()]
 
 
 @app.command()

@@ -2,7 +2,9 @@
 
 A program is evaluated per block: the tree's output for the block (any shape) is reduced
 to a scalar (``"mean"`` of all elements, or their ``"l2"`` norm), and a network's score
-is the mean of those scalars over all its blocks. If an operation raises for a block, or
+is the program's ``aggregate`` of those scalars over all its blocks: their mean (the
+default), their sum, or the depth-weighted mean (``"depth"``: block ``b`` of ``n``
+weighted ``(b+1)/n``, normalised, i.e. ``2(b+1)/(n(n+1))``). If an operation raises for a block, or
 the block's scalar is NaN/Inf, the program is invalid for that network: its score is NaN
 and the first such failure is reported as a one-line reason. Non-finite values *inside*
 a tree are allowed (EZNAS-A relies on ``sigmoid(-inf) = 0``); only the block's scalar
@@ -118,7 +120,7 @@ class _PopulationRun:
     """One ``evaluate_population`` call: the plan, the runner and the running tallies."""
 
     def __init__(self, plan: PopulationPlan, chunk: Chunk, ops: Mapping[str, Op],
-                 shape_cache: ShapeCache) -> None:
+                 shape_cache: ShapeCache, aggregates: list[str] | None = None) -> None:
         self.plan, self.chunk, self.ops = plan, chunk, ops
         self.runner = SliceRunner(plan, shape_cache)
         n, n_prog = chunk.n_networks, len(plan.trees)
@@ -126,6 +128,8 @@ class _PopulationRun:
         self.invalid = np.zeros((n_prog, n), dtype=bool)
         self.counts = np.zeros(n, dtype=np.int64)
         self.reasons: list[str | None] = [None] * n_prog
+        #: per program: "mean", "sum" or "depth" (bare trees: "mean")
+        self.aggregates = aggregates or ["mean"] * n_prog
         self.root_rows = {r: np.array([p for p, _ in c], dtype=np.int64)
                           for r, c in plan.roots.items()}
 
@@ -196,7 +200,10 @@ class _PopulationRun:
             if mode not in per_mode:
                 per_mode[mode] = self.runner.scalars(value, mode, g)
             s, bad = per_mode[mode]
-            self.sums[p] += np.bincount(net, weights=np.where(bad, 0.0, s), minlength=n)
+            w = np.where(bad, 0.0, s)
+            if self.aggregates[p] == "depth":  # block b weighted b + 1 (normalised in result)
+                w = w * (group.block[lo:lo + g].numpy().astype(np.float64) + 1.0)
+            self.sums[p] += np.bincount(net, weights=w, minlength=n)
             if bad.any():
                 self.invalid[p, net[bad]] = True
                 if self.reasons[p] is None:
@@ -204,10 +211,16 @@ class _PopulationRun:
                                                     group, lo, self.chunk, self.ops)
 
     def result(self) -> ChunkScores:
-        """Mean block scalar per network; NaN where invalid or without blocks."""
+        """Aggregate block scalar per network (mean, sum or depth-weighted mean); NaN where
+        invalid or without blocks."""
         chunk, counts, reasons = self.chunk, self.counts, self.reasons
         with np.errstate(invalid="ignore", divide="ignore"):
             scores = self.sums / counts
+            for p, agg in enumerate(self.aggregates):
+                if agg == "sum":
+                    scores[p] = self.sums[p]
+                elif agg == "depth":
+                    scores[p] = self.sums[p] / (counts * (counts + 1) / 2.0)
         scores[self.invalid | (counts == 0)[None, :]] = np.nan
         for i in np.flatnonzero(counts == 0):
             for p in range(len(reasons)):
@@ -231,8 +244,8 @@ def evaluate_population(
     Parameters
     ----------
     programs
-        ``Program`` objects (``.tree``, ``.to_scalar``); bare tree nodes are scored with
-        ``"mean"``.
+        ``Program`` objects (``.tree``, ``.to_scalar``, ``.aggregate``); bare tree nodes
+        are scored with ``"mean"`` (both).
     chunk
         The networks' blocks, grouped by shape.
     to_scalar
@@ -264,7 +277,9 @@ def evaluate_population(
         raise ConfigError(f"max_group must be at least 1, got {max_group}")
     ops = OPS if ops is None else ops
     plan = build_plan(programs, to_scalar, ops)
-    run = _PopulationRun(plan, chunk, ops, ShapeCache() if shape_cache is None else shape_cache)
+    aggregates = [getattr(p, "aggregate", "mean") for p in programs]
+    run = _PopulationRun(plan, chunk, ops, ShapeCache() if shape_cache is None else shape_cache,
+                         aggregates)
     with torch.inference_mode():
         infos = [run.shape_pass(group) for group in chunk.groups]
         run.check_counts()

@@ -278,6 +278,8 @@ def program_to_json(program: Program | SequentialProgram) -> dict[str, Any]:
         doc["name"] = program.name
     doc["to_scalar"] = program.to_scalar
     doc["terminal_set"] = program.terminal_set
+    if program.aggregate != "mean":  # written only when set: older files stay byte-identical
+        doc["aggregate"] = program.aggregate
     doc["formula"] = program.tree.formula()
     doc["tree"] = tree_to_json(program.tree)
     if program.meta:
@@ -326,6 +328,7 @@ def program_from_json(obj: Any, *, ops: Mapping[str, Op] | None = None) -> Progr
         terminal_set=terminal_set,
         name=name,
         meta=doc.get("meta", {}),
+        aggregate=doc.get("aggregate", "mean"),
     )
 
 

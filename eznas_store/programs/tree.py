@@ -40,6 +40,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_NODES",
     "TERMINAL_SETS",
+    "AGGREGATES",
     "TO_SCALAR",
     "Apply",
     "Node",
@@ -58,6 +59,9 @@ MAX_DEPTH = 64
 MAX_NODES = 10_000
 
 TO_SCALAR: tuple[str, ...] = ("mean", "l2")
+#: how a network's score comes from its block scalars: their mean (EZNAS), their sum, or
+#: the depth-weighted mean (block b of n weighted (b+1)/n, weights normalised to sum 1)
+AGGREGATES: tuple[str, ...] = ("mean", "sum", "depth")
 TERMINAL_SETS: tuple[str, ...] = ("statistics", "proxies")
 _STATISTICS = frozenset(TERMINALS)
 
@@ -261,6 +265,7 @@ class Program:
     terminal_set: str = "statistics"
     name: str | None = field(default=None, compare=False)
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
+    aggregate: str = "mean"
 
     def __post_init__(self) -> None:
         if not isinstance(self.tree, Node):
@@ -269,12 +274,18 @@ class Program:
             raise ProgramError(
                 f"unknown to_scalar {short(self.to_scalar)}: use one of {', '.join(TO_SCALAR)}"
             )
+        if self.aggregate not in AGGREGATES:
+            raise ProgramError(
+                f"unknown aggregate {short(self.aggregate)}: use one of {', '.join(AGGREGATES)}"
+            )
         terminals_for(self.terminal_set)
         check_labels(self)
 
     def key(self) -> str:
-        """Canonical identity text, e.g. ``statistics/mean:frobenius(act_D)``."""
-        return f"{self.terminal_set}/{self.to_scalar}:{self.tree.key()}"
+        """Canonical identity text, e.g. ``statistics/mean:frobenius(act_D)`` (an aggregate
+        other than the mean is named after the reduction: ``statistics/mean+sum:...``)."""
+        agg = "" if self.aggregate == "mean" else f"+{self.aggregate}"
+        return f"{self.terminal_set}/{self.to_scalar}{agg}:{self.tree.key()}"
 
     def formula(self) -> str:
         return self.tree.formula()

@@ -14,7 +14,7 @@ import os
 import math
 import random
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,10 @@ from eznas_store.programs.ops import Op
 RESUMABLE_CHANGES = frozenset({"workers", "scheduler", "progress", "generations", "out"})
 #: options that name stores or files: compared by meaning (absolute, no trailing "/")
 PATH_OPTIONS = frozenset({"stores", "test_stores"})
+#: options added after checkpoints were first written, with the value a checkpoint
+#: without them was made with (so such a checkpoint can still be resumed)
+ADDED_OPTIONS: dict[str, Any] = {"split": None, "test_stores": [], "equivalence_cache": False, "racing": 0.0,
+                                 "seed_programs": [], "evolve_aggregate": False}
 #: a checkpoint larger than this is not one of ours (a population of 100,000 is ~100 MB)
 MAX_CHECKPOINT_BYTES = 1 << 30
 
@@ -60,7 +64,8 @@ def normalised(options: Mapping[str, Any]) -> dict[str, Any]:
 
 def first_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
     """The first option (besides :data:`RESUMABLE_CHANGES`) whose meaning differs, or None."""
-    old, new = normalised(old), normalised(new)
+    old = normalised({**{k: v for k, v in ADDED_OPTIONS.items() if k in new}, **old})
+    new = normalised(new)
     for k in sorted(set(old) | set(new)):
         if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k):
             return k
@@ -147,6 +152,12 @@ class Checkpoint:
     rng: random.Random
     cache: dict[str, Fitness]
     started: str | None
+    #: keys of programs raced out (their fitness is partial), with racing
+    raced: list[str] = field(default_factory=list)
+    #: probe hash -> program key, with the equivalence cache
+    probes: dict[str, str] = field(default_factory=dict)
+    #: program key -> validation fitness, with a split
+    validation: dict[str, Fitness] = field(default_factory=dict)
 
 
 def write_checkpoint(path: Path, ck: Checkpoint, rep) -> None:
@@ -158,6 +169,10 @@ def write_checkpoint(path: Path, ck: Checkpoint, rep) -> None:
         "random_state": rng_to_json(ck.rng),
         "cache": {k: fitness_to_json(v) for k, v in ck.cache.items()},
         "started": ck.started,
+        # written only when used, so a default run's checkpoint is as before
+        **({"raced": sorted(ck.raced)} if ck.raced else {}),
+        **({"probes": dict(ck.probes)} if ck.probes else {}),
+        **({"validation": {k: fitness_to_json(v) for k, v in ck.validation.items()}} if ck.validation else {}),
     })
 
 
@@ -177,7 +192,10 @@ def read_checkpoint(path: Path, rep, ops: Mapping[str, Op], config: dict) -> Che
             hall_of_fame=_individuals(ck["hall_of_fame"], rep, ops),
             rng=rng_from_json(ck["random_state"]),
             cache={k: fitness_from_json(v) for k, v in ck.get("cache", {}).items()},
-            started=ck.get("started"))
+            started=ck.get("started"),
+            raced=[str(k) for k in ck.get("raced", [])],
+            probes={str(h): str(k) for h, k in ck.get("probes", {}).items()},
+            validation={k: fitness_from_json(v) for k, v in ck.get("validation", {}).items()})
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
         raise ConfigError(f"{path} is damaged ({type(e).__name__}: {str(e)[:80]}); "
                           "start over without --resume") from None

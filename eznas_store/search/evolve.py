@@ -19,6 +19,13 @@ Design choices, with the reasons:
   represented (``representation``: a DEAP expression tree, or the AutoML-Zero
   instruction list of the EZNAS appendix 1.2; :mod:`.representations`). Both sit
   behind small objects, so checkpointing, selection and logging are one code path.
+* Opt-in, statistics programs only (all off by default, so a seeded default run gives
+  the programs it always gave): held-out selection (``split``: fitness on train
+  networks, the hall of fame by validation tau, final programs scored on test networks
+  and ``test_stores``; :mod:`.split`, :mod:`.generalise`); the functional-equivalence
+  cache and racing (:mod:`.fitness_cache`); ``seed_programs`` in the first population;
+  the network aggregate evolved with the tree (``evolve_aggregate``,
+  :mod:`.aggregate_variation`).
 """
 
 from __future__ import annotations
@@ -40,8 +47,9 @@ from tqdm.auto import tqdm
 
 from eznas_store.errors import ConfigError, ProgramError
 from eznas_store.outputs import ensure_dir, package_versions
-from eznas_store.programs.codec import save_program
+from eznas_store.programs.codec import load_program, save_program
 from eznas_store.programs.tree import Program
+from eznas_store.search.aggregate_variation import AggregateTreeRepresentation
 from eznas_store.search.checkpoint import (
     Checkpoint,
     config_json,
@@ -52,9 +60,11 @@ from eznas_store.search.checkpoint import (
     write_json,
 )
 from eznas_store.search.fitness_cache import FitnessCache
+from eznas_store.search.generalise import ValidationHallOfFame, final_scores
 from eznas_store.search.gp_operators import sel_tournament, var_or
 from eznas_store.search.population_scorers import ProxyTablePopulationScorer, StatisticsPopulationScorer
 from eznas_store.search.representations import SequentialRepresentation, TreeRepresentation
+from eznas_store.search.split import parse_split
 
 CHECKPOINT = "checkpoint.json"
 LOG = "generations.jsonl"
@@ -101,6 +111,18 @@ class EvolveConfig:
     #: label columns of the stores (None: each store's column chosen at ingest); each store x
     #: each column is one task, and fitness combines them all (``combine``)
     accuracy_columns: tuple[str, ...] | None = None
+    #: "TRAIN/VAL/TEST" networks of each store (counts, fractions, one "rest"); None: all train
+    split: str | None = None
+    #: stores whose networks are all test networks (the final programs are scored on them)
+    test_stores: tuple[str, ...] = ()
+    #: skip full scoring of programs whose outputs on a small probe match a scored one's
+    equivalence_cache: bool = False
+    #: fraction of the train networks children are raced on first (0: no racing)
+    racing: float = 0.0
+    #: programs (registered names or files) put into the first population
+    seed_programs: tuple[str, ...] = ()
+    #: the network aggregate (mean, sum, depth-weighted mean) is part of the genome
+    evolve_aggregate: bool = False
 
     def __post_init__(self) -> None:
         if self.mu is None:
@@ -139,10 +161,27 @@ class EvolveConfig:
              "--accuracy-column picks a store's label for --over statistics; proxy problems carry their own"),
             (len(set(self.accuracy_columns or ())) == len(self.accuracy_columns or ()),
              "--accuracy-column names a column more than once"),
+            *self._generalise_checks(),
         ]
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+        if self.split is not None:
+            parse_split(self.split)
+
+    def _generalise_checks(self) -> list[tuple[bool, str]]:
+        stats_only = [name for name, on in (("--split", self.split is not None), ("--test-store", self.test_stores),
+                                            ("--equivalence-cache", self.equivalence_cache),
+                                            ("--racing", self.racing), ("--evolve-aggregate", self.evolve_aggregate))
+                      if on]
+        return [
+            (not (stats_only and self.over != "statistics"), f"{', '.join(stats_only)}: with --over statistics only"),
+            (0 <= self.racing < 1, f"--racing must be a fraction in [0, 1) of the train networks, got {self.racing}"),
+            (not (self.evolve_aggregate and self.representation != "tree"),
+             "--evolve-aggregate evolves the aggregate of tree programs; use --representation tree"),
+            (len(self.seed_programs) <= self.population,
+             f"--seed-programs names {len(self.seed_programs)} programs, more than --population {self.population}"),
+        ]
 
 
 @dataclass
@@ -174,7 +213,8 @@ def _population_scorer(cfg: EvolveConfig):
         return StatisticsPopulationScorer(
             cfg.stores, max_networks=cfg.max_networks, workers=cfg.workers, scheduler=cfg.scheduler,
             progress=cfg.progress, combine=cfg.combine, abs_tau=cfg.abs_tau, to_scalar=cfg.to_scalar,
-            accuracy_columns=cfg.accuracy_columns)
+            accuracy_columns=cfg.accuracy_columns, split=cfg.split, seed=cfg.seed, test_stores=cfg.test_stores,
+            racing=cfg.racing)
     return ProxyTablePopulationScorer(cfg.stores, problems=cfg.problems, train_networks=cfg.train_networks,
                                       seed=cfg.seed, combine=cfg.combine, abs_tau=cfg.abs_tau)
 
@@ -183,8 +223,9 @@ def _representation(cfg: EvolveConfig, scorer):
     if cfg.representation == "sequential":
         return SequentialRepresentation(min_length=cfg.min_length, max_length=cfg.max_length,
                                         to_scalar=cfg.to_scalar)
-    return TreeRepresentation(scorer.terminals, scorer.ops, scorer.terminal_set, min_depth=cfg.min_depth,
-                              max_depth=cfg.max_depth, to_scalar=cfg.to_scalar)
+    kind = AggregateTreeRepresentation if cfg.evolve_aggregate else TreeRepresentation
+    return kind(scorer.terminals, scorer.ops, scorer.terminal_set, min_depth=cfg.min_depth,
+                max_depth=cfg.max_depth, to_scalar=cfg.to_scalar)
 
 
 def _run(cfg: EvolveConfig, scorer, out: Path, resume: bool) -> EvolveResult:
@@ -202,13 +243,14 @@ def _run(cfg: EvolveConfig, scorer, out: Path, resume: bool) -> EvolveResult:
     if state.started is None:
         state.started = run_meta["started"]
     run_meta["started"] = state.started
-    evaluate = FitnessCache(scorer, rep, n_fit)
-    evaluate.cache.update(state.cache)
-    state.cache = evaluate.cache
+    evaluate = _fitness_cache(cfg, scorer, rep, n_fit, state)
     write_json(out / "run.json", run_meta)
     population = _generations(cfg, state, evaluate, scorer, rep, out)
-    best_final = max(population, key=lambda i: i.fitness.values[0])
-    saved = _save_results(out, cfg, scorer, rep, best_final, state.hall_of_fame, described)
+    finished = [i for i in population if not evaluate.is_raced(i)] or population
+    best_final = max(finished, key=lambda i: i.fitness.values[0])
+    saved, final = _save_results(out, cfg, scorer, rep, best_final, state, described, evaluate)
+    if final is not None:
+        run_meta["final"] = final
     run_meta["finished"] = _dt.datetime.now(_dt.UTC).isoformat()
     run_meta["seconds"] = (run_meta.get("seconds") or 0) + time.perf_counter() - t_start
     write_json(out / "run.json", run_meta)
@@ -216,10 +258,38 @@ def _run(cfg: EvolveConfig, scorer, out: Path, resume: bool) -> EvolveResult:
                         seconds=time.perf_counter() - t_start)
 
 
+def _fitness_cache(cfg: EvolveConfig, scorer, rep, n_fit: int, state: Checkpoint) -> FitnessCache:
+    """The run's fitness cache, holding (and shared with the checkpoint) what ``state`` knew."""
+    evaluate = FitnessCache(scorer, rep, n_fit, equivalence=cfg.equivalence_cache, racing=cfg.racing)
+    evaluate.cache.update(state.cache)
+    evaluate.raced.update(state.raced)
+    evaluate.probes.update(state.probes)
+    state.cache, state.raced, state.probes = evaluate.cache, evaluate.raced, evaluate.probes
+    return evaluate
+
+
+def _seed_individuals(cfg: EvolveConfig, rep) -> list:
+    """``seed_programs`` (registered names or files) as individuals of the representation."""
+    out = []
+    for name in cfg.seed_programs:
+        program = load_program(name, ops=rep.ops if hasattr(rep, "ops") else None)
+        try:
+            if hasattr(rep, "pset") != isinstance(program, Program):
+                raise TypeError
+            out.append(rep.individual(program))
+        except (StopIteration, TypeError, AttributeError, KeyError):
+            raise ConfigError(f"--seed-programs {name}: not a program of this run's representation "
+                              f"({cfg.representation}) over its terminals ({cfg.over})") from None
+    return out
+
+
 def _started(cfg: EvolveConfig, out: Path, rep) -> Checkpoint:
-    """A new run: the random initial population, before generation 0 is evaluated."""
+    """A new run: the random initial population (the first ones replaced by any seed
+    programs), before generation 0 is evaluated."""
     rng = random.Random(cfg.seed)
     population = [rep.new_individual(rng) for _ in range(cfg.population)]
+    seeds = _seed_individuals(cfg, rep)
+    population[:len(seeds)] = seeds
     (out / LOG).write_text("")
     return Checkpoint(config=config_json(cfg), generation=-1, population=population, hall_of_fame=[],
                       rng=rng, cache={}, started=None)
@@ -243,14 +313,20 @@ def _hall_of_fame(saved: list) -> tools.HallOfFame:
 
 def _generations(cfg: EvolveConfig, state: Checkpoint, evaluate: FitnessCache, scorer, rep, out: Path) -> list:
     """Generations after ``state.generation`` up to ``cfg.generations``, each logged and checkpointed."""
-    hof = _hall_of_fame(state.hall_of_fame)
+    if getattr(scorer, "validation", None):
+        hof = ValidationHallOfFame(scorer, evaluate, state.hall_of_fame, state.validation)
+    else:
+        hof = _hall_of_fame(state.hall_of_fame)
     start = state.generation + 1
     with tqdm(total=cfg.generations + 1, initial=start, desc="evolve", unit="gen",
               disable=not cfg.progress) as bar:
         for gen in range(start, cfg.generations + 1):
             t0 = time.perf_counter()
+            counts = (evaluate.hits, evaluate.raced_out)
             evaluated = _advance(cfg, state, hof, evaluate, rep, gen)
-            _log_generation(out / LOG, gen, state.population, evaluated, time.perf_counter() - t0, scorer, rep)
+            extra = _generation_extra(cfg, hof, evaluate, counts)
+            _log_generation(out / LOG, gen, state.population, evaluated, time.perf_counter() - t0, scorer, rep,
+                            extra)
             state.generation, state.hall_of_fame = gen, list(hof)
             write_checkpoint(out / CHECKPOINT, state, rep)
             best = max(state.population, key=lambda i: i.fitness.values[0])
@@ -266,14 +342,18 @@ def _advance(cfg: EvolveConfig, state: Checkpoint, hof: tools.HallOfFame, evalua
     Returns how many programs were scored."""
     if gen == 0:
         evaluated = evaluate(state.population, desc="gen 0", gen=0)
-        hof.update(state.population)
+        hof.update([i for i in state.population if not evaluate.is_raced(i)])
         return evaluated
+    threshold = -math.inf
+    if cfg.racing > 0:  # children race against the mu-th best parent
+        values = sorted((i.fitness.values[0] for i in state.population), reverse=True)
+        threshold = values[min(cfg.mu, len(values)) - 1]
     offspring = var_or(state.population, rep.mate, rep.mutate, cfg.lambda_, cfg.cxpb, cfg.mutpb, state.rng)
     changed = [i for i in offspring if not i.fitness.valid]
     for i in changed:
         i.record, i.generation = None, None
-    evaluated = evaluate(changed, desc=f"gen {gen}", gen=gen)
-    hof.update(offspring)
+    evaluated = evaluate(changed, desc=f"gen {gen}", gen=gen, threshold=threshold)
+    hof.update([i for i in offspring if not evaluate.is_raced(i)])
     chosen = sel_tournament(state.population + offspring, cfg.mu, cfg.tournament, state.rng)
     state.population = [copy.deepcopy(i) for i in chosen]
     return evaluated
@@ -287,7 +367,20 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _log_generation(path: Path, gen: int, population, evaluated: int, seconds: float, scorer, rep) -> None:
+def _generation_extra(cfg: EvolveConfig, hof, evaluate: FitnessCache, counts: tuple[int, int]) -> dict:
+    """Log fields of the opt-in features: validation tau, equivalence hits, raced-out children."""
+    extra: dict = {}
+    if isinstance(hof, ValidationHallOfFame):
+        extra.update(val_best=hof.last_best, val_best_ever=hof.best)
+    if cfg.equivalence_cache:
+        extra["equivalence_hits"] = evaluate.hits - counts[0]
+    if cfg.racing > 0:
+        extra["raced_out"] = evaluate.raced_out - counts[1]
+    return extra
+
+
+def _log_generation(path: Path, gen: int, population, evaluated: int, seconds: float, scorer, rep,
+                    extra: dict | None = None) -> None:
     values = np.array([i.record.value if i.record else np.nan for i in population], dtype=float)
     finite = values[np.isfinite(values)]
     best = max(population, key=lambda i: i.fitness.values[0])
@@ -309,15 +402,22 @@ def _log_generation(path: Path, gen: int, population, evaluated: int, seconds: f
         "best_formula": formula,
         **rep.stats(population),
     }
+    if extra and "val_best" in extra:
+        rec["train_best"] = rec["best"]
+    rec.update(extra or {})
     with open(path, "a") as f:
         f.write(json.dumps(rec) + "\n")
 
 
-def _save_results(out: Path, cfg: EvolveConfig, scorer, rep, best_final, hof, described) -> list:
-    """Program JSON for the final best and the two best ever; then the scorer's final scores."""
+def _save_results(out: Path, cfg: EvolveConfig, scorer, rep, best_final, state: Checkpoint, described,
+                  evaluate: FitnessCache) -> tuple[list, dict | None]:
+    """Program JSON for the final best and the two best ever; then the scorer's final scores.
+    With a split or test stores also their train / validation / test tau (returned, and in
+    each program's meta)."""
     saved, scorable = [], []
-    roles = [("best_final", best_final)] + [(f"best_ever_{k + 1}", ind) for k, ind in enumerate(hof)]
+    roles = [("best_final", best_final)] + [(f"best_ever_{k + 1}", ind) for k, ind in enumerate(state.hall_of_fame)]
     train = [d["name"] for d in described if d.get("role", "train") == "train"]
+    final = final_scores(scorer, evaluate, roles, state.validation) if getattr(scorer, "roles", False) else None
     for role, ind in roles:
         rec = fitness_to_json(ind.record)
         meta = {
@@ -327,6 +427,9 @@ def _save_results(out: Path, cfg: EvolveConfig, scorer, rep, best_final, hof, de
             "representation": cfg.representation,
             "seed": cfg.seed, "generations": cfg.generations, "generation": getattr(ind, "generation", None),
         }
+        if final is not None:
+            meta.update(train_tau=final[role]["train"], validation_tau=final[role]["validation"],
+                        test_tau=final[role]["test"], test_taus=final[role]["test_taus"])
         p = dataclasses.replace(rep.program(ind), name=role, meta=meta)
         save_program(p, out / "programs" / f"{role}.json")
         saved.append(p)
@@ -335,4 +438,4 @@ def _save_results(out: Path, cfg: EvolveConfig, scorer, rep, best_final, hof, de
         except ProgramError:
             pass  # an invalid program has no scores to write
     scorer.finish(out, scorable)
-    return saved
+    return saved, final

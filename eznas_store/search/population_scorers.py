@@ -12,9 +12,13 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from eznas_store.errors import ConfigError
-from eznas_store.fitness.correlations import Fitness
-from eznas_store.fitness.engine import Engine, load_task
+from eznas_store.evaluate.chunk import Chunk, read_chunk
+from eznas_store.evaluate.population import evaluate_population
+from eznas_store.fitness.correlations import Fitness, population_fitness
+from eznas_store.fitness.engine import Engine, Task, load_task
 from eznas_store.fitness.matrix import cross_problem_matrix, write_matrix
 from eznas_store.fitness.problems import load_problems, split_problem
 from eznas_store.fitness.proxy_table_scorer import ProxyTableScorer
@@ -25,6 +29,10 @@ from eznas_store.programs.proxy_ops import PROXY_OPS
 from eznas_store.programs.tree import Program
 from eznas_store.terminals import TERMINALS
 from eznas_store.outputs import ensure_dir
+from eznas_store.search.split import parse_split, race_parts, split_task
+
+#: networks of the equivalence cache's probe (consecutive, in one chunk of the first task)
+PROBE_NETWORKS = 8
 
 
 class StatisticsPopulationScorer:
@@ -36,34 +44,115 @@ class StatisticsPopulationScorer:
 
     def __init__(self, stores: Sequence[str], *, max_networks: int | None, workers: int,
                  scheduler: str | None, progress: bool, combine: str, abs_tau: bool, to_scalar: str,
-                 accuracy_columns: Sequence[str] | None = None) -> None:
+                 accuracy_columns: Sequence[str] | None = None, split: str | None = None, seed: int = 0,
+                 test_stores: Sequence[str] = (), racing: float = 0.0) -> None:
         self.combine, self.abs_tau, self.to_scalar = combine, abs_tau, to_scalar
+        columns = accuracy_columns or (None,)
         # one task per store and label column (None: the column chosen at ingest)
-        self.tasks = [load_task(u, max_networks=max_networks, accuracy_column=c)
-                      for u in stores for c in (accuracy_columns or (None,))]
+        self.tasks = [load_task(u, max_networks=max_networks, accuracy_column=c) for u in stores for c in columns]
+        #: fitness reads ``train``; the hall of fame ``validation``; final programs ``test``
+        self.train, self.validation, self.test = list(self.tasks), [], []
+        if split:
+            parts = parse_split(split)
+            cut = [split_task(t, parts, seed, i) for i, t in enumerate(self.tasks)]
+            self.train = [tr for tr, _, _ in cut]
+            self.validation = [va for _, va, _ in cut if va is not None]
+            self.test = [te for _, _, te in cut if te is not None]
+        self.test_store_tasks = [load_task(u, accuracy_column=c) for u in test_stores for c in columns]
+        self.test += self.test_store_tasks
+        self.roles = bool(split or test_stores)
+        #: racing: per train task (first chunks, the rest or None)
+        self.race = [race_parts(t, racing, seed, i) for i, t in enumerate(self.train)] if racing > 0 else []
+        self._probe: tuple[Chunk, np.ndarray] | None = None
         self.engine = Engine(workers=workers, scheduler=scheduler, progress=progress)
 
     def describe(self) -> list[dict]:
-        """Tasks for run.json; the collection structure lets reports name the variant."""
-        return [{"name": t.name, "n_networks": t.n, "url": t.url, "structure": t.structure, "label": t.label}
-                for t in self.tasks]
+        """Tasks for run.json; the collection structure lets reports name the variant. With a
+        split or test stores each says its role (train, validation, test)."""
+        def entry(t, role=None) -> dict:
+            d = {"name": t.name, "n_networks": t.n, "url": t.url, "structure": t.structure, "label": t.label}
+            return {**d, "role": role} if role else d
+
+        if not self.roles:
+            return [entry(t) for t in self.tasks]
+        return ([entry(t, "train") for t in self.train] + [entry(t, "validation") for t in self.validation]
+                + [entry(t, "test") for t in self.test])
 
     def fitness(self, programs: Sequence[Program], desc: str) -> list[Fitness]:
-        fits, _ = self.engine.fitness(list(programs), self.tasks, combine=self.combine,
+        """Fitness on the train tasks (all usable networks without a split)."""
+        return self.fitness_on(programs, self.train, desc)
+
+    def fitness_on(self, programs: Sequence[Program], tasks: Sequence[Task], desc: str) -> list[Fitness]:
+        fits, _ = self.engine.fitness(list(programs), list(tasks), combine=self.combine,
                                       abs_tau=self.abs_tau, to_scalar=self.to_scalar, desc=desc)
         return fits
+
+    def probe_scores(self, programs: Sequence[Program]) -> np.ndarray:
+        """Scores (P, n) of the programs on a small fixed probe: up to :data:`PROBE_NETWORKS`
+        train networks of the first task, from one range of one chunk read once and kept
+        (in-process). A program invalid on the probe is invalid on the train networks."""
+        if self._probe is None:
+            task, train = self.tasks[0], self.train[0]
+            first = int(train.networks[0])
+            hi = next(h for lo, h in task.chunks if lo <= first < h)
+            usable, wanted = set(task.networks.tolist()), set(train.networks.tolist())
+            last, taken = first, []
+            while last < hi and last in usable and len(taken) < PROBE_NETWORKS:
+                if last in wanted:
+                    taken.append(last - first)
+                last += 1
+            self._probe = (read_chunk(self.engine.stores.get(task.url), first, last), np.array(taken))
+        chunk, columns = self._probe
+        res = evaluate_population(list(programs), chunk, to_scalar=self.to_scalar,
+                                  shape_cache=self.engine.stores.shapes)
+        return res.scores[:, columns]
+
+    def race_fitness(self, programs: Sequence[Program], cutoff: float, desc: str
+                     ) -> tuple[list[Fitness], list[bool]]:
+        """Fitness by racing: every program on the first chunks of each train task; those whose
+        partial fitness reaches ``cutoff`` also on the rest (their full train fitness); the
+        others keep the partial fitness and are marked raced out (True)."""
+        programs = list(programs)
+        if not self.race or all(rest is None for _, rest in self.race):
+            return self.fitness(programs, desc), [False] * len(programs)
+        first = [f for f, _ in self.race]
+        part = self.engine.score(programs, first, to_scalar=self.to_scalar, desc=f"{desc} (race)")
+        fits = population_fitness(part.scores, [t.accuracy for t in first], combine=self.combine,
+                                  abs_tau=self.abs_tau, reasons=part.reasons)
+        go = [i for i, f in enumerate(fits) if f.valid and f.value >= cutoff]
+        raced = [True] * len(programs)
+        if go:
+            rest_at = [k for k, (_, r) in enumerate(self.race) if r is not None]
+            rest = self.engine.score([programs[i] for i in go], [self.race[k][1] for k in rest_at],
+                                     to_scalar=self.to_scalar, desc=desc)
+            scores, accs, reasons = [], [], []
+            for k, (f, r) in enumerate(self.race):
+                s, acc, why = part.scores[k][go], f.accuracy, [part.reasons[k][i] for i in go]
+                if r is not None:
+                    j = rest_at.index(k)
+                    s, acc = np.concatenate([s, rest.scores[j]], axis=1), np.concatenate([acc, r.accuracy])
+                    why = [a or b for a, b in zip(why, rest.reasons[j])]
+                scores.append(s)
+                accs.append(acc)
+                reasons.append(why)
+            full = population_fitness(scores, accs, combine=self.combine, abs_tau=self.abs_tau, reasons=reasons)
+            for i, f in zip(go, full):
+                fits[i], raced[i] = f, False
+        return fits, raced
 
     def peak_rss_mb(self) -> float:
         return self.engine.worker_peak_rss_mb  # measured by the engine after its last scoring call
 
     def finish(self, out: Path, programs: list[Program]) -> None:
-        """Per-network scores of the saved programs and of EZNAS-A, one CSV each."""
+        """Per-network scores of the saved programs and of EZNAS-A, one CSV each (every usable
+        network of each store, and of each test store)."""
         programs = programs + [dataclasses.replace(NAMED_PROGRAMS["eznas-a"], name="eznas-a")]
-        res = self.engine.score(programs, self.tasks, desc="final scores")
+        tasks = self.tasks + self.test_store_tasks
+        res = self.engine.score(programs, tasks, desc="final scores")
         ensure_dir(out / "scores")
         for k, p in enumerate(programs):
             results = [summarise(p.name, t.name, res.scores[ti][k], t.accuracy, t.archs, t.networks,
-                                 res.reasons[ti][k], label=t.label) for ti, t in enumerate(self.tasks)]
+                                 res.reasons[ti][k], label=t.label) for ti, t in enumerate(tasks)]
             write_scores_csv(out / "scores" / f"{p.name}.csv", results)
 
     def close(self) -> None:
