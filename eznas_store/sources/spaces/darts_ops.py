@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from eznas_store.sources.spaces.layers import Zero
 
 #: ops whose units are R-C-B blocks → (depthwise kernel, dilation, number of stacked units)
 CONV_OPS: dict[str, tuple[int, int, int]] = {
@@ -94,19 +95,6 @@ class ConvOp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x)
-
-
-class Zero(nn.Module):
-    """``none``: zeros of the op's output shape (subsampled first at stride 2)."""
-
-    def __init__(self, stride: int) -> None:
-        super().__init__()
-        self.stride = stride
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.stride == 1:
-            return x.mul(0.0)
-        return x[:, :, :: self.stride, :: self.stride].mul(0.0)
 
 
 def make_op(name: str, c: int, stride: int) -> nn.Module:

@@ -33,6 +33,7 @@ from torch import nn
 
 from eznas_store.errors import ConfigError, InvalidArchError
 from eznas_store.sources.spaces.base import SearchSpace
+from eznas_store.sources.spaces.layers import Zero
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 CONV_OPS: dict[str, int] = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}
@@ -199,17 +200,6 @@ class ReLUConvBN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x)
-
-
-class Zero(nn.Module):
-    def __init__(self, stride: int) -> None:
-        super().__init__()
-        self.stride = stride
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.stride == 1:
-            return x.mul(0.0)
-        return x[:, :, :: self.stride, :: self.stride].mul(0.0)
 
 
 def make_op(name: str, c: int, structure: str) -> nn.Module:
