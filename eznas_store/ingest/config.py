@@ -58,6 +58,8 @@ class IngestConfig:
     proxy_batch_size: int = 0
     #: recollect the networks ``verify`` finds broken (unreadable chunks), even if flagged
     redo_broken: bool = False
+    #: codec of the float32 tensor arrays: lossless, bitround:K or zfp:TOL (``store.plan.parse_codec``)
+    codec: str = "lossless"
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -74,11 +76,28 @@ class IngestConfig:
         if not is_int(self.proxy_batch_size) or not 0 <= self.proxy_batch_size <= MAX_BATCH:
             raise ConfigError(f"--proxy-batch-size must be an integer from 0 (the statistics batch) to "
                               f"{MAX_BATCH}, got {self.proxy_batch_size!r}")
+        _check_codec(self)
         if self.structure not in ("rcb", "cbr"):
             raise ConfigError(f"--structure must be rcb or cbr, got {self.structure!r}")
         if not (isinstance(self.perturb_scale, (int, float)) and math.isfinite(self.perturb_scale)
                 and self.perturb_scale >= 0):
             raise ConfigError(f"--perturb-scale must be a finite number >= 0, got {self.perturb_scale!r}")
+
+
+def _check_codec(cfg: IngestConfig) -> None:
+    """Validate ``cfg.codec`` and record it in its canonical form (``zfp:1e-3`` → ``zfp:0.001``);
+    ``zfp`` is refused at once where zfpy is missing."""
+    from eznas_store.store.plan import canonical_codec
+
+    codec = canonical_codec(cfg.codec)
+    if codec.startswith("zfp:"):
+        from eznas_store.store.group import zfp_missing
+
+        try:
+            zfp_missing()
+        except Exception as e:
+            raise ConfigError(str(e)) from None
+    object.__setattr__(cfg, "codec", codec)
 
 
 def parse_shard(text: str) -> tuple[int, int]:

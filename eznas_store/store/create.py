@@ -16,6 +16,7 @@ that is not an eznas store is refused before anything is written.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -30,7 +31,7 @@ from zarr.errors import ContainsArrayError, ContainsGroupError
 from eznas_store.errors import StoreError
 from eznas_store.outputs import package_versions
 from eznas_store.store.group import (compressors, normalise_url, open_group, quiet_zarr, store_exists,
-                                     string_compressors, unreachable, is_access_error)
+                                     string_compressors, tensor_codecs, unreachable, is_access_error)
 from eznas_store.store.describe import array_attributes
 from eznas_store.store.layout import ARRAY_FAMILY, FAMILIES, Layout, array_name
 from eznas_store.store.plan import (CREATION, FORMAT, FORMAT_VERSION, StorePlan, first_difference,
@@ -96,9 +97,10 @@ def create_store(url: str, plan: StorePlan, layout: Layout, *, data_batch: np.nd
 
 def _create_array(g: Any, url: str, name: str, data: np.ndarray | None = None, *, shape=None, dtype=None,
                   chunks=None, dims=("network",), fill: Any = 0,
-                  describe: Callable[..., dict[str, Any]] | None = None) -> Any:
+                  describe: Callable[..., dict[str, Any]] | None = None, codec: str | None = None) -> Any:
     """One array of the root group, written with ``data`` if given; joined if it exists.
-    ``describe(name, dims=...)`` gives its attributes (``describe.array_attributes``)."""
+    ``describe(name, dims=...)`` gives its attributes (``describe.array_attributes``);
+    ``codec`` (tensor arrays only) its ``group.tensor_codecs``."""
     shape = shape if shape is not None else data.shape
     dtype = dtype or data.dtype
     chunks = chunks or shape
@@ -106,10 +108,14 @@ def _create_array(g: Any, url: str, name: str, data: np.ndarray | None = None, *
     if describe is not None:
         kw["attributes"] = describe(name, dims=tuple(dims))
     kw["compressors"] = compressors() if dtype is not str else string_compressors()
+    if codec is not None:
+        kw.update(tensor_codecs(codec))
     if dtype is not str:
         kw["fill_value"] = fill
     try:
-        a = g.create_array(name, **kw)
+        # numcodecs.* codecs are registered but not in the v3 spec: zarr warns about them
+        with quiet_zarr() if codec is not None else contextlib.nullcontext():
+            a = g.create_array(name, **kw)
     except ContainsArrayError:
         # another shard of the same job created it a moment ago: never overwrite; a
         # leftover of another plan is refused
@@ -289,7 +295,8 @@ def _tensor_arrays(make: MakeArray, plan: StorePlan, layout: Layout) -> None:
     for name in STORED:
         fam = ARRAY_FAMILY[name]
         w = max(layout.widths[fam], 1)
-        make(array_name(name), shape=(n, w), dtype=np.float32, chunks=(K, w), dims=("network", FAMILIES[fam][0]))
+        make(array_name(name), shape=(n, w), dtype=np.float32, chunks=(K, w), dims=("network", FAMILIES[fam][0]),
+             codec=plan.codec)
 
 
 def _proxy_arrays(make: MakeArray, plan: StorePlan, layout: Layout) -> None:

@@ -17,7 +17,7 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 
 from eznas_store.errors import StoreError
-from eznas_store.store.plan import FORMAT
+from eznas_store.store.plan import FORMAT, LOSSLESS, parse_codec
 
 
 @contextlib.contextmanager
@@ -32,6 +32,52 @@ def compressors() -> list[Any]:
     """The codecs of every numeric array: Blosc zstd with byte shuffle of 4-byte values, then
     a CRC32C checksum (last, so a flipped bit anywhere in a chunk file fails to decode)."""
     return [BloscCodec(cname="zstd", clevel=3, shuffle="shuffle", typesize=4), Crc32cCodec()]
+
+
+def tensor_codecs(codec: str = LOSSLESS) -> dict[str, Any]:
+    """``create_array`` keywords of the float32 tensor arrays for ``codec`` (``plan.parse_codec``).
+
+    lossless: ``compressors()``, exactly as before ``--codec``. ``bitround:K``: numcodecs'
+    BitRound (K mantissa bits kept, relative error <= 2^-K) as an array-to-array filter before
+    them. ``zfp:TOL``: numcodecs' ZFPY (fixed-accuracy mode, absolute error <= TOL) as the
+    serializer, then the CRC32C alone (Blosc gains nothing on ZFP's output). All are registered
+    zarr v3 codecs (``numcodecs.*``), so zarr and xarray read them without this package;
+    the CRC32C stays last."""
+    kind, arg = parse_codec(codec)
+    if kind == LOSSLESS:
+        return {"compressors": compressors()}
+    numcodecs_v3 = _numcodecs_zarr3()
+    if kind == "bitround":
+        with quiet_zarr():  # "numcodecs codecs are not in the v3 specification"
+            return {"filters": [numcodecs_v3.BitRound(keepbits=int(arg))], "compressors": compressors()}
+    zfp_missing()
+    import zfpy
+
+    with quiet_zarr():
+        return {"serializer": numcodecs_v3.ZFPY(mode=zfpy.mode_fixed_accuracy, tolerance=float(arg)),
+                "compressors": [Crc32cCodec()]}
+
+
+def zfp_missing() -> None:
+    """A one-line ``StoreError`` if ``zfp:TOL`` cannot work here (no zfpy, or one numcodecs
+    cannot import)."""
+    try:
+        import zfpy  # noqa: F401
+        from numcodecs.zfpy import ZFPY  # noqa: F401
+    except Exception as e:
+        why = " ".join(str(e).split())[:120]
+        raise StoreError(f"--codec zfp needs the zfpy package, which is missing or unusable here ({why}); "
+                         "pip install 'zfpy==1.0.1' or use --codec bitround:K") from None
+
+
+def _numcodecs_zarr3() -> Any:
+    """numcodecs' zarr v3 codecs: ``zarr.codecs.numcodecs`` (zarr >= 3.1.3), else
+    ``numcodecs.zarr3`` (older zarr)."""
+    try:
+        import zarr.codecs.numcodecs as mod
+    except ImportError:  # pragma: no cover - zarr < 3.1.3
+        import numcodecs.zarr3 as mod
+    return mod
 
 
 def string_compressors() -> list[Any]:

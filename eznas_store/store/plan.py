@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from eznas_store.errors import ConfigError
 from eznas_store.terminals import CollectConfig
 
 #: name of the store's attribute table and version of what it holds
@@ -24,6 +25,10 @@ READABLE_VERSIONS = (1, 2)
 #: root attribute written before anything else: the plan's fingerprint and, once the
 #: tables are filled, their commit marker (``tables_sha256``)
 CREATION = "eznas-store-creation"
+#: the tensor codec of every store made before ``--codec`` (Blosc zstd + CRC32C only)
+LOSSLESS = "lossless"
+#: mantissa bits ``bitround:K`` may keep (float32 has 23)
+BITROUND_BITS = (1, 23)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,6 +54,9 @@ class StorePlan:
     proxies: tuple[str, ...] = ()
     #: 0: proxies used the statistics batch; else their own seeded batch of this size
     proxy_batch_size: int = 0
+    #: codec of the float32 tensor arrays (``parse_codec``): lossless, bitround:K or zfp:TOL;
+    #: left out of the JSON (and so of the fingerprint) when lossless, as stores before it
+    codec: str = LOSSLESS
 
     def identity(self) -> dict[str, Any]:
         """The fields two shards must agree on (paths may differ between nodes)."""
@@ -66,6 +74,8 @@ def plan_to_json(plan: StorePlan) -> dict[str, Any]:
     d["accuracies"] = {k: list(v) for k, v in plan.accuracies.items()}
     d["batch_indices"] = list(plan.batch_indices)
     d["proxies"] = list(plan.proxies)
+    if d.get("codec") == LOSSLESS:
+        d.pop("codec")
     return d
 
 
@@ -110,4 +120,39 @@ def plan_from_json(d: dict[str, Any]) -> StorePlan:
     d["batch_indices"] = tuple(d.get("batch_indices", ()))
     d["proxies"] = tuple(d.get("proxies", ()))
     d.setdefault("proxy_batch_size", 0)
+    d.setdefault("codec", LOSSLESS)
     return StorePlan(**d)
+
+
+def parse_codec(text: str) -> tuple[str, float | int | None]:
+    """``"lossless"`` → ``("lossless", None)``, ``"bitround:K"`` → ``("bitround", K)`` (K mantissa
+    bits kept, 1..23), ``"zfp:TOL"`` → ``("zfp", TOL)`` (absolute error bound > 0); anything
+    else is a one-line ``ConfigError``."""
+    text = str(text).strip()
+    kind, _, arg = text.partition(":")
+    if text == LOSSLESS:
+        return LOSSLESS, None
+    lo, hi = BITROUND_BITS
+    if kind == "bitround":
+        if not (arg.isascii() and arg.isdigit()) or not lo <= int(arg) <= hi:
+            raise ConfigError(f"--codec bitround:K needs K, the mantissa bits kept, an integer from {lo} to "
+                              f"{hi}; got {text!r}")
+        return "bitround", int(arg)
+    if kind == "zfp":
+        try:
+            tol = float(arg)
+        except ValueError:
+            tol = float("nan")
+        if not (tol > 0 and tol < float("inf")):
+            raise ConfigError(f"--codec zfp:TOL needs TOL, the absolute error bound, a finite number > 0; "
+                              f"got {text!r}")
+        return "zfp", tol
+    raise ConfigError(f"--codec must be lossless, bitround:K (K = 1..{hi} mantissa bits kept) or zfp:TOL "
+                      f"(absolute error bound > 0); got {text!r}")
+
+
+def canonical_codec(text: str) -> str:
+    """The codec string as plans record it (``zfp:1e-3`` → ``zfp:0.001``, ``bitround:07`` →
+    ``bitround:7``), so equal codecs give equal fingerprints."""
+    kind, arg = parse_codec(text)
+    return kind if arg is None else f"{kind}:{arg!r}"

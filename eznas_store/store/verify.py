@@ -20,6 +20,7 @@ import numpy as np
 
 from eznas_store.store.group import dir_bytes
 from eznas_store.store.layout import ARRAY_FAMILY, TENSOR_ARRAYS, Layout
+from eznas_store.store.plan import parse_codec
 from eznas_store.store.reader import Store
 from eznas_store.terminals import STORED, TERMINALS
 
@@ -211,6 +212,17 @@ def _shape_problems(store: Store, layout: Layout | None) -> list[str]:
     return problems
 
 
+def codec_line(codec: str) -> str:
+    """How the float32 tensor arrays are encoded, for ``info``."""
+    kind, arg = parse_codec(codec)
+    if kind == "bitround":
+        return (f"{codec} (tensors: BitRound keeps {arg} mantissa bits, relative error <= 2^-{arg}, "
+                "then Blosc zstd, CRC32C)")
+    if kind == "zfp":
+        return f"{codec} (tensors: ZFP fixed accuracy, absolute error <= {arg:g}, then CRC32C)"
+    return "lossless (Blosc zstd, CRC32C)"
+
+
 def store_summary(store: Store) -> str:
     """Human-readable summary for ``eznas-store info``."""
     p = store.plan
@@ -223,6 +235,7 @@ def store_summary(store: Store) -> str:
         f"benchmark    {p.benchmark or '(none)'}; fitness target column '{p.accuracy_column}'",
         f"collection   batch {p.collect.batch_size}, structure {p.collect.structure}, "
         f"perturb scale {p.collect.perturb_scale:.4g}, seed {p.collect.seed}",
+        f"codec        {codec_line(p.codec)}",
         f"networks     {store.n_networks} planned, {int(complete.sum())} complete, "
         f"{store.n_networks - int(complete.sum())} missing; {len(store.chunk_ranges())} chunks of "
         f"{store.chunk_networks}",

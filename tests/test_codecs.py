@@ -1,0 +1,183 @@
+"""``ingest --codec``: lossy float32 tensor arrays (BitRound, ZFP) as registered zarr v3 codecs.
+
+Lossless stays the default and writes exactly the codecs it wrote before; a lossy codec is
+part of the plan (fingerprint, metadata, ``info``), reads back within its error bound through
+every reader, and plain xarray opens it without this package.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from eznas_store.errors import ConfigError, StoreError
+from eznas_store.ingest.driver import run_ingest
+from eznas_store.store.plan import plan_fingerprint, plan_from_json, plan_to_json
+from eznas_store.store.reader import open_store
+
+from conftest import store_arrays, tiny_ingest_config
+
+K = 7
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """The same 5 tiny networks ingested lossless and with ``bitround:7``."""
+    from conftest import make_bench
+
+    d = tmp_path_factory.mktemp("codecs")
+    bench = make_bench(d / "bench.csv")
+    lossless, lossy = str(d / "lossless.zarr"), str(d / "bitround.zarr")
+    run_ingest(tiny_ingest_config(lossless, bench, networks=5))
+    run_ingest(tiny_ingest_config(lossy, bench, networks=5, codec=f"bitround:{K}"))
+    return bench, lossless, lossy
+
+
+def _tensor_codecs(url: str, name: str = "act_D") -> list[dict]:
+    with open(os.path.join(url, name, "zarr.json")) as f:
+        return json.load(f)["codecs"]
+
+
+def test_bitround_reads_back_within_its_relative_error(pair):
+    _, lossless, lossy = pair
+    a, b = store_arrays(lossless), store_arrays(lossy)
+    tensors = open_store(lossless).meta["stored"]
+    assert tensors and open_store(lossy).meta["stored"] == tensors
+    changed = 0
+    for name in tensors:
+        x, y = a[name].astype(np.float64), b[name].astype(np.float64)
+        assert np.all(np.abs(y - x) <= 2.0 ** -K * np.abs(x)), name
+        changed += int((x != y).sum())
+    assert changed > 0  # it did round
+    for name in ("complete", "params", "flops", "proxy_value"):  # never the tables or flags
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    s_a, s_b = open_store(lossless), open_store(lossy)
+    np.testing.assert_array_equal(s_a.group["data_batch"][...], s_b.group["data_batch"][...])
+
+
+def test_lossy_codec_is_a_bitround_filter_before_blosc_and_crc_last(pair):
+    _, _, lossy = pair
+    names = [c["name"] for c in _tensor_codecs(lossy)]
+    assert names[0] == "numcodecs.bitround" and names[-1] == "crc32c" and "blosc" in names
+    assert _tensor_codecs(lossy)[0]["configuration"]["keepbits"] == K
+    assert [c["name"] for c in _tensor_codecs(lossy, "data_batch")] == ["bytes", "blosc", "crc32c"]
+
+
+def test_lossless_default_is_unchanged(pair, tmp_path):
+    bench, lossless, _ = pair
+    expected = [{"name": "bytes", "configuration": {"endian": "little"}},
+                {"name": "blosc", "configuration": {"typesize": 4, "cname": "zstd", "clevel": 3,
+                                                    "shuffle": "shuffle", "blocksize": 0}},
+                {"name": "crc32c"}]
+    assert _tensor_codecs(lossless) == expected
+    p = open_store(lossless).plan
+    assert p.codec == "lossless"
+    assert "codec" not in plan_to_json(p) and "codec" not in open_store(lossless).meta["plan"]
+    old = plan_to_json(p)  # a store made before --codec: no codec in its plan
+    assert plan_fingerprint(plan_from_json(old)) == plan_fingerprint(p)
+    explicit = str(tmp_path / "explicit.zarr")
+    run_ingest(tiny_ingest_config(explicit, bench, networks=5, codec="lossless"))
+    for k, v in store_arrays(lossless).items():
+        np.testing.assert_array_equal(v, store_arrays(explicit)[k], err_msg=k)
+
+
+def test_other_codec_is_refused_as_a_shard(tmp_path, tiny_bench):
+    url = str(tmp_path / "s.zarr")
+    run_ingest(tiny_ingest_config(url, tiny_bench, networks=4, shard=(0, 2)))
+    with pytest.raises(StoreError, match="'codec' differs"):
+        run_ingest(tiny_ingest_config(url, tiny_bench, networks=4, shard=(1, 2), codec="bitround:9"))
+    url2 = str(tmp_path / "t.zarr")
+    run_ingest(tiny_ingest_config(url2, tiny_bench, networks=4, shard=(0, 2), codec="bitround:9"))
+    for other in ("lossless", "bitround:10"):
+        with pytest.raises(StoreError, match="'codec' differs"):
+            run_ingest(tiny_ingest_config(url2, tiny_bench, networks=4, shard=(1, 2), codec=other))
+    run_ingest(tiny_ingest_config(url2, tiny_bench, networks=4, shard=(1, 2), codec="bitround:09"))
+    assert open_store(url2).complete().all()
+
+
+def test_info_shows_the_codec(pair, capsys):
+    from eznas_store.cli import main
+
+    _, lossless, lossy = pair
+    assert main(["info", lossy]) == 0
+    out = capsys.readouterr().out
+    assert f"codec        bitround:{K} (tensors: BitRound keeps {K} mantissa bits" in out
+    assert main(["info", lossless]) == 0
+    assert "codec        lossless" in capsys.readouterr().out
+    assert main(["info", lossy, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["codec"] == f"bitround:{K}"
+
+
+def test_plain_xarray_without_this_package_opens_a_lossy_store(pair):
+    _, lossless, lossy = pair
+    code = textwrap.dedent(f"""
+        import sys, warnings
+        import numpy, xarray, zarr, numcodecs
+        warnings.simplefilter("ignore")
+        ds = xarray.open_zarr({lossy!r})
+        x = ds["act_D"].values
+        assert ds.sizes["network"] == 5 and numpy.isfinite(x).all()
+        numpy.save(sys.argv[1], x)
+        assert not any(m.startswith("eznas_store") for m in sys.modules), "eznas_store was imported"
+    """)
+    out = os.path.join(os.path.dirname(lossy), "act_D.npy")
+    r = subprocess.run([sys.executable, "-c", code, out], capture_output=True, text=True, timeout=300,
+                       cwd=os.path.dirname(lossy))
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(np.load(out), store_arrays(lossy)["act_D"])
+
+
+@pytest.mark.parametrize("text", ["bitround:0", "bitround:24", "zfp:-1", "foo", "bitround:x", "zfp:", ""])
+def test_bad_codec_is_a_one_line_error(tmp_path, tiny_bench, text):
+    with pytest.raises(ConfigError) as e:
+        tiny_ingest_config(str(tmp_path / "s"), tiny_bench, codec=text)
+    assert "\n" not in str(e.value) and "--codec" in str(e.value)
+
+
+@pytest.mark.parametrize("text", ["bitround:0", "bitround:24", "zfp:-1", "foo"])
+def test_bad_codec_on_the_command_line_is_one_line_exit_2(capsys, tmp_path, tiny_bench, text):
+    from eznas_store.cli import main
+
+    rc = main(["ingest", "--store", str(tmp_path / "s"), "--dataset", "digits", "--benchmark", str(tiny_bench),
+               "--codec", text, "--no-progress"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert rc == 2 and len(err) == 1 and "--codec" in err[0], err
+    assert not os.path.exists(tmp_path / "s")
+
+
+def test_zfp_without_zfpy_is_refused_naming_the_package(tmp_path, tiny_bench, monkeypatch):
+    monkeypatch.setitem(sys.modules, "zfpy", None)  # import zfpy raises ImportError
+    with pytest.raises(ConfigError, match="zfpy") as e:
+        tiny_ingest_config(str(tmp_path / "s"), tiny_bench, codec="zfp:0.001")
+    assert "\n" not in str(e.value)
+
+
+def test_zfp_reads_back_within_its_tolerance(pair, tmp_path):
+    pytest.importorskip("zfpy")
+    bench, lossless, _ = pair
+    url, tol = str(tmp_path / "zfp.zarr"), 1e-3
+    run_ingest(tiny_ingest_config(url, bench, networks=5, codec="zfp:1e-3"))
+    s = open_store(url)
+    assert s.plan.codec == "zfp:0.001" and s.meta["plan"]["codec"] == "zfp:0.001"
+    names = [c["name"] for c in _tensor_codecs(url)]
+    assert names == ["numcodecs.zfpy", "crc32c"]
+    a, b = store_arrays(lossless), store_arrays(url)
+    for name in s.meta["stored"]:
+        assert np.all(np.abs(b[name].astype(np.float64) - a[name]) <= tol), name
+
+
+def test_job_file_sets_the_codec(tmp_path, tiny_bench):
+    from eznas_store.cli import main
+
+    job = tmp_path / "job.toml"
+    job.write_text(f'[ingest]\ncodec = "bitround:11"\ndataset = "digits"\nbenchmark = "{tiny_bench}"\n'
+                   'networks = 3\nbatch_size = 2\nchannels = 4\ncells = 1\nimage_size = 8\ndevice = "cpu"\n')
+    url = str(tmp_path / "j.zarr")
+    assert main(["ingest", "--job", str(job), "--store", url, "--no-progress", "--no-proxies"]) == 0
+    assert open_store(url).plan.codec == "bitround:11"
