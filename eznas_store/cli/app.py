@@ -72,7 +72,7 @@ HELP: dict[str, str] = {
     "--device": "auto (CUDA if present), cpu or cuda[:k].",
     "--image-size": "Resize images to this size (digits only).",
     "--channels": "Skeleton width C (default: the benchmark's).",
-    "--cells": "Cells per stage N (default: the benchmark's).",
+    "--cells": "Cells per stage N; for darts the number of layers L (default: the benchmark's).",
     "--workers": "Local Dask worker processes (0: in-process).",
     "--scheduler": "Address of an existing Dask scheduler to use instead of local workers.",
     "--threads": "Torch threads of the collector (1 keeps results bit-reproducible).",

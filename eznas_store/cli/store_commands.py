@@ -20,7 +20,7 @@ def ingest(
     ctx: typer.Context,
     store: Annotated[Optional[str], typer.Option("--store", help="Store path or fsspec URL to create or complete.")] = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="cifar10, cifar100, imagenet16-120 or digits.")] = None,
-    space: Annotated[str, typer.Option("--space", help="Search space.")] = "nb201",
+    space: Annotated[str, typer.Option("--space", help="Search space: nb201 or darts (darts has no 'all': give --benchmark, a count or a file of genotypes).")] = "nb201",
     benchmark: Annotated[Optional[str], typer.Option("--benchmark", help="Benchmark table (CSV[.gz]) with arch and accuracy columns.")] = None,
     data_root: Annotated[Optional[str], typer.Option("--data-root", help="Folder of the dataset in its published format.")] = None,
     networks: Annotated[str, typer.Option("--networks", help="A number (seeded sample), 'all', a cell string or a file of cells.")] = "all",
@@ -38,6 +38,7 @@ def ingest(
     no_proxies: Annotated[bool, typer.Option("--no-proxies", help="Skip the 13 hand-crafted proxies.")] = False,
     proxy_batch_size: Annotated[int, typer.Option("--proxy-batch-size", help="Batch of the proxies (0: the statistics batch; NASLib used 64).")] = 0,
     redo_broken: Annotated[bool, typer.Option("--redo-broken", help="Recollect networks whose chunks 'verify' finds broken.")] = False,
+    codec: Annotated[str, typer.Option("--codec", help="Codec of the float32 tensor arrays: lossless, bitround:K (K = 1..23 mantissa bits kept) or zfp:TOL (absolute error bound; needs zfpy).")] = "lossless",
     no_progress: Annotated[bool, typer.Option("--no-progress", help=HELP["--no-progress"])] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Ingest even if the estimated size exceeds the free disk.")] = False,
     job: JobOption = None,
@@ -69,7 +70,7 @@ def ingest(
         shard=parse_shard(shard), device=device, chunk_networks=chunk_networks,
         accuracy_column=accuracy_column, image_size=image_size, C=channels, N=cells,
         proxies=not o["no_proxies"], proxy_batch_size=o["proxy_batch_size"], redo_broken=o["redo_broken"],
-        progress=not o["no_progress"],
+        codec=str(o.get("codec") or "lossless"), progress=not o["no_progress"],
     )
     report = run_ingest(cfg, on_plan=plan_announcer(typer.echo, yes=bool(o["yes"])))
     typer.echo(report.line())
@@ -134,7 +135,7 @@ def _info_json(s) -> dict:
         "benchmark": p.benchmark, "accuracy_column": p.accuracy_column,
         "accuracy_columns": {c: spread(v) for c, v in p.accuracies.items()},
         "proxies": list(p.proxies), "proxy_batch_size": p.proxy_batch_size,
-        "format_version": s.meta.get("format_version"),
+        "format_version": s.meta.get("format_version"), "codec": p.codec,
     }
 
 

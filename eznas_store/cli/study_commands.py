@@ -50,6 +50,9 @@ def compare(
         typer.echo(f"\nour proxy values vs NAS-Bench-Suite-Zero ({suitezero}, task {task}), Spearman rho per proxy:")
         for name, n, rho in agreement:
             typer.echo(f"  {name:<10} {rho:7.4f}  ({n} common cells)")
+        if not any(n for _, n, _ in agreement):
+            typer.echo(f"no cell of {store} is in {suitezero}: ingest its cells into a store "
+                       f"(ingest --benchmark {suitezero}, with the --space, --channels and --cells it used)")
 
 
 @app.command()
@@ -88,6 +91,7 @@ def seeds(
     benchmark: Annotated[str, typer.Option("--benchmark", help="Benchmark table with the accuracies.")],
     dataset: Annotated[str, typer.Option("--dataset", help=HELP["--dataset"])],
     data_root: Annotated[Optional[str], typer.Option("--data-root", help=HELP["--data-root"])] = None,
+    space: Annotated[str, typer.Option("--space", help="Search space of the benchmark's cells: nb201 or darts.")] = "nb201",
     program: Annotated[Optional[list[str]], typer.Option("--program", help="Program JSON file or a name (eznas-a). Repeatable.")] = None,
     networks: Annotated[int, typer.Option("--networks", help="Cells per sample.")] = 100,
     k: Annotated[int, typer.Option("--seeds", help="Number of seeds k.")] = 5,
@@ -108,7 +112,7 @@ def seeds(
     Storeless; a killed study resumes from its finished seeds."""
     from eznas_store.studies.seeds import SeedsConfig, format_seeds, run_seeds
 
-    cfg = SeedsConfig(out=out, dataset=dataset, benchmark=benchmark, programs=tuple(program or ("eznas-a",)),
+    cfg = SeedsConfig(out=out, dataset=dataset, benchmark=benchmark, space=space, programs=tuple(program or ("eznas-a",)),
                       data_root=data_root, networks=networks, seeds=k, first_seed=first_seed, sample_seed=sample_seed,
                       modes=tuple(m.strip() for m in modes.split(",") if m.strip()), batch_size=batch_size,
                       structure=structure, accuracy_column=accuracy_column, image_size=image_size, C=channels,
@@ -126,7 +130,7 @@ def search(
     dataset: Annotated[str, typer.Option("--dataset", help=HELP["--dataset"])] = "cifar10",
     data_root: Annotated[Optional[str], typer.Option("--data-root", help=HELP["--data-root"])] = None,
     accuracy_column: Annotated[Optional[str], typer.Option("--accuracy-column", help="Default: the dataset's test accuracy.")] = None,
-    space: Annotated[str, typer.Option("--space", help=HELP["--space"])] = "nb201",
+    space: Annotated[str, typer.Option("--space", help="Search space: nb201 (all 15,625 cells) or darts (the --benchmark table's cells only, so the chosen cell always has a true accuracy).")] = "nb201",
     population: Annotated[int, typer.Option("--population", help=HELP["--population"])] = 64,
     sample: Annotated[int, typer.Option("--sample", help="Tournament size of aging evolution.")] = 16,
     seed: Annotated[int, typer.Option("--seed", help=HELP["--seed"])] = 0,
@@ -141,7 +145,9 @@ def search(
     no_progress: Annotated[bool, typer.Option("--no-progress", help=HELP["--no-progress"])] = False,
 ) -> None:
     """Aging evolution over NB201 cells with a zero-cost proxy as fitness, computed on the fly
-    (no store): prints the chosen cell, its true accuracy, its rank among all cells, wall time."""
+    (no store): prints the chosen cell, its true accuracy, its rank among all cells, wall time.
+    DARTS (--space darts) is searched over the benchmark table's genotypes only: a mutation moves
+    to the nearest listed genotype, since only those have a true accuracy to judge the search by."""
     from eznas_store.search.aging_config import SearchConfig
     from eznas_store.search.aging_result import format_result
     from eznas_store.search.aging_run import run_search

@@ -2,7 +2,14 @@
 
 Networks come from a benchmark table (a seeded sample, an explicit list or all of it,
 with every accuracy column) or, without one, from the search space itself (accuracies
-then unknown: NaN in a column named ``none``).
+then unknown: NaN in a column named ``none``; a space that cannot be enumerated, such as
+DARTS, then takes a list of cells or a seeded sample of its random cells).
+
+A NAS-Bench-Suite-Zero file (``zc_*.json[.gz]``) is a benchmark table too: its cells (keys
+converted by the space, e.g. NB301 keys to DARTS genotypes) with the task's
+``val_accuracy``, so ``compare --suitezero`` can set our proxy values beside NASLib's on
+the same cells. NB301's values come from its own skeleton (``C=32``, 8 layers:
+``--channels 32 --cells 8``; ``../shared/DARTS.md`` section 4).
 """
 
 from __future__ import annotations
@@ -12,10 +19,12 @@ import os
 import numpy as np
 
 from eznas_store.collect.proxies.registry import PROXY_NAMES
+from eznas_store.errors import ConfigError
 from eznas_store.ingest.config import IngestConfig
 from eznas_store.sources.datasets import get_spec, sample_batch
 from eznas_store.sources.spaces import SearchSpace, get_space
-from eznas_store.sources.tables import default_accuracy_column, read_benchmark, select_networks
+from eznas_store.sources.suitezero import read_zc
+from eznas_store.sources.tables import BenchmarkTable, default_accuracy_column, read_benchmark, select_networks
 from eznas_store.store.plan import StorePlan
 from eznas_store.terminals import CollectConfig
 
@@ -43,13 +52,14 @@ def plan_ingest(cfg: IngestConfig) -> tuple[StorePlan, np.ndarray, np.ndarray]:
         batch_indices=tuple(int(i) for i in batch.indices), chunk_networks=cfg.chunk_networks,
         proxies=tuple(PROXY_NAMES) if cfg.proxies else (),
         proxy_batch_size=cfg.proxy_batch_size if cfg.proxies and cfg.proxy_batch_size else 0,
+        codec=cfg.codec,
     )
     return plan, batch.images.numpy(), batch.labels.numpy()
 
 
 def _from_benchmark(cfg: IngestConfig, space: SearchSpace) -> Selection:
     """The networks ``cfg`` selects from its benchmark table, with every accuracy column."""
-    table = read_benchmark(cfg.benchmark)
+    table = read_table(cfg.benchmark, cfg.dataset, space)
     archs_arg = list(cfg.networks) if isinstance(cfg.networks, tuple) else None
     count = cfg.networks if isinstance(cfg.networks, int) else None
     if archs_arg is not None:
@@ -57,7 +67,8 @@ def _from_benchmark(cfg: IngestConfig, space: SearchSpace) -> Selection:
     rows = select_networks(table, networks=count, archs=archs_arg, seed=cfg.seed)
     archs = tuple(space.canonical(table.archs[r]) for r in rows)
     bench_index = tuple(int(table.index[r]) for r in rows)
-    acc_col = cfg.accuracy_column or default_accuracy_column(table, cfg.dataset)
+    acc_col = cfg.accuracy_column or (SUITEZERO_LABEL if list(table.columns) == [SUITEZERO_LABEL]
+                                      else default_accuracy_column(table, cfg.dataset))
     table.column(acc_col)  # clear error if unknown
     accuracies = {c: tuple(float(v) for v in np.asarray(table.columns[c])[rows]) for c in table.columns}
     return archs, bench_index, acc_col, accuracies, os.path.abspath(cfg.benchmark)
@@ -65,6 +76,8 @@ def _from_benchmark(cfg: IngestConfig, space: SearchSpace) -> Selection:
 
 def _from_space(cfg: IngestConfig, space: SearchSpace) -> Selection:
     """The networks ``cfg`` selects from the whole space (a seeded sample, a list or all)."""
+    if space.n_cells is None and cfg.networks is not None:  # not enumerable (DARTS)
+        return _from_random_cells(cfg, space)
     everything = list(space.all_archs())
     if isinstance(cfg.networks, tuple):
         archs = tuple(space.canonical(a) for a in cfg.networks)
@@ -76,6 +89,49 @@ def _from_space(cfg: IngestConfig, space: SearchSpace) -> Selection:
     lookup = {a: i for i, a in enumerate(everything)}
     bench_index = tuple(lookup.get(a, -1) for a in archs)
     return archs, bench_index, "none", {"none": tuple(float("nan") for _ in archs)}, ""
+
+
+def _from_random_cells(cfg: IngestConfig, space: SearchSpace) -> Selection:
+    """The cells listed, or ``networks`` distinct seeded random cells, of a space that cannot be
+    enumerated (no benchmark index: -1; no accuracies)."""
+    if isinstance(cfg.networks, tuple):
+        archs = tuple(space.canonical(a) for a in cfg.networks)
+    elif space.random_cell is None:
+        raise ConfigError(f"space {space.name!r} cannot be enumerated or sampled: give --benchmark or a list of cells")
+    else:
+        rng, found = np.random.default_rng(cfg.seed), {}  # a dict keeps the first-drawn order
+        while len(found) < cfg.networks:
+            found[space.canonical(space.random_cell(rng))] = None
+        archs = tuple(found)
+    return archs, tuple(-1 for _ in archs), "none", {"none": tuple(float("nan") for _ in archs)}, ""
+
+
+#: the label column of a Suite-Zero file read as a benchmark table
+SUITEZERO_LABEL = "val_accuracy"
+#: dataset → Suite-Zero task name (a file with one task uses it whatever the dataset)
+SUITEZERO_TASKS = {"cifar10": "cifar10", "cifar100": "cifar100", "imagenet16-120": "ImageNet16-120"}
+
+
+def read_table(path: str, dataset: str, space: SearchSpace) -> BenchmarkTable:
+    """A benchmark CSV, or the ``dataset`` task of a Suite-Zero ``zc_*.json[.gz]`` as a table
+    (its cells in file order, index = the records' ``idx``, one column ``val_accuracy``)."""
+    if not str(path).lower().endswith((".json", ".json.gz")):
+        return read_benchmark(path)
+    tables = read_zc(path)
+    task = SUITEZERO_TASKS.get(str(dataset).lower(), str(dataset))
+    if task not in tables and len(tables) == 1:
+        task = next(iter(tables))
+    if task not in tables:
+        raise ConfigError(f"{path} has no task for --dataset {dataset} (it has: {', '.join(tables)})")
+    zc = tables[task]
+    if zc.space != space.name:
+        raise ConfigError(f"{path} holds {zc.space} keys, not cells of --space {space.name}")
+    index = [int(i) if i.isdigit() else r for r, i in enumerate(zc.idx)]
+    if len(set(index)) != len(index):
+        index = list(range(len(zc.archs)))
+    return BenchmarkTable(path=str(path), archs=zc.archs, index=np.asarray(index, dtype=np.int64),
+                          columns={SUITEZERO_LABEL: np.array(zc.val_accuracy, dtype=np.float64)},
+                          meta={"source": "NAS-Bench-Suite-Zero", "task": task})
 
 
 def proxy_batch(cfg: IngestConfig, plan: StorePlan):

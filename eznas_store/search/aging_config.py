@@ -75,8 +75,9 @@ def parse_duration(text: str | float) -> float:
 
 
 def searchable_spaces() -> list[str]:
-    """Registered spaces aging evolution can walk (enumerable, with mutation)."""
-    return [name for name, space in SPACES.items() if space.searchable]
+    """Registered spaces aging evolution can walk: enumerable with mutation (NB201), or with
+    random cells, mutation and a distance, walked over the benchmark table's cells (DARTS)."""
+    return [name for name, space in SPACES.items() if space.searchable_over_a_table]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -128,9 +129,12 @@ class SearchConfig:
         """Space, proxy, benchmark table and dataset name."""
         searchable = searchable_spaces()
         if self.space not in searchable:
+            whole = [n for n in searchable if SPACES[n].searchable]
+            tables = [n for n in searchable if n not in whole]
+            also = f" and {', '.join(tables)} (over the benchmark table's cells)" if tables else ""
             raise ConfigError(
-                f"search supports --space {', '.join(searchable)} only, not {self.space!r}: the NDS "
-                "records available here hold no architectures the network builder could mutate"
+                f"search supports --space {', '.join(whole)} only (every cell){also}, not {self.space!r}: "
+                "the NDS records available here hold no architectures the network builder could mutate"
             )
         if not isinstance(self.proxy, str) or not self.proxy.strip():
             raise ConfigError("--proxy must name a proxy (e.g. synflow), a program (eznas-a) or a program file")

@@ -3,7 +3,9 @@
 The budget is a wall-clock duration (``budget="15m"``, counted from the call, data
 loading and reference sample included; an evaluation that would not finish in time at
 the mean cost so far is not started) and/or ``max_evaluations`` (distinct cells scored;
-cache hits and reference cells do not count). A converged population can only revisit
+cache hits and reference cells do not count). A space that cannot be enumerated (DARTS)
+is searched over the benchmark table's cells only, so the chosen cell always has a true
+accuracy (:mod:`eznas_store.search.aging_table`). A converged population can only revisit
 cells it has scored (free, but it would spin until the budget ends): after ``patience``
 such cycles in a row (default 10,000, well under a second) the search stops early.
 
@@ -29,6 +31,7 @@ from eznas_store.collect.statistics import deterministic, resolve_device
 from eznas_store.search.aging import AgingEvolution, Evaluation
 from eznas_store.search.aging_config import DEFAULT_PROXY_BATCH, DEFAULT_STATISTICS_BATCH, SearchConfig
 from eznas_store.search.aging_result import RunCost, SearchResult, judge, judged_accuracy_column, write_result
+from eznas_store.search.aging_table import table_space
 from eznas_store.search.cell_scorers import CellScorer, CellScoringSetup, load_fitness, make_cell_scorer
 from eznas_store.sources.datasets import get_spec, sample_batch
 from eznas_store.sources.spaces import get_space
@@ -55,11 +58,11 @@ class _Prepared:
 def _prepare(cfg: SearchConfig) -> _Prepared:
     """Read the table and the batch and build the scorer; fails before any cell is scored."""
     device = resolve_device(cfg.device)
-    space = get_space(cfg.space)
     kind, fitness, ops = load_fitness(cfg.proxy)
     default = DEFAULT_STATISTICS_BATCH if kind == "statistics" else DEFAULT_PROXY_BATCH
     batch_size = cfg.batch_size or default
     table = read_benchmark(cfg.benchmark)
+    space = table_space(get_space(cfg.space), table)  # DARTS: the table's cells only
     acc_col = cfg.accuracy_column or judged_accuracy_column(table, cfg.dataset)
     table.column(acc_col)  # an unknown column fails now, not after the search
     spec = get_spec(cfg.dataset)

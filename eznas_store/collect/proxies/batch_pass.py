@@ -212,11 +212,16 @@ def _run_batch_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
     finally:
         for h in handles:
             h.remove()
-    if need_jac:
-        _backward_to_input(state, keep_graph=need_loss)
-    if need_loss:
-        _backward_loss(state, create_graph=HESSIAN in needs)
-    return score_each(state, specs)
+    try:
+        if need_jac:
+            _backward_to_input(state, keep_graph=need_loss)
+        if need_loss:
+            _backward_loss(state, create_graph=HESSIAN in needs)
+        return score_each(state, specs)
+    finally:
+        # fisher's gradient hooks hold ``state``, which holds the graph they hang on: a cycle
+        # through autograd's C++ nodes that Python's gc cannot see (~10 MB a network). Break it.
+        state.logits, state._grads, state._pairs = None, None, []
 
 
 BATCH_PASS = ProxyPass("main", _run_batch_pass)

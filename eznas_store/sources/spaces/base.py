@@ -50,8 +50,17 @@ class SearchSpace:
     to_naslib_key: Callable[[str], str] | None = None
     #: lower-case fragments of Suite-Zero file names (``zc_nasbench201.json``) of this space
     suitezero_file_tags: tuple[str, ...] = ()
+    #: (arch, arch) → how many edges differ: lets a search walk a listed subset of a space
+    #: that is not enumerable (a mutation lands on the nearest listed cell)
+    distance: Callable[[str, str], int] | None = None
 
     @property
     def searchable(self) -> bool:
         """Whether aging evolution can walk it: enumerable, with random cells and mutation."""
         return None not in (self.n_cells, self.cell_at, self.index_of, self.random_cell, self.mutate)
+
+    @property
+    def searchable_over_a_table(self) -> bool:
+        """Whether aging evolution can walk the cells of a benchmark table of this space
+        (:func:`eznas_store.search.aging_table.table_space`), enumerable or not."""
+        return self.searchable or None not in (self.random_cell, self.mutate, self.distance)

@@ -56,6 +56,13 @@ node 3's, ...), each op's units in order. ``input_key``s name tensors (``stem``,
 output of cell 3, ``c3.s4`` = state 4 of cell 3); two blocks summed into one node share
 an ``output_key``. Feature maps must be even at each reduction (FactorizedReduce).
 
+Search
+------
+The space cannot be enumerated, so aging evolution (``search --space darts``) walks the
+cells of the benchmark table it is judged by: random table cells, and a mutation moves
+to the nearest table cell (:func:`~eznas_store.sources.spaces.darts_genotype.distance`:
+differing ``(op, input)`` pairs); see :mod:`eznas_store.search.aging_table`.
+
 Example
 -------
 >>> g = random_cell(np.random.default_rng(0))
@@ -81,6 +88,7 @@ from eznas_store.sources.spaces.darts_genotype import (
     Pairs,
     as_genotype,
     canonical,
+    distance,
     from_naslib_key,
     mutate,
     parse_genotype,
@@ -281,4 +289,5 @@ SPACE = SearchSpace(
     from_naslib_key=from_naslib_key,
     to_naslib_key=to_naslib_key,
     suitezero_file_tags=("nasbench301", "nb301"),
+    distance=distance,
 )

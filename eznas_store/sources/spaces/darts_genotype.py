@@ -316,3 +316,16 @@ def mutate(arch: str, rng: np.random.Generator) -> str:
     if rng.integers(2) == 0:
         return format_genotype(_mutate_pairs(g.normal, rng), g.normal_concat, g.reduce, g.reduce_concat)
     return format_genotype(g.normal, g.normal_concat, _mutate_pairs(g.reduce, rng), g.reduce_concat)
+
+
+def distance(a: str | Genotype, b: str | Genotype) -> int:
+    """Pairs that differ between two genotypes, position by position, normal and reduce cells
+    counted apart (a pair missing from the shorter cell differs), plus one per differing concat.
+
+    One :func:`mutate` of a normal == reduce genotype is distance 2; of another, 1.
+    """
+    ga, gb = as_genotype(a), as_genotype(b)
+    d = 0
+    for pa, pb in ((ga.normal, gb.normal), (ga.reduce, gb.reduce)):
+        d += sum(x != y for x, y in zip(pa, pb)) + abs(len(pa) - len(pb))
+    return d + (ga.normal_concat != gb.normal_concat) + (ga.reduce_concat != gb.reduce_concat)
