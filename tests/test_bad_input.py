@@ -129,3 +129,17 @@ def test_explicit_nan_accuracy_in_a_benchmark_table(tmp_path):
 def test_negative_workers_for_score(tiny_store, capsys):
     line = _one_line(capsys, ["score", tiny_store, "--program", "eznas-a", "--workers", "-2", "--no-progress"])
     assert "--workers" in line
+
+
+@pytest.mark.parametrize("where", ["folder", "under_a_file"])
+def test_label_out_that_cannot_be_written_is_refused_before_training(tmp_path, capsys, monkeypatch, where):
+    import eznas_store.collect.label as label
+
+    def no_training(*a, **k):  # the refusal must come before the first (42 s) training
+        raise AssertionError("trained before checking --out")
+
+    monkeypatch.setattr(label, "train_network", no_training)
+    (tmp_path / "taken").write_text("x")
+    out = tmp_path if where == "folder" else tmp_path / "taken" / "labels.csv"
+    line = _one_line(capsys, ["label", "--out", str(out), "--networks", "2", "--epochs", "1", "--no-progress"])
+    assert ("is a folder" in line) if where == "folder" else ("taken is a file" in line), line

@@ -73,7 +73,7 @@ HELP: dict[str, str] = {
     "--image-size": "Resize images to this size (digits only).",
     "--channels": "Skeleton width C (default: the benchmark's).",
     "--cells": "Cells per stage N; for darts the number of layers L (default: the benchmark's).",
-    "--workers": "Local Dask worker processes (0: in-process).",
+    "--workers": "Local Dask worker processes (default 0: in-process, on the threads torch uses; N > 0 starts N processes).",
     "--scheduler": "Address of an existing Dask scheduler to use instead of local workers.",
     "--threads": "Torch threads of the collector (1 keeps results bit-reproducible).",
     "--population": "Programs per generation (mu and lambda follow it unless given).",

@@ -29,7 +29,7 @@ def ingest(
     structure: Annotated[str, typer.Option("--structure", help="Block unit: rcb (ReLU-Conv-BN) or cbr.")] = "rcb",
     perturb_scale: Annotated[Optional[float], typer.Option("--perturb-scale", help="Std of the P input's noise (default sqrt(0.01), as the released EZNAS code).")] = None,
     shard: Annotated[str, typer.Option("--shard", help="I/N: this job takes chunks I, I+N, ... (0-based).")] = "0/1",
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:k].")] = "auto",
+    device: Annotated[str, typer.Option("--device", help=HELP["--device"])] = "auto",
     chunk_networks: Annotated[int, typer.Option("--chunk-networks", help="Networks per chunk (0: about 256 MB per chunk).")] = 0,
     accuracy_column: Annotated[Optional[str], typer.Option("--accuracy-column", help="Benchmark column used as fitness target.")] = None,
     image_size: Annotated[Optional[int], typer.Option("--image-size", help="Resize (digits only).")] = None,
@@ -80,17 +80,21 @@ def ingest(
 def verify(
     store: Annotated[str, typer.Argument(help="Store path or URL.")],
     allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help="Exit 0 for a store with networks not yet collected (corruption still exits 1).")] = False,
+    benchmark: Annotated[Optional[str], typer.Option("--benchmark", help="The benchmark table the store was made from, if it moved (default: the path recorded at ingest).")] = None,
 ) -> None:
-    """Read every chunk of every array; name broken chunks and networks, count complete ones."""
+    """Read every chunk of every array; check the tables against their checksum, the plan and the
+    benchmark they came from; name broken chunks and networks, count complete ones."""
+    from eznas_store.ingest.benchmark_check import check_benchmark
     from eznas_store.ingest.layout import plan_layout
     from eznas_store.store.reader import open_store
     from eznas_store.store.verify import verify_store
 
     s = open_store(store)
     rep = verify_store(s, plan_layout(s.plan))
-    for line in rep.lines(s.plan.archs):
+    against = check_benchmark(s, benchmark)
+    for line in rep.lines(s.plan.archs) + against.lines():
         typer.echo(line)
-    if not rep.ok:
+    if not rep.ok or against.problems:
         raise typer.Exit(1)
     if not rep.complete and not allow_incomplete:
         typer.echo(f"  store is incomplete ({rep.n_networks - rep.n_complete} network(s) missing): "
@@ -148,7 +152,7 @@ def label(
     networks: Annotated[str, typer.Option("--networks", help="A number (seeded sample), a cell string or a file of cells.")] = "40",
     seed: Annotated[int, typer.Option("--seed", help=HELP["--seed"])] = 0,
     epochs: Annotated[int, typer.Option("--epochs", help=HELP["--epochs"])] = 12,
-    batch_size: Annotated[int, typer.Option("--batch-size", help=HELP["--batch-size"])] = 256,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Training batch of each cell (default 256; not a statistics batch).")] = 256,
     lr: Annotated[float, typer.Option("--lr", help=HELP["--lr"])] = 0.1,
     channels: Annotated[Optional[int], typer.Option("--channels", help="Skeleton width C.")] = None,
     cells: Annotated[Optional[int], typer.Option("--cells", help="Cells per stage N.")] = None,

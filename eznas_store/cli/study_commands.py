@@ -68,7 +68,7 @@ def transfer(
     seed: Annotated[int, typer.Option("--seed", help=HELP["--seed"])] = 0,
     abs_tau: Annotated[bool, typer.Option("--abs-tau", help=HELP["--abs-tau"])] = False,
     to_scalar: Annotated[str, typer.Option("--to-scalar", help=HELP["--to-scalar"])] = "mean",
-    workers: Annotated[int, typer.Option("--workers", help="Dask workers (0: in-process).")] = 2,
+    workers: Annotated[int, typer.Option("--workers", help=HELP["--workers"])] = 0,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help=HELP["--scheduler"])] = None,
     max_networks: Annotated[Optional[int], typer.Option("--max-networks", help=HELP["--max-networks"])] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help=HELP["--no-progress"])] = False,
@@ -165,7 +165,7 @@ def demo(
     out: Annotated[str, typer.Option("--out", help="Folder for the table, store, run and report.")] = "demo-out",
     networks: Annotated[int, typer.Option("--networks", help="Cells to train and study.")] = 40,
     seed: Annotated[int, typer.Option("--seed", help=HELP["--seed"])] = 0,
-    workers: Annotated[int, typer.Option("--workers", help="Dask workers for evolve (0: in-process).")] = 2,
+    workers: Annotated[int, typer.Option("--workers", help=HELP["--workers"])] = 0,
     fresh: Annotated[bool, typer.Option("--fresh", help="Delete --out first instead of resuming.")] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress", help=HELP["--no-progress"])] = False,
 ) -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -45,7 +46,8 @@ from tqdm.auto import tqdm
 
 from eznas_store.collect.statistics import resolve_device
 from eznas_store.collect.training import train_network
-from eznas_store.errors import ConfigError
+from eznas_store.errors import ConfigError, OutputError
+from eznas_store.outputs import ensure_dir
 from eznas_store.sources.datasets import get_spec, load_split_tensors
 from eznas_store.sources.spaces import get_space
 from eznas_store.sources.spaces.base import SearchSpace
@@ -433,6 +435,16 @@ def _train_missing(job: _LabelJob, rows: dict, todo: list[int]) -> int:
     return trained
 
 
+def _check_out(out: Path) -> None:
+    """Refuse, before any training, an ``--out`` the table could not be written to at the end
+    (a folder, a path under a file, a folder without write permission)."""
+    if out.is_dir():
+        raise OutputError(f"--out {out} is a folder: label writes a CSV file (e.g. --out {out / 'labels.csv'})")
+    parent = ensure_dir(out.parent, "folder of --out")
+    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise OutputError(f"--out {out} cannot be written (permission denied)")
+
+
 def run_label(cfg: LabelConfig) -> LabelReport:
     """Train every selected cell ``out`` does not hold yet and write the table.
 
@@ -441,6 +453,7 @@ def run_label(cfg: LabelConfig) -> LabelReport:
     given, sets torch's intra-op threads for the run and restores them afterwards.
     """
     t0 = time.perf_counter()
+    _check_out(Path(cfg.out).expanduser())
     job = _plan(cfg, t0)
     rows, job.seconds_before = _load_existing(job.out, job.recipe, job.columns)
     todo = [i for i in job.selected if i not in rows]

@@ -127,7 +127,7 @@ class PopulationScores:
 class Engine:
     """Maps chunk scoring over a local or remote Dask cluster (or in-process with workers=0)."""
 
-    def __init__(self, *, workers: int = 2, scheduler: str | None = None, progress: bool = False,
+    def __init__(self, *, workers: int = 0, scheduler: str | None = None, progress: bool = False,
                  memory_limit: str | None = None) -> None:
         if not isinstance(workers, int) or workers < 0:
             raise ConfigError(f"--workers must be >= 0 (0: in-process), got {workers}")

@@ -98,7 +98,7 @@ class EvolveConfig:
     combine: str = "min"
     abs_tau: bool = False
     to_scalar: str = "mean"
-    workers: int = 2
+    workers: int = 0
     scheduler: str | None = None
     max_networks: int | None = None
     progress: bool = True

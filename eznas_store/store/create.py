@@ -58,7 +58,7 @@ def open_for_plan(url: str, plan: StorePlan, storage_options: dict | None = None
         _refuse_difference(url, plan_fingerprint(plan), creation)
         marker = creation.get("tables_sha256")
         names = creation.get("tables")
-        if not isinstance(names, list) or _stored_sha256(store.group, names) != marker:
+        if not isinstance(names, list) or stored_tables_sha256(store.group, names) != marker:
             raise StoreError(f"store {url} has tables that do not match their commit marker "
                              "(changed after creation); delete it or use another --store")
     return store
@@ -175,7 +175,7 @@ def _tables_sha256(values: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def _stored_sha256(g: Any, names: list[str]) -> str | None:
+def stored_tables_sha256(g: Any, names: list[str]) -> str | None:
     """``_tables_sha256`` of the tables as stored; None if one cannot be read."""
     try:
         with quiet_zarr():
@@ -192,13 +192,13 @@ def _write_tables(url: str, g: Any, make: MakeArray, tables: Tables, want: dict[
     creation = _recheck(url, want, storage_options)
     marker = creation.get("tables_sha256")
     if isinstance(marker, str) and len(marker) == 64:
-        if marker == expected and _stored_sha256(g, list(tables)) == expected:
+        if marker == expected and stored_tables_sha256(g, list(tables)) == expected:
             return expected
         raise StoreError(f"store {url} holds committed tables that differ from this plan's "
                          "(changed after creation, or made elsewhere); delete it or use another --store")
     for name, (values, kw) in tables.items():
         make(name, values, **kw)
-    if _stored_sha256(g, list(tables)) != expected:
+    if stored_tables_sha256(g, list(tables)) != expected:
         raise StoreError(f"store {url}: tables changed while this run wrote them (a concurrent ingest "
                          "with other options?); rerun with the same options or use another --store")
     _recheck(url, want, storage_options)

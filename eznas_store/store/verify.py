@@ -4,7 +4,10 @@
 array is written with a CRC32C checksum after its compressor, so a chunk whose bytes
 changed (a flipped bit, a truncated file) fails to decode and is named here, with the
 networks it holds, before evaluation trips over it. It also counts complete networks and
-lists files an interrupted write left in a local store (``*.partial``).
+lists files an interrupted write left in a local store (``*.partial``), and checks the
+tables (``arch``, ``bench_index``, every accuracy column) against their commit marker and
+the plan in the attributes; ``ingest.benchmark_check`` compares them with the benchmark
+file they were copied from.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from eznas_store.store.create import stored_tables_sha256
 from eznas_store.store.group import dir_bytes
 from eznas_store.store.layout import ARRAY_FAMILY, TENSOR_ARRAYS, Layout
-from eznas_store.store.plan import parse_codec
+from eznas_store.store.plan import CREATION, parse_codec
 from eznas_store.store.reader import Store
 from eznas_store.terminals import STORED, TERMINALS
 
@@ -104,7 +108,7 @@ def verify_store(store: Store, layout: Layout | None = None, *, arrays: Sequence
     """
     g = store.group
     names = sorted(g.array_keys()) if arrays is None else list(arrays)
-    problems = _shape_problems(store, layout) if arrays is None else []
+    problems = _shape_problems(store, layout) + table_problems(store) if arrays is None else []
     done = _flags(store)
     owners = _block_owners(store)
     broken: dict[int, list[str]] = defaultdict(list)
@@ -209,6 +213,35 @@ def _shape_problems(store: Store, layout: Layout | None) -> list[str]:
             problems.append("n_blocks differs from the plan's layout")
     except Exception as e:
         problems.append(f"n_blocks cannot be read ({type(e).__name__})")
+    return problems
+
+
+def table_problems(store: Store) -> list[str]:
+    """The tables disagree with their commit marker (``tables_sha256``, written when they were
+    filled) or with the plan in the attributes they were made from. A table whose chunks cannot
+    be read is reported as a broken chunk instead."""
+    g, p = store.group, store.plan
+    creation = g.attrs.get(CREATION)
+    problems: list[str] = []
+    if isinstance(creation, dict) and isinstance(creation.get("tables"), list):
+        if stored_tables_sha256(g, creation["tables"]) not in (None, creation.get("tables_sha256")):
+            problems.append("the tables do not match their commit marker (changed after creation)")
+    want = {"arch": np.asarray(p.archs, dtype=object), "bench_index": np.asarray(p.bench_index, dtype=np.int64),
+            "accuracy": np.asarray(p.accuracies.get(p.accuracy_column, ()), dtype=np.float64),
+            **{c: np.asarray(v, dtype=np.float64) for c, v in p.accuracies.items() if c != "accuracy"}}
+    for name, values in want.items():
+        try:
+            have = np.asarray(g[name][...])
+        except Exception:  # missing or unreadable: _shape_problems / the chunk reads say so
+            continue
+        if have.shape != values.shape:
+            problems.append(f"table {name!r} has shape {have.shape}, the plan has {values.shape}")
+            continue
+        same = (np.array([str(x) for x in have]) == np.array([str(x) for x in values]) if values.dtype == object
+                else np.isclose(have.astype(np.float64), values.astype(np.float64), rtol=0, atol=0, equal_nan=True))
+        if not same.all():
+            bad = np.flatnonzero(~same)
+            problems.append(f"table {name!r} differs from the plan's at {bad.size} network(s) (first: {int(bad[0])})")
     return problems
 
 

@@ -36,7 +36,7 @@ class DemoConfig:
     out: str = "demo-out"
     networks: int = 40
     seed: int = 0
-    workers: int = 2
+    workers: int = 0
     fresh: bool = False
     progress: bool = True
 
@@ -65,7 +65,7 @@ def run_demo(cfg: DemoConfig, *, echo=print) -> Path:
 
     run = out / "run"
     echo(f"[3/4] evolve: {DEMO_EVOLVE['generations']} generations, population {DEMO_EVOLVE['population']}, "
-         f"{cfg.workers} Dask workers → {run}")
+         f"{f'{cfg.workers} Dask workers' if cfg.workers else 'in-process'} → {run}")
     ecfg = EvolveConfig(stores=(str(store),), out=str(run), seed=cfg.seed, workers=cfg.workers,
                         progress=cfg.progress, **DEMO_EVOLVE)
     res = run_evolve(ecfg, resume=(run / CHECKPOINT).exists())

@@ -130,7 +130,7 @@ class TransferConfig:
     seed: int = 0
     abs_tau: bool = False
     to_scalar: str = "mean"
-    workers: int = 2
+    workers: int = 0
     scheduler: str | None = None
     max_networks: int | None = None
     progress: bool = True
