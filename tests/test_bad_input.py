@@ -143,3 +143,14 @@ def test_label_out_that_cannot_be_written_is_refused_before_training(tmp_path, c
     out = tmp_path if where == "folder" else tmp_path / "taken" / "labels.csv"
     line = _one_line(capsys, ["label", "--out", str(out), "--networks", "2", "--epochs", "1", "--no-progress"])
     assert ("is a folder" in line) if where == "folder" else ("taken is a file" in line), line
+
+
+def test_an_unreachable_s3_store_is_one_line(tmp_path, capsys):
+    """No s3fs, or s3fs without a network (this project's machines): either way one line."""
+    from conftest import make_bench
+
+    bench = make_bench(tmp_path / "b.csv", n=2)
+    line = _one_line(capsys, ["ingest", "--store", "s3://eznas-no-such-bucket/s.zarr", "--dataset", "digits",
+                              "--benchmark", str(bench), "--channels", "4", "--cells", "1", "--image-size", "8",
+                              "--no-progress", "--yes"])
+    assert "s3://eznas-no-such-bucket/s.zarr" in line, line
