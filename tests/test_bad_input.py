@@ -57,7 +57,7 @@ def test_non_utf8_network_list(tmp_path):
         read_network_list(p)
 
 
-@pytest.mark.parametrize("command", ["evolve", "score", "compare", "transfer"])
+@pytest.mark.parametrize("command", ["evolve", "score", "compare", "transfer", "search"])
 def test_out_that_is_a_file(tiny_store, tmp_path, capsys, command):
     f = tmp_path / "taken"
     f.write_text("x")
@@ -67,9 +67,17 @@ def test_out_that_is_a_file(tiny_store, tmp_path, capsys, command):
         "compare": ["compare", tiny_store, "--out", str(f)],
         "transfer": ["transfer", f"a={tiny_store}", f"b={tiny_store}", "--out", str(f), "--workers", "0",
                      "--generations", "1", "--population", "4", "--no-progress"],
+        "search": ["search", "--proxy", "params", "--benchmark", str(_bench(tmp_path)), "--dataset", "digits",
+                   "--max-evaluations", "2", "--out", str(f), "--no-progress"],
     }[command]
     line = _one_line(capsys, argv)
     assert "taken" in line and ("is a file" in line or "cannot write" in line or "Not a directory" in line), line
+
+
+def _bench(tmp_path):
+    from conftest import make_bench
+
+    return make_bench(tmp_path / "b.csv", n=4)
 
 
 def test_report_out_that_is_a_file(tmp_path, capsys):

@@ -131,7 +131,7 @@ def search(
     data_root: Annotated[Optional[str], typer.Option("--data-root", help=HELP["--data-root"])] = None,
     accuracy_column: Annotated[Optional[str], typer.Option("--accuracy-column", help="Default: the dataset's test accuracy.")] = None,
     space: Annotated[str, typer.Option("--space", help="Search space: nb201 (all 15,625 cells) or darts (the --benchmark table's cells only, so the chosen cell always has a true accuracy).")] = "nb201",
-    population: Annotated[int, typer.Option("--population", help=HELP["--population"])] = 64,
+    population: Annotated[int, typer.Option("--population", help="Cells in the aging population.")] = 64,
     sample: Annotated[int, typer.Option("--sample", help="Tournament size of aging evolution.")] = 16,
     seed: Annotated[int, typer.Option("--seed", help=HELP["--seed"])] = 0,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Default 64 for proxies, 16 for statistics programs.")] = None,
