@@ -2,26 +2,27 @@
 
 Usage (from the repository root)::
 
-    python benchmarks/bench_codecs.py --networks 200 --bits 7 9 11 \
+    python benchmarks/bench_codecs.py --networks 200 --codecs bitround:7 bitround:3+zstd:9 \
         --benchmark ../shared/data/nb201_accuracies.csv --data-root ../shared/data/cifar10-images
 
-Ingests the same seeded NB201 networks (CIFAR-10, batch 1 unless ``--batch-size``) once
-lossless and once per ``--bits K`` (``--codec bitround:K``; ``--zfp TOL`` adds
-``zfp:TOL``), then on every store: a short evolve (``--generations`` 3, ``--population``
-20, same seed) and the Kendall tau of EZNAS-A and of the lossless run's evolved programs
-(best_final, best_ever_1, best_ever_2), each scored on every store, with the largest
-per-network score difference from the lossless store. The 13 hand-crafted proxies are
-computed from the networks themselves during ingest, never from the stored tensors, so
-they do not depend on the codec: the table checks they are identical on every store.
-Last line: the smallest K whose |delta tau| <= ``--max-dtau`` (0.005) for every program.
-
-``--batch16 N`` also ingests N networks at batch 16, lossless and at the chosen K (or
-``--bits``' largest), and prints the bytes per network of both.
+Ingests the seeded NB201 networks (CIFAR-10, batch 1 unless ``--batch-size``) ONCE losslessly
+(or reuses ``--lossless URL``), then *transcodes* that store's float32 tensor arrays into each
+``--codecs`` spec (``--bits K`` adds ``bitround:K``): same tables, flags and proxies, tensor
+chunks re-encoded, plan and fingerprint rewritten, so the result is the store ``ingest --codec``
+would have written (BitRound is elementwise; ``tests/test_codecs.py`` checks it bit-equal).
+Then on every store it scores EZNAS-A, the programs of one short evolve on the lossless
+store (``--generations`` x ``--population``, or ``--evolved DIR`` of a finished run) and every
+``--formula``, and prints bytes per network, ingest / transcode / scoring seconds, Kendall tau,
+delta tau and the largest per-network score difference side by side. ``--evolve-on`` codecs
+also get a timed evolve (seconds per generation). Last line: the smallest store whose |delta
+tau| <= ``--max-dtau`` (0.005) for every program.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
+import json
 import os
 import shutil
 import sys
@@ -32,86 +33,146 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+import zarr  # noqa: E402
 
-from eznas_store.collect.proxies.registry import PROXY_NAMES  # noqa: E402
 from eznas_store.fitness.engine import Engine, score_store  # noqa: E402
 from eznas_store.ingest.config import IngestConfig  # noqa: E402
 from eznas_store.ingest.driver import run_ingest  # noqa: E402
 from eznas_store.programs.codec import load_program  # noqa: E402
+from eznas_store.programs.formula import parse_formula  # noqa: E402
+from eznas_store.programs.tree import Program  # noqa: E402
 from eznas_store.search.evolve import EvolveConfig, run_evolve  # noqa: E402
-from eznas_store.store.group import dir_bytes  # noqa: E402
+from eznas_store.store.group import dir_bytes, quiet_zarr, tensor_codecs  # noqa: E402
+from eznas_store.store.plan import CREATION, FORMAT, canonical_codec, plan_fingerprint, plan_to_json  # noqa: E402
 from eznas_store.store.reader import open_store  # noqa: E402
-from eznas_store.studies.compare import stored_proxy_results  # noqa: E402
+
+#: statistics programs found by earlier evolves of this project (other stores, other seeds),
+#: chosen to touch every stored kind, P-D differences, determinants and logdets
+FORMULAS = (
+    "abslog(det(wtgrad_P))",
+    "normalized_sum(product(act_D, inpactgrad_N))",
+    "sum(frobenius(act_D), sign(wt))",
+    "invert(logdet_lastdims(actgrad_D))",
+    "frobenius(inpact_D)",
+    "abs(logdet(act_N))",
+    "hamming(l1_norm(abs(frobenius(det(preactgrad_N)))), gt0(preact_P))",
+)
 
 
-def ingest(args, url: str, codec: str, *, networks: int, batch_size: int, proxies: bool) -> dict:
-    """Ingest one store; its wall time and bytes per network (whole store, and tensors only)."""
-    cfg = IngestConfig(store=url, dataset="cifar10", benchmark=args.benchmark, data_root=args.data_root,
-                       networks=networks, seed=args.seed, batch_size=batch_size, device=args.device,
-                       proxies=proxies, progress=False, codec=codec)
-    t0 = time.perf_counter()
-    run_ingest(cfg)
-    wall = time.perf_counter() - t0
+def sizes(url: str) -> dict:
+    """Bytes per network of the whole store and of its tensor arrays."""
     s = open_store(url)
     tensors = sum(dir_bytes(os.path.join(url, a)) or 0 for a in s.meta["stored"])
-    return {"url": url, "codec": s.plan.codec, "ingest_s": wall, "bytes": dir_bytes(url) / s.n_networks,
-            "tensor_bytes": tensors / s.n_networks}
+    return {"url": url, "codec": s.plan.codec, "bytes": dir_bytes(url) / s.n_networks,
+            "tensor_bytes": tensors / s.n_networks, "n": s.n_networks}
 
 
-def evolve(args, store: dict, out: str) -> None:
-    """A short evolve on ``store``: its wall time, best fitness and saved programs, into ``store``."""
+def ingest(args, url: str, *, networks: int, batch_size: int) -> dict:
+    """Ingest one lossless store (no proxies: they never read the stored tensors); its wall time."""
+    cfg = IngestConfig(store=url, dataset="cifar10", benchmark=args.benchmark, data_root=args.data_root,
+                       networks=networks, seed=args.seed, batch_size=batch_size, device=args.device,
+                       proxies=False, progress=False)
+    t0 = time.perf_counter()
+    run_ingest(cfg)
+    return {**sizes(url), "ingest_s": time.perf_counter() - t0, "make": "ingest"}
+
+
+def transcode(src: str, dst: str, codec: str) -> dict:
+    """``src`` (any codec) re-encoded into ``dst`` with ``codec`` on the float32 tensor arrays:
+    every other file copied as it is, tensor chunks decoded and re-encoded one chunk of
+    networks at a time, plan and fingerprint rewritten; the store ``ingest --codec`` makes."""
+    t0 = time.perf_counter()
+    codec = canonical_codec(codec)
+    s = open_store(src)
+    stored = list(s.meta["stored"])
+    shutil.copytree(src, dst, ignore=lambda d, names: stored if os.path.samefile(d, src) else [])
+    g, old = zarr.open_group(dst, mode="r+"), zarr.open_group(src, mode="r")
+    for name in stored:
+        a = old[name]
+        with quiet_zarr():
+            b = g.create_array(name, shape=a.shape, chunks=a.chunks, dtype=a.dtype, fill_value=a.fill_value,
+                               dimension_names=a.metadata.dimension_names, attributes=dict(a.attrs),
+                               **tensor_codecs(codec))
+        step = a.chunks[0]
+        for lo in range(0, a.shape[0], step):
+            b[lo:lo + step] = a[lo:lo + step]
+    plan = s.plan.__class__(**{**s.plan.__dict__, "codec": codec})
+    want = plan_fingerprint(plan)
+    attrs = dict(g.attrs[FORMAT])
+    attrs.update(plan=plan_to_json(plan), fingerprint=want["fingerprint"])
+    g.attrs.update({FORMAT: attrs, CREATION: {**dict(g.attrs[CREATION]), **want}})
+    with quiet_zarr():
+        zarr.consolidate_metadata(dst)
+    return {**sizes(dst), "transcode_s": time.perf_counter() - t0, "make": "transcode"}
+
+
+def evolve(args, store: dict, out: str) -> list[Program]:
+    """A timed short evolve on ``store`` (seconds per generation into ``store``); its programs."""
     t0 = time.perf_counter()
     res = run_evolve(EvolveConfig(stores=(store["url"],), out=out, population=args.population,
-                                  generations=args.generations, seed=args.seed, workers=args.workers,
-                                  progress=False))
-    store["evolve_s"] = time.perf_counter() - t0
+                                  generations=args.generations, seed=args.seed, workers=0, progress=False))
+    store["evolve_s_per_gen"] = (time.perf_counter() - t0) / args.generations
     store["evolve_best"] = res.best_final.meta.get("fitness")
-    store["evolved"] = [res.best_final, *res.best_ever[:2]]
+    return [res.best_final, *res.best_ever]
 
 
-def score_all(args, stores: list[dict], programs: list) -> dict[str, list]:
-    """Each program's ScoreResult on each store (same order as ``stores``)."""
+def programs_to_test(args, evolved: list[Program]) -> dict[str, Program]:
+    """EZNAS-A, the evolved programs (one per distinct formula) and the ``--formula`` ones."""
+    progs = {"eznas-a": load_program("eznas-a")}
+    seen = {progs["eznas-a"].formula()}
+    for i, p in enumerate(evolved):
+        if p.formula() not in seen:
+            seen.add(p.formula())
+            progs[f"evolved{i}"] = p
+    for i, f in enumerate(args.formula):
+        if f not in seen:
+            seen.add(f)
+            progs[f"f{i}"] = Program(tree=parse_formula(f), to_scalar="mean", terminal_set="statistics", name=f"f{i}")
+    for name, p in progs.items():
+        print(f"  program {name}: {p.formula()}", flush=True)
+    return progs
+
+
+def score_all(stores: list[dict], programs: dict[str, Program]) -> dict[str, list]:
+    """Each program's ScoreResult on each store (same order as ``stores``); scoring seconds."""
     out: dict[str, list] = {}
-    with Engine(workers=args.workers, progress=False) as engine:
+    with Engine(workers=0, progress=False) as engine:
         for s in stores:
-            for name, res in zip(programs, score_store(s["url"], [p for _, p in programs.items()], engine=engine)):
+            t0 = time.perf_counter()
+            for name, res in zip(programs, score_store(s["url"], list(programs.values()), engine=engine)):
                 out.setdefault(name, []).append(res)
+            s["score_s"] = time.perf_counter() - t0
     return out
 
 
-def proxy_rows(stores: list[dict]) -> tuple[list[str], bool]:
-    """One line of Kendall taus of the 13 stored proxies, and whether they are identical everywhere."""
-    per_store = [stored_proxy_results(s["url"], PROXY_NAMES) for s in stores]
-    same = all(np.array_equal(a.scores, b.scores, equal_nan=True)
-               for other in per_store[1:] for a, b in zip(per_store[0], other))
-    return [f"{r.program}={r.tau:.3f}" for r in per_store[0]], same
-
-
-def table(args, stores: list[dict], scored: dict[str, list]) -> list[str]:
+def table(stores: list[dict], scored: dict[str, list]) -> list[str]:
     """The side-by-side table, one column per store."""
-    w = 14
-    head = f"{'':26s}" + "".join(f"{s['codec']:>{w}s}" for s in stores)
+    w = 19
+    head = f"{'':28s}" + "".join(f"{s['codec']:>{w}s}" for s in stores)
     lines = [head, "-" * len(head)]
 
     def row(label: str, values) -> None:
-        lines.append(f"{label:26s}" + "".join(f"{v:>{w}s}" for v in values))
+        lines.append(f"{label[:28]:28s}" + "".join(f"{v:>{w}s}" for v in values))
 
     row("MB/network (store)", [f"{s['bytes'] / 1e6:.2f}" for s in stores])
     row("MB/network (tensors)", [f"{s['tensor_bytes'] / 1e6:.2f}" for s in stores])
     row("  vs lossless", [f"{s['bytes'] / stores[0]['bytes']:.1%}" for s in stores])
-    row("ingest s", [f"{s['ingest_s']:.0f}" for s in stores])
-    row(f"evolve s ({args.generations}g x {args.population})", [f"{s['evolve_s']:.0f}" for s in stores])
-    row("evolve best fitness", [f"{s['evolve_best']:.4f}" for s in stores])
+    row("ingest / transcode s", [f"{s.get('ingest_s', s.get('transcode_s', float('nan'))):.0f} ({s['make'][0]})"
+                                 for s in stores])
+    row("score s (all programs)", [f"{s['score_s']:.0f}" for s in stores])
+    if any("evolve_s_per_gen" in s for s in stores):
+        row("evolve s/generation", [f"{s['evolve_s_per_gen']:.0f}" if "evolve_s_per_gen" in s else "-"
+                                    for s in stores])
     for name, results in scored.items():
         base = results[0]
         row(f"tau {name}", [f"{r.tau:.4f}" for r in results])
         row("  dtau", [f"{r.tau - base.tau:+.4f}" for r in results])
-        row("  max|dscore|/network", [f"{_max_diff(r.scores, base.scores):.2e}" for r in results])
         row("  max rel |dscore|", [f"{_max_diff(r.scores, base.scores, rel=True):.2e}" for r in results])
     return lines
 
 
 def _max_diff(a: np.ndarray, b: np.ndarray, rel: bool = False) -> float:
+    """Largest per-network |a - b| (relative to |b|); inf if a program is valid on one store only."""
     ok = np.isfinite(a) & np.isfinite(b)
     d = np.abs(a[ok] - b[ok])
     if rel:
@@ -127,68 +188,89 @@ def _dtau(tau: float, base: float) -> float:
     return abs(tau - base) if np.isfinite(tau - base) else float("inf")
 
 
-def choose_k(args, stores: list[dict], scored: dict[str, list]) -> int | None:
-    """The smallest K whose |dtau| <= max_dtau for every program tested."""
-    ok = []
-    for j, s in enumerate(stores[1:], start=1):
-        if s["codec"].startswith("bitround:") and all(
-                _dtau(results[j].tau, results[0].tau) <= args.max_dtau for results in scored.values()):
-            ok.append(int(s["codec"].split(":")[1]))
-    return min(ok) if ok else None
+def passing(args, stores: list[dict], scored: dict[str, list]) -> list[dict]:
+    """The lossy stores whose |dtau| <= max_dtau for every program tested, smallest first."""
+    ok = [s for j, s in enumerate(stores) if j and all(_dtau(r[j].tau, r[0].tau) <= args.max_dtau
+                                                        for r in scored.values())]
+    return sorted(ok, key=lambda s: s["bytes"])
 
 
-def batch16(args, tmp: str, k: int) -> None:
-    """Bytes per network at batch 16: lossless vs bitround:k on ``args.batch16`` networks."""
-    rows = [ingest(args, os.path.join(tmp, f"b16-{c}.zarr"), c, networks=args.batch16, batch_size=16,
-                   proxies=False) for c in ("lossless", f"bitround:{k}")]
-    print(f"\nbatch 16, {args.batch16} networks (no proxies):")
-    for r in rows:
-        print(f"  {r['codec']:12s} {r['bytes'] / 1e6:7.2f} MB/network (tensors {r['tensor_bytes'] / 1e6:.2f}; "
-              f"{r['bytes'] / rows[0]['bytes']:.1%} of lossless), ingest {r['ingest_s']:.0f} s")
+def batch_run(args, tmp: str, batch_size: int, networks: int, codecs: list[str], lossless: str | None) -> None:
+    """Ingest ``networks`` at ``batch_size`` once losslessly (or reuse the store ``lossless``),
+    transcode, score, print the table (and seconds per generation of ``--evolve-on`` stores)."""
+    if lossless:
+        base = {**sizes(lossless), "make": "ingest"}
+        base["ingest_s"] = float(open_store(lossless).column("seconds").sum())
+    else:
+        base = ingest(args, os.path.join(tmp, f"b{batch_size}-lossless.zarr"), networks=networks,
+                      batch_size=batch_size)
+    print(f"  lossless: {base['ingest_s']:.0f} s ({'sum of per-network seconds' if lossless else 'wall'})",
+          flush=True)
+    stores = [base]
+    for c in codecs:
+        dst = os.path.join(tmp, f"b{batch_size}-{c.replace(':', '-')}.zarr")
+        if os.path.exists(dst) and open_store(dst).plan.codec == canonical_codec(c):  # --keep of an earlier run
+            stores.append({**sizes(dst), "make": "transcode", "transcode_s": float("nan")})
+        else:
+            stores.append(transcode(base["url"], dst, c))
+        print(f"  {stores[-1]['codec']}: transcode {stores[-1]['transcode_s']:.0f} s", flush=True)
+    evolved: list[Program] = []
+    if args.evolved:
+        evolved = [load_program(f) for f in sorted(glob.glob(os.path.join(args.evolved, "*.json")))]
+    for s in stores:
+        if s["codec"] in [canonical_codec(c) for c in args.evolve_on]:
+            progs = evolve(args, s, os.path.join(tmp, f"evolve-b{batch_size}-{s['codec'].replace(':', '-')}"))
+            evolved = evolved or (progs if s is base else [])
+            print(f"  evolve on {s['codec']}: {s['evolve_s_per_gen']:.0f} s/generation", flush=True)
+    programs = programs_to_test(args, evolved)
+    scored = score_all(stores, programs)
+    print("\n".join(table(stores, scored)))
+    ok = passing(args, stores, scored)
+    print(f"lossy stores with |dtau| <= {args.max_dtau} for all {len(programs)} programs, smallest first: "
+          f"{', '.join(_label(s) for s in ok) or 'none'}", flush=True)
+
+
+def _label(store: dict) -> str:
+    return f"{store['codec']} ({store['bytes'] / 1e6:.2f} MB/network)"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--networks", type=int, default=200)
-    ap.add_argument("--bits", type=int, nargs="+", default=[7, 9, 11])
-    ap.add_argument("--zfp", type=float, nargs="*", default=[], help="also zfp:TOL stores (needs zfpy)")
+    ap.add_argument("--codecs", nargs="+", default=["bitround:7", "bitround:3+zstd:9"])
+    ap.add_argument("--bits", type=int, nargs="*", default=[], help="also bitround:K for each K")
     ap.add_argument("--batch-size", type=int, default=1)
+    ap.add_argument("--lossless", help="reuse this lossless store (made with ingest) instead of ingesting")
+    ap.add_argument("--evolved", help="programs/ folder of a finished evolve to test instead of evolving")
+    ap.add_argument("--evolve-on", nargs="*", default=["lossless"], help="codecs that get a timed evolve")
+    ap.add_argument("--formula", nargs="*", default=list(FORMULAS), help="more statistics programs to test")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--generations", type=int, default=3)
-    ap.add_argument("--population", type=int, default=20)
-    ap.add_argument("--workers", type=int, default=0, help="Dask workers of evolve and scoring (0: in-process)")
+    ap.add_argument("--generations", type=int, default=2)
+    ap.add_argument("--population", type=int, default=16)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--max-dtau", type=float, default=0.005)
-    ap.add_argument("--batch16", type=int, default=0, help="also bytes per network at batch 16 on N networks")
+    ap.add_argument("--batch16", type=int, default=0, help="also N networks at batch 16 (lossless + --batch16-codecs)")
+    ap.add_argument("--lossless16", help="reuse this lossless batch-16 store instead of ingesting")
+    ap.add_argument("--batch16-codecs", nargs="*", default=None, help="default: --codecs")
     ap.add_argument("--benchmark", default="../shared/data/nb201_accuracies.csv")
     ap.add_argument("--data-root", default="../shared/data/cifar10-images")
     ap.add_argument("--keep", help="keep the stores under this folder")
     args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
     tmp = args.keep or tempfile.mkdtemp(prefix="bench-codecs-")
     os.makedirs(tmp, exist_ok=True)
-    codecs = ["lossless", *(f"bitround:{k}" for k in sorted(args.bits)), *(f"zfp:{t}" for t in args.zfp)]
-    print(f"machine: {os.cpu_count()} CPUs, device {args.device}; {args.networks} NB201 networks, CIFAR-10, "
-          f"batch {args.batch_size}, seed {args.seed}; stores in {tmp}", flush=True)
+    codecs = [*args.codecs, *(f"bitround:{k}" for k in args.bits)]
+    print(f"machine: {os.cpu_count()} CPUs, device {args.device}, torch threads 1, Dask in-process; seed "
+          f"{args.seed}; stores in {tmp}", flush=True)
     try:
-        stores = []
-        for c in codecs:
-            stores.append(ingest(args, os.path.join(tmp, c.replace(":", "-") + ".zarr"), c,
-                                 networks=args.networks, batch_size=args.batch_size, proxies=True))
-            evolve(args, stores[-1], os.path.join(tmp, "evolve-" + c.replace(":", "-")))
-            print(f"  {c}: ingest {stores[-1]['ingest_s']:.0f} s, evolve {stores[-1]['evolve_s']:.0f} s", flush=True)
-        programs = {"eznas-a": load_program("eznas-a")}
-        for role, p in zip(("best_final", "best_ever_1", "best_ever_2"), stores[0]["evolved"]):
-            programs[f"lossless {role}"] = p
-        scored = score_all(args, stores, programs)
-        print("\n".join(table(args, stores, scored)))
-        taus, same = proxy_rows(stores)
-        print(f"13 stored proxies: {'identical on every store' if same else 'DIFFER between stores'} (computed "
-              f"from the networks at ingest, not from the stored tensors); tau {' '.join(taus)}")
-        k = choose_k(args, stores, scored)
-        print(f"smallest K with |dtau| <= {args.max_dtau} for every program tested: "
-              f"{k if k is not None else 'none of ' + str(sorted(args.bits))}")
+        if args.networks:
+            print(f"\n{args.networks} NB201 networks, CIFAR-10, batch {args.batch_size}:", flush=True)
+            batch_run(args, tmp, args.batch_size, args.networks, codecs, args.lossless)
         if args.batch16:
-            batch16(args, tmp, k if k is not None else max(args.bits))
+            print(f"\n{args.batch16} NB201 networks, CIFAR-10, batch 16:", flush=True)
+            batch_run(args, tmp, 16, args.batch16, args.batch16_codecs or codecs, args.lossless16)
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)

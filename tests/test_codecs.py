@@ -140,7 +140,8 @@ def test_bad_codec_is_a_one_line_error(tmp_path, tiny_bench, text):
     assert "\n" not in str(e.value) and "--codec" in str(e.value)
 
 
-@pytest.mark.parametrize("text", ["bitround:0", "bitround:24", "zfp:-1", "foo"])
+@pytest.mark.parametrize("text", ["bitround:0", "bitround:24", "zfp:-1", "foo", "bitround:3+zstd:0",
+                                  "compact+zstd:9"])
 def test_bad_codec_on_the_command_line_is_one_line_exit_2(capsys, tmp_path, tiny_bench, text):
     from eznas_store.cli import main
 
@@ -181,3 +182,83 @@ def test_job_file_sets_the_codec(tmp_path, tiny_bench):
     url = str(tmp_path / "j.zarr")
     assert main(["ingest", "--job", str(job), "--store", url, "--no-progress", "--no-proxies"]) == 0
     assert open_store(url).plan.codec == "bitround:11"
+
+
+GOOD = {"lossless": "lossless", "bitround:7": "bitround:7", "bitround:07": "bitround:7",
+        "bitround:7+zstd:3": "bitround:7", "bitround:3+zstd:9": "bitround:3+zstd:9",
+        " bitround:23+zstd:1 ": "bitround:23+zstd:1", "zfp:1e-3": "zfp:0.001"}
+BAD = ["bitround:3+zstd:0", "bitround:3+zstd:10", "bitround:3+lz4:3", "bitround:3+", "bitround:3+zstd:",
+       "bitround:3+zstd:x", "zfp:0.1+zstd:9", "lossless+zstd:9", "compact+zstd:9", "bitround:+zstd:9",
+       "bitround:3+zstd:9+zstd:9", "bitround:3+zstd:٣"]
+
+
+@pytest.mark.parametrize("text,canonical", sorted(GOOD.items()))
+def test_codec_specs_are_recorded_canonically(text, canonical):
+    from eznas_store.store.plan import canonical_codec, parse_codec
+
+    assert canonical_codec(text) == canonical
+    assert parse_codec(canonical) == parse_codec(text) and canonical_codec(canonical) == canonical
+
+
+def test_every_bitround_spec_round_trips_and_matches_the_store_schema():
+    """Property over the whole grammar: K = 1..23 x L = 1..9 (with and without the stage)."""
+    import re
+
+    from eznas_store.config import load_schema
+    from eznas_store.store.plan import canonical_codec, codec_level, parse_codec
+
+    pattern = re.compile(load_schema("store")["properties"]["plan"]["properties"]["codec"]["pattern"])
+    seen = set()
+    for k in range(1, 24):
+        for level in range(1, 10):
+            c = canonical_codec(f"bitround:{k}+zstd:{level}")
+            assert parse_codec(c) == ("bitround", k) and codec_level(c) == level
+            assert (c == f"bitround:{k}") == (level == 3)
+            assert pattern.fullmatch(c), c
+            seen.add(c)
+    assert len(seen) == 23 * 9
+    for bad in BAD + ["bitround:0", "bitround:24+zstd:9"]:
+        assert not pattern.fullmatch(bad.strip()), bad
+
+
+@pytest.mark.parametrize("text", BAD)
+def test_bad_level_or_stage_is_a_one_line_error(tmp_path, tiny_bench, text):
+    with pytest.raises(ConfigError) as e:
+        tiny_ingest_config(str(tmp_path / "s"), tiny_bench, codec=text)
+    assert "\n" not in str(e.value) and "--codec" in str(e.value)
+
+
+def test_compact_preset_is_recorded_as_its_spec_with_the_zstd_level(pair, tmp_path):
+    from eznas_store.cli import main
+    from eznas_store.store.plan import COMPACT, codec_level
+
+    bench = pair[0]
+    url = str(tmp_path / "compact.zarr")
+    run_ingest(tiny_ingest_config(url, bench, networks=5, codec="compact", proxies=False))
+    s = open_store(url)
+    assert s.plan.codec == COMPACT != "compact" and s.meta["plan"]["codec"] == COMPACT
+    blosc = [c for c in _tensor_codecs(url) if c["name"] == "blosc"][0]
+    assert blosc["configuration"]["clevel"] == codec_level(COMPACT)
+    assert [c["name"] for c in _tensor_codecs(url)][-1] == "crc32c"
+    assert main(["info", url]) == 0
+
+
+def test_transcoded_store_is_the_store_ingest_writes(pair, tmp_path):
+    """benchmarks/bench_codecs.py measures lossy stores transcoded from one lossless ingest:
+    they must be the stores ``ingest --codec`` writes (same values, plan, fingerprint)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    from bench_codecs import transcode
+
+    from eznas_store.store.verify import verify_store
+
+    _, lossless, lossy = pair
+    url = str(tmp_path / "t.zarr")
+    transcode(lossless, url, f"bitround:0{K}")
+    a, b = store_arrays(url), store_arrays(lossy)
+    assert set(a) == set(b)
+    for k in set(a) - {"seconds"}:  # the wall time of each network's collection differs by run
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    t, d = open_store(url), open_store(lossy)
+    assert t.plan == d.plan and plan_fingerprint(t.plan) == plan_fingerprint(d.plan)
+    assert _tensor_codecs(url) == _tensor_codecs(lossy)
+    assert verify_store(t).ok

@@ -17,7 +17,7 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 
 from eznas_store.errors import StoreError
-from eznas_store.store.plan import FORMAT, LOSSLESS, parse_codec
+from eznas_store.store.plan import FORMAT, LOSSLESS, codec_level, parse_codec
 
 
 @contextlib.contextmanager
@@ -28,10 +28,11 @@ def quiet_zarr() -> Iterator[None]:
         yield
 
 
-def compressors() -> list[Any]:
-    """The codecs of every numeric array: Blosc zstd with byte shuffle of 4-byte values, then
-    a CRC32C checksum (last, so a flipped bit anywhere in a chunk file fails to decode)."""
-    return [BloscCodec(cname="zstd", clevel=3, shuffle="shuffle", typesize=4), Crc32cCodec()]
+def compressors(level: int = 3) -> list[Any]:
+    """The codecs of every numeric array: Blosc zstd (``level``, 3 but for ``bitround:K+zstd:L``)
+    with byte shuffle of 4-byte values, then a CRC32C checksum (last, so a flipped bit anywhere
+    in a chunk file fails to decode)."""
+    return [BloscCodec(cname="zstd", clevel=level, shuffle="shuffle", typesize=4), Crc32cCodec()]
 
 
 def tensor_codecs(codec: str = LOSSLESS) -> dict[str, Any]:
@@ -39,17 +40,18 @@ def tensor_codecs(codec: str = LOSSLESS) -> dict[str, Any]:
 
     lossless: ``compressors()``, exactly as before ``--codec``. ``bitround:K``: numcodecs'
     BitRound (K mantissa bits kept, relative error <= 2^-K) as an array-to-array filter before
-    them. ``zfp:TOL``: numcodecs' ZFPY (fixed-accuracy mode, absolute error <= TOL) as the
-    serializer, then the CRC32C alone (Blosc gains nothing on ZFP's output). All are registered
-    zarr v3 codecs (``numcodecs.*``), so zarr and xarray read them without this package;
-    the CRC32C stays last."""
+    them (``+zstd:L``: Blosc at level L). ``zfp:TOL``: numcodecs' ZFPY (fixed-accuracy mode,
+    absolute error <= TOL) as the serializer, then the CRC32C alone (Blosc gains nothing on
+    ZFP's output). All are registered zarr v3 codecs (``numcodecs.*``), so zarr and xarray read
+    them without this package; the CRC32C stays last."""
     kind, arg = parse_codec(codec)
     if kind == LOSSLESS:
         return {"compressors": compressors()}
     numcodecs_v3 = _numcodecs_zarr3()
     if kind == "bitround":
         with quiet_zarr():  # "numcodecs codecs are not in the v3 specification"
-            return {"filters": [numcodecs_v3.BitRound(keepbits=int(arg))], "compressors": compressors()}
+            return {"filters": [numcodecs_v3.BitRound(keepbits=int(arg))],
+                    "compressors": compressors(codec_level(codec))}
     zfp_missing()
     import zfpy
 

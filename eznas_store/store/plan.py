@@ -29,6 +29,11 @@ CREATION = "eznas-store-creation"
 LOSSLESS = "lossless"
 #: mantissa bits ``bitround:K`` may keep (float32 has 23)
 BITROUND_BITS = (1, 23)
+#: Blosc zstd levels ``bitround:K+zstd:L`` may ask for; 3 is the level of every other array
+ZSTD_LEVELS, DEFAULT_LEVEL = (1, 9), 3
+#: the named lossy preset and the spec it stands for (recorded as the spec, never the name),
+#: chosen from ``benchmarks/bench_codecs.py`` (README "Lossy codecs")
+PRESET, COMPACT = "compact", "bitround:4"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,20 +130,34 @@ def plan_from_json(d: dict[str, Any]) -> StorePlan:
 
 
 def parse_codec(text: str) -> tuple[str, float | int | None]:
-    """``"lossless"`` → ``("lossless", None)``, ``"bitround:K"`` → ``("bitround", K)`` (K mantissa
-    bits kept, 1..23), ``"zfp:TOL"`` → ``("zfp", TOL)`` (absolute error bound > 0); anything
+    """``"lossless"`` → ``("lossless", None)``, ``"bitround:K[+zstd:L]"`` → ``("bitround", K)`` (K
+    mantissa bits kept, 1..23; the Blosc zstd level after it is ``codec_level``), ``"zfp:TOL"`` →
+    ``("zfp", TOL)`` (absolute error bound > 0), ``"compact"`` → its ``COMPACT`` spec; anything
     else is a one-line ``ConfigError``."""
+    return _parse(text)[:2]
+
+
+def codec_level(text: str) -> int:
+    """The Blosc zstd level of the tensor arrays: ``L`` of ``bitround:K+zstd:L``, else 3."""
+    return _parse(text)[2]
+
+
+def _parse(text: str) -> tuple[str, float | int | None, int]:
+    """``(kind, arg, zstd level)`` of a ``--codec`` spec (grammar in ``parse_codec``)."""
     text = str(text).strip()
-    kind, _, arg = text.partition(":")
+    if text == PRESET:
+        text = COMPACT
+    head, plus, stage = text.partition("+")
+    kind, _, arg = head.partition(":")
     if text == LOSSLESS:
-        return LOSSLESS, None
+        return LOSSLESS, None, DEFAULT_LEVEL
     lo, hi = BITROUND_BITS
     if kind == "bitround":
         if not (arg.isascii() and arg.isdigit()) or not lo <= int(arg) <= hi:
             raise ConfigError(f"--codec bitround:K needs K, the mantissa bits kept, an integer from {lo} to "
                               f"{hi}; got {text!r}")
-        return "bitround", int(arg)
-    if kind == "zfp":
+        return "bitround", int(arg), _level(text, stage) if plus else DEFAULT_LEVEL
+    if kind == "zfp" and not plus:
         try:
             tol = float(arg)
         except ValueError:
@@ -146,13 +165,25 @@ def parse_codec(text: str) -> tuple[str, float | int | None]:
         if not (tol > 0 and tol < float("inf")):
             raise ConfigError(f"--codec zfp:TOL needs TOL, the absolute error bound, a finite number > 0; "
                               f"got {text!r}")
-        return "zfp", tol
-    raise ConfigError(f"--codec must be lossless, bitround:K (K = 1..{hi} mantissa bits kept) or zfp:TOL "
-                      f"(absolute error bound > 0); got {text!r}")
+        return "zfp", tol, DEFAULT_LEVEL
+    raise ConfigError(f"--codec must be lossless, {PRESET}, bitround:K[+zstd:L] (K = 1..{hi} mantissa bits kept, "
+                      f"L = zstd level 1..9) or zfp:TOL (absolute error bound > 0); got {text!r}")
+
+
+def _level(text: str, stage: str) -> int:
+    """``L`` of the ``zstd:L`` stage after ``+`` (Blosc's clevel, 1..9), else a one-line error."""
+    name, _, level = stage.partition(":")
+    lo, hi = ZSTD_LEVELS
+    if name != "zstd" or not (level.isascii() and level.isdigit()) or not lo <= int(level) <= hi:
+        raise ConfigError(f"--codec bitround:K+zstd:L needs L, the Blosc zstd level, an integer from {lo} to "
+                          f"{hi}; got {text!r}")
+    return int(level)
 
 
 def canonical_codec(text: str) -> str:
     """The codec string as plans record it (``zfp:1e-3`` → ``zfp:0.001``, ``bitround:07`` →
-    ``bitround:7``), so equal codecs give equal fingerprints."""
-    kind, arg = parse_codec(text)
-    return kind if arg is None else f"{kind}:{arg!r}"
+    ``bitround:7``, ``bitround:7+zstd:3`` → ``bitround:7``, ``compact`` → ``COMPACT``), so equal
+    codecs give equal fingerprints."""
+    kind, arg, level = _parse(text)
+    spec = kind if arg is None else f"{kind}:{arg!r}"
+    return spec if level == DEFAULT_LEVEL else f"{spec}+zstd:{level}"

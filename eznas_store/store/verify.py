@@ -24,7 +24,7 @@ import numpy as np
 from eznas_store.store.create import stored_tables_sha256
 from eznas_store.store.group import dir_bytes
 from eznas_store.store.layout import ARRAY_FAMILY, TENSOR_ARRAYS, Layout
-from eznas_store.store.plan import CREATION, parse_codec
+from eznas_store.store.plan import CREATION, codec_level, parse_codec
 from eznas_store.store.reader import Store
 from eznas_store.terminals import STORED, TERMINALS
 
@@ -250,7 +250,7 @@ def codec_line(codec: str) -> str:
     kind, arg = parse_codec(codec)
     if kind == "bitround":
         return (f"{codec} (tensors: BitRound keeps {arg} mantissa bits, relative error <= 2^-{arg}, "
-                "then Blosc zstd, CRC32C)")
+                f"then Blosc zstd level {codec_level(codec)}, CRC32C)")
     if kind == "zfp":
         return f"{codec} (tensors: ZFP fixed accuracy, absolute error <= {arg:g}, then CRC32C)"
     return "lossless (Blosc zstd, CRC32C)"
