@@ -22,7 +22,8 @@ def _run(capsys, argv):
 
 
 def test_every_command_is_covered():
-    assert {"ingest", "info", "verify", "evolve", "score", "report", "compare", "search"} <= set(COMMANDS)
+    assert {"ingest", "info", "verify", "evolve", "score", "report", "compare", "search",
+            "proxy-table"} <= set(COMMANDS)
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -46,6 +47,11 @@ def test_help_of_every_command_exits_0(capsys, command):
     (["info"], "Missing argument"),
     (["score", "S.zarr", "--program", "eznas-a", "--accuracy-column"], "--accuracy-column"),
     (["--no-such-global"], "--no-such-global"),
+    (["proxy-table"], "Missing option '--out'"),
+    (["proxy-table", "--out", "t.txt"], "--out must name a .csv"),
+    (["proxy-table", "--out", "t.csv", "--networks", "0"], "--networks must be >= 1"),
+    (["proxy-table", "--out", "t.csv", "--label-set", "svhn"], "--label-set must be among"),
+    (["proxy-table", "--out", "t.csv", "--suitezero", "no/such.json.gz"], "no/such.json.gz not found"),
 ])
 def test_usage_errors_named_in_the_issue(capsys, argv, fragment):
     rc, _, err = _run(capsys, argv)
@@ -85,3 +91,17 @@ def test_every_option_has_a_help_line_and_booleans_are_flags():
                 not_flags.append(f"{name} {p.opts}")
     assert not missing, missing
     assert not not_flags, not_flags
+
+
+def test_flags_that_mean_one_thing_default_alike():
+    """Issue 12.3: --workers, --device and --scheduler look and default the same in every command."""
+    cmd = typer.main.get_command(app)
+    seen: dict[str, set] = {"--workers": set(), "--device": set(), "--scheduler": set()}
+    helps: dict[str, set] = {k: set() for k in seen}
+    for c in cmd.commands.values():
+        for p in c.params:
+            for opt in set(p.opts) & set(seen):
+                seen[opt].add(p.default)
+                helps[opt].add(p.help)
+    assert seen["--workers"] == {0} and seen["--device"] == {"auto"} and seen["--scheduler"] <= {None}, seen
+    assert all(len(h) == 1 for h in helps.values()), helps

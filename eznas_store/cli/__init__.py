@@ -11,6 +11,7 @@ register themselves on import.
 from eznas_store.cli import store_commands  # noqa: F401, I001  (registers ingest, verify, info, label)
 from eznas_store.cli import run_commands  # noqa: F401, E402  (evolve, score, report)
 from eznas_store.cli import study_commands  # noqa: F401, E402  (compare, transfer, seeds, search, demo)
+from eznas_store.cli import proxy_commands  # noqa: F401, E402  (proxy-table)
 from eznas_store.cli.app import _entry, app, main
 
 __all__ = ["app", "main"]

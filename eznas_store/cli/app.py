@@ -166,4 +166,3 @@ def _run(argv: list[str] | None) -> int:
 
 def _entry() -> None:
     sys.exit(main())
-

@@ -4,7 +4,9 @@ A *problem* is one table of networks with the values of hand-crafted proxies (``
 ``nwot``, ``jacov``, ..., ``flops``, ``params``) and an accuracy per network, read from an
 eznas store ingested with proxies or from a NAS-Bench-Suite-Zero ``zc_*.json[.gz]`` file
 (one problem per task, named ``nb201-cifar10``, ``nb201-ImageNet16-120``,
-``tnb101_micro-class_scene``, ...). Proxy programs (:mod:`eznas_store.programs.proxy_ops`) are
+``tnb101_micro-class_scene``, ...), or from a proxy table (``eznas-store proxy-table``: a
+``.csv`` + ``.meta.json``; one problem per label set, ``nb201-cifar10:<stem>``, all over the
+same networks in the same order, so ``split_problem`` holds out the same cells in each). Proxy programs (:mod:`eznas_store.programs.proxy_ops`) are
 formulas over those columns (Phan & Luong 2025), scored on problems by
 :mod:`eznas_store.fitness.proxy_table_scorer` and compared across problems by
 :mod:`eznas_store.fitness.matrix`.
@@ -38,6 +40,7 @@ from eznas_store.errors import (
     StoreError,
     UnknownNameError,
 )
+from eznas_store.ingest.proxy_table import is_proxy_table, read_proxy_table
 from eznas_store.sources.suitezero import read_zc
 from eznas_store.store.reader import open_store
 
@@ -188,13 +191,46 @@ def _load_store(url: str, accuracy: str | None) -> list[ProxyProblem]:
     return [_clean(name, store.plan.archs, columns, acc, store.complete(), str(url))]
 
 
+def _load_proxy_table(path: Path, accuracy: str | None) -> list[ProxyProblem]:
+    """One problem per label set of a proxy table, all over the same networks (those finite
+    in every label set), so a seeded split holds out the same cells in each problem."""
+    if accuracy is not None:
+        raise UnknownNameError(f"{path}: a proxy table carries one label per label set; got {accuracy!r}")
+    table = read_proxy_table(path)
+    sets = table["label_sets"]
+    n = len(table["archs"])
+    if n < 2:
+        raise BenchmarkFormatError(f"{path}: {n} complete row(s); a rank correlation needs at least 2")
+    names = sorted(set.intersection(*(set(s["columns"]) for s in sets.values())))
+    keep = np.ones(n, dtype=bool)
+    for s in sets.values():
+        keep &= np.isfinite(s["accuracy"])
+    n_ok = int(keep.sum())
+    dropped_cols = sorted(k for k in names for s in sets.values()
+                          if n_ok and (~np.isfinite(s["columns"][k][keep])).sum() > MAX_MISSING * n_ok)
+    names = [k for k in names if k not in dropped_cols]
+    for s in sets.values():
+        for k in names:
+            keep &= np.isfinite(s["columns"][k])
+    rows = np.flatnonzero(keep)
+    if len(rows) < 2 or not names:
+        raise BenchmarkFormatError(f"{path}: {len(rows)} network(s) with finite labels and proxies in every "
+                                   "label set; a rank correlation needs at least 2")
+    stem = path.name[:-4]
+    return [ProxyProblem(name=f"nb201-{label}:{stem}", archs=tuple(table["archs"][i] for i in rows),
+                         columns={k: s["columns"][k][rows] for k in names}, accuracy=s["accuracy"][rows],
+                         source=f"{path}:{label}", dropped=n - len(rows),
+                         dropped_columns=tuple(sorted(set(dropped_cols))))
+            for label, s in sets.items()]
+
+
 def _is_zc(source: str) -> bool:
     return bool(re.search(r"\.json(\.gz)?$", source, flags=re.IGNORECASE))
 
 
 def load_problems(source: str | os.PathLike[str], *, tasks: Collection[str] | None = None,
                   accuracy: str | None = None) -> list[ProxyProblem]:
-    """Problems from an eznas store (URL/path) or a Suite-Zero ``zc_*.json[.gz]`` file.
+    """Problems from an eznas store (URL/path), a Suite-Zero ``zc_*.json[.gz]`` file or a proxy table.
 
     ``tasks``: keep only these, by problem name (``nb201-cifar10``) or file task name
     (``cifar10``); an unknown one is an error naming what exists. ``accuracy``: the
@@ -210,6 +246,8 @@ def load_problems(source: str | os.PathLike[str], *, tasks: Collection[str] | No
         if not local:
             raise ConfigError(f"{src}: Suite-Zero files are read from a local path")
         problems = _load_zc(path, accuracy)
+    elif local and is_proxy_table(path):
+        problems = _load_proxy_table(path, accuracy)
     else:
         problems = _load_store(str(path) if local else src, accuracy)
     if tasks is None:

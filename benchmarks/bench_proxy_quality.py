@@ -1,0 +1,245 @@
+"""Evolved proxy formulas vs every hand-crafted proxy on the same held-out NB201 cells.
+
+Usage (from the repository root, after ``eznas-store proxy-table --out T.csv``)::
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_proxy_quality.py --table T.csv --out DIR \\
+        --train 100 --validation 100 --test 1000 --seeds 5
+
+One run over one fixed held-out part of the table's cells (``--test``, drawn with
+``--test-seed``; the same for every row of the table): Kendall τ and Spearman ρ on the
+CIFAR-10 / CIFAR-100 / ImageNet16-120 test accuracies of
+
+- every proxy column of the table (NASLib's 13 joined from Suite-Zero, and the modern
+  ones: AZ-NAS components, MeCo, ZiCo, SWAP, swap_reg),
+- the AZ-NAS aggregate (Σ_m ln(rank_m / N) over the held-out cells),
+- EZNAS-A, a statistics program scored on the fly at batch 16 (CIFAR-10 images, seed 0;
+  ``--no-eznas-a`` to skip),
+- the formulas evolved with ``evolve --over proxies`` for each of ``--seeds`` training
+  splits: per seed, ``--train`` cells to evolve on (fitness: min τ over the three label
+  sets of the same cells) and ``--validation`` cells to choose, among the run's saved
+  programs, the one with the best validation min τ; mean and worst over the seeds.
+
+Writes ``DIR/quality.md``, ``DIR/quality.json``, ``DIR/quality.png`` and ships the
+formula with the best *validation* min τ as ``--ship`` (a program JSON). A table too small
+for the parts is refused unless ``--allow-small`` shrinks the test part to what is left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np
+import torch
+
+from eznas_store.collect.proxies.az_nas import AZ_COMPONENTS, az_nas_aggregate
+from eznas_store.fitness.correlations import kendall_tau, spearman_rho
+from eznas_store.fitness.problems import load_problems, split_problem
+from eznas_store.fitness.proxy_table_scorer import ProxyTableScorer
+from eznas_store.outputs import ensure_dir, figure, png, write_atomic
+from eznas_store.programs.codec import load_program, save_program
+from eznas_store.search.evolve import EvolveConfig, run_evolve
+
+DATA = ROOT.parent / "shared" / "data"
+LABELS = ("cifar10", "cifar100", "imagenet16")
+
+
+def _args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--table", required=True, help="a proxy table (eznas-store proxy-table)")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--train", type=int, default=100)
+    ap.add_argument("--validation", type=int, default=100)
+    ap.add_argument("--test", type=int, default=1000)
+    ap.add_argument("--test-seed", type=int, default=1000)
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--population", type=int, default=200)
+    ap.add_argument("--generations", type=int, default=30)
+    ap.add_argument("--max-depth", type=int, default=4)
+    ap.add_argument("--allow-small", action="store_true")
+    ap.add_argument("--no-eznas-a", action="store_true")
+    ap.add_argument("--ship", default=None, help="program JSON for the best formula (by validation)")
+    return ap.parse_args()
+
+
+def _parts(n: int, a: argparse.Namespace) -> tuple[int, int, int]:
+    rest = n - a.train - a.validation
+    if rest >= a.test:
+        return a.train, a.validation, a.test
+    if not a.allow_small or rest < 2:
+        sys.exit(f"bench_proxy_quality: error: the table has {n} usable cells, fewer than --train {a.train} "
+                 f"+ --validation {a.validation} + --test {a.test} (--allow-small shrinks the test part)")
+    return a.train, a.validation, rest
+
+
+def _subset_table(src: Path, archs: set[str], dst: Path) -> Path:
+    """The rows of ``archs`` (and the recipe) as a table of its own, for an evolve run."""
+    raw = src.read_bytes()
+    rows = list(csv.reader(io.StringIO(raw[: raw.rfind(b"\n") + 1].decode("utf-8"))))  # complete rows only
+    body = [r for r in rows[1:] if len(r) == len(rows[0]) and r[1] in archs]
+    ensure_dir(dst.parent)
+    with open(dst, "w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows([rows[0], *body])
+    shutil.copyfile(src.with_name(src.name[:-4] + ".meta.json"), dst.with_name(dst.name[:-4] + ".meta.json"))
+    return dst
+
+
+def _corr(scores: np.ndarray, problems) -> dict[str, tuple[float, float]]:
+    return {lab: (kendall_tau(s, p.accuracy), spearman_rho(s, p.accuracy))
+            for lab, s, p in zip(LABELS, scores, problems)}
+
+
+def _hand_crafted(test) -> dict[str, dict[str, tuple[float, float]]]:
+    rows = {name: _corr([p.columns[name] for p in test], test) for name in sorted(test[0].columns)}
+    if all(c in test[0].columns for c in AZ_COMPONENTS):
+        rows["AZ-NAS (aggregate)"] = _corr([az_nas_aggregate(p.columns) for p in test], test)
+    return rows
+
+
+def _az_reference(table: Path) -> str:
+    """AZ-NAS's own NaN rule (a failed component ranks lowest) over every complete row."""
+    from eznas_store.ingest.proxy_table import read_proxy_table
+
+    t = read_proxy_table(table)
+    parts = []
+    for lab in LABELS:
+        s = t["label_sets"][lab]
+        ok = np.isfinite(s["accuracy"])
+        if not all(c in s["columns"] for c in AZ_COMPONENTS):
+            return ""
+        agg = az_nas_aggregate({c: s["columns"][c][ok] for c in AZ_COMPONENTS})
+        parts.append(f"{lab} τ {_fmt(kendall_tau(agg, s['accuracy'][ok]))} ρ {_fmt(spearman_rho(agg, s['accuracy'][ok]))}")
+    return (f"\nAZ-NAS aggregate with the reference's rule (NaN component = lowest rank, no cell dropped), "
+            f"all {int(ok.sum())} complete rows of the table: " + "; ".join(parts) + ".\n")
+
+
+def _eznas_a(test, table_meta: dict) -> dict[str, tuple[float, float]]:
+    from eznas_store.fitness.storeless import score_storeless
+    from eznas_store.ingest.config import IngestConfig
+
+    rec = table_meta["recipe"]
+    cfg = IngestConfig(store="", dataset="cifar10", benchmark=rec["benchmark"], data_root=rec["data_root"],
+                       networks=tuple(test[0].archs), seed=0, batch_size=16, device="cpu",
+                       accuracy_column="cifar10_test", proxies=False, progress=False)
+    (res,) = score_storeless(cfg, [load_program("eznas-a")])
+    by_arch = dict(zip(res.archs, res.scores))
+    s = np.array([by_arch[a] for a in test[0].archs], dtype=np.float64)
+    return _corr([s, s, s], test)
+
+
+def _evolve_seed(table: Path, rest_archs: list[str], seed: int, a, sizes, out: Path) -> dict:
+    """One training split: evolve on ``train`` cells, choose by validation min τ."""
+    n_train, n_val, _ = sizes
+    order = np.random.default_rng(seed).permutation(len(rest_archs))[: n_train + n_val]
+    sub = _subset_table(table, {rest_archs[i] for i in order}, out / f"seed{seed}" / "trainval.csv")
+    run = out / f"seed{seed}" / "run"
+    if run.exists():
+        shutil.rmtree(run)
+    t0 = time.perf_counter()
+    run_evolve(EvolveConfig(stores=(str(sub),), out=str(run), over="proxies", train_networks=n_train, seed=seed,
+                            population=a.population, generations=a.generations, max_depth=a.max_depth,
+                            combine="min", progress=False))
+    secs = time.perf_counter() - t0
+    val = [split_problem(p, n_train, seed)[1] for p in load_problems(sub)]
+    cands = {f.stem: load_program(f) for f in sorted((run / "programs").glob("*.json"))}
+    names = list(cands)
+    fits = ProxyTableScorer(val, combine="min").fitness([cands[k] for k in names])
+    vals = [f.value if math.isfinite(f.value) else -math.inf for f in fits]
+    best = names[int(np.argmax(vals))]
+    return {"seed": seed, "program": cands[best], "role": best, "validation_min_tau": float(max(vals)),
+            "seconds": secs}
+
+
+def _evolved(table: Path, test, problems, a, sizes, out: Path) -> list[dict]:
+    held = set(test[0].archs)
+    rest = [x for x in problems[0].archs if x not in held]
+    runs = []
+    for seed in range(a.seeds):
+        r = _evolve_seed(table, rest, seed, a, sizes, out)
+        scores = ProxyTableScorer(test).scores([r["program"]])
+        r["test"] = _corr([s[0] for s in scores], test)
+        runs.append(r)
+        print(f"seed {seed}: {r['program'].formula()}  validation min tau {r['validation_min_tau']:.3f}  "
+              f"test tau " + " ".join(f"{lab} {r['test'][lab][0]:.3f}" for lab in LABELS), flush=True)
+    return runs
+
+
+def _fmt(x: float) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.3f}"
+
+
+def _markdown(rows: dict, runs: list[dict], n: dict, a) -> str:
+    head = ("| proxy | " + " | ".join(f"{lab} τ | {lab} ρ" for lab in LABELS) + " |\n|---|"
+            + "---|" * (2 * len(LABELS)) + "\n")
+    body = "".join(f"| {name} | " + " | ".join(f"{_fmt(v[lab][0])} | {_fmt(v[lab][1])}" for lab in LABELS)
+                   + " |\n" for name, v in sorted(rows.items(), key=lambda kv: -np.nanmin(
+                       [kv[1][lab][0] for lab in LABELS])))
+    seeds = "".join(f"| {r['seed']} | `{r['program'].formula()}` | {_fmt(r['validation_min_tau'])} | "
+                    + " | ".join(_fmt(r["test"][lab][0]) for lab in LABELS) + " |\n" for r in runs)
+    return (f"# Proxy quality on {n['test']} held-out NB201 cells\n\n"
+            f"Table `{a.table}`: {n['usable']} usable cells ({n['dropped']} dropped: a non-finite value); "
+            f"per seed {n['train']} train + {n['validation']} validation cells, test seed {a.test_seed}. "
+            "Rows sorted by the worst τ over the three label sets.\n\n" + head + body
+            + "\n## Evolved formulas per training-split seed (test τ)\n\n| seed | formula | validation min τ | "
+            + " | ".join(LABELS) + " |\n|---|---|---|" + "---|" * len(LABELS) + "\n" + seeds)
+
+
+def _plot(rows: dict, path: Path) -> None:
+    names = sorted(rows, key=lambda k: np.nanmin([rows[k][lab][0] for lab in LABELS]))
+    fig = figure(8, 0.28 * len(names) + 1.2)
+    ax = fig.add_subplot(111)
+    y = np.arange(len(names))
+    for j, lab in enumerate(LABELS):
+        ax.barh(y + (j - 1) * 0.27, [rows[k][lab][0] for k in names], height=0.27, label=lab)
+    ax.set_yticks(y, names, fontsize=7)
+    ax.set_xlabel("Kendall τ on the held-out cells")
+    ax.axvline(0, color="k", lw=0.5)
+    ax.legend(fontsize=7)
+    write_atomic(path, png(fig))
+
+
+def main() -> None:
+    a = _args()
+    torch.set_num_threads(1)
+    out, table = ensure_dir(a.out), Path(a.table)
+    problems = load_problems(table)
+    sizes = _parts(len(problems[0]), a)
+    perm = np.random.default_rng(a.test_seed).permutation(len(problems[0]))
+    test_rows = np.sort(perm[: sizes[2]])
+    test = [p.subset(test_rows, name=f"{p.name}[test]", split="test") for p in problems]
+    rows = _hand_crafted(test)
+    if not a.no_eznas_a:
+        rows["EZNAS-A (batch 16, on the fly)"] = _eznas_a(test, json.loads(
+            table.with_name(table.name[:-4] + ".meta.json").read_text()))
+    runs = _evolved(table, test, problems, a, sizes, out) if a.seeds else []
+    for stat, f in (("mean", np.mean), ("worst", np.min)):
+        if runs:
+            rows[f"evolved ({stat} of {len(runs)} seeds)"] = {
+                lab: (float(f([r["test"][lab][0] for r in runs])), float(f([r["test"][lab][1] for r in runs])))
+                for lab in LABELS}
+    n = {"usable": len(problems[0]), "dropped": problems[0].dropped, "train": sizes[0],
+         "validation": sizes[1], "test": sizes[2]}
+    write_atomic(out / "quality.md", _markdown(rows, runs, n, a) + _az_reference(table))
+    _plot(rows, out / "quality.png")
+    doc = {"cells": n, "rows": rows, "runs": [{k: (v.formula() if k == "program" else v) for k, v in r.items()}
+                                              for r in runs]}
+    write_atomic(out / "quality.json", json.dumps(doc, indent=1, default=float) + "\n")
+    if runs and a.ship:
+        best = max(runs, key=lambda r: r["validation_min_tau"])
+        save_program(best["program"], a.ship)
+        print(f"shipped seed {best['seed']}'s formula to {a.ship}")
+    print((out / "quality.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""The proxies-only table (``eznas-store proxy-table``): collection, resume, recipe checks,
+head dependence, and reading it as ``evolve --over proxies`` problems."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from eznas_store.collect.proxies.networks import nb201_factory
+from eznas_store.collect.proxies.runner import compute_all
+from eznas_store.collect.proxies.swap import swap_regularised
+from eznas_store.errors import ConfigError, DataNotFoundError
+from eznas_store.fitness.problems import load_problems, split_problem
+from eznas_store.fitness.proxy_table_scorer import ProxyTableScorer
+from eznas_store.ingest.proxy_table import (
+    HEAD_FREE,
+    LABEL_SETS,
+    ProxyTableConfig,
+    collect_proxy_table,
+    is_proxy_table,
+    read_proxy_table,
+)
+from eznas_store.programs.proxy_ops import PROXY_OPS
+from eznas_store.programs.formula import parse_formula
+from eznas_store.programs.tree import Program
+from eznas_store.sources.spaces import get_space
+from eznas_store.sources.tables import write_benchmark
+from conftest import shared_path
+
+TINY = dict(channels=4, cells_per_stage=1, batch_size=4)
+NASLIB = ("flops", "jacov", "synflow")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _sources(tmp: Path, n: int = 8) -> tuple[Path, Path]:
+    """A benchmark CSV with the three test columns and a Suite-Zero file for the same n cells."""
+    rng = np.random.default_rng(0)
+    space = get_space("nb201")
+    keys = sorted({str(tuple(int(x) for x in rng.choice([0, 2, 3, 4], 6))) for _ in range(4 * n)})[:n]
+    archs = [space.from_naslib_key(k) for k in keys]
+    cols = {c: rng.uniform(10, 90, len(archs)) for c in ("cifar10_test", "cifar100_test", "imagenet16_test")}
+    bench = write_benchmark(tmp / "bench.csv", archs, cols, index=np.arange(len(archs)))
+    data = {task: {k: {p: {"score": float(rng.normal())} for p in NASLIB} | {"val_accuracy": 50.0}
+                   for k in keys} for task in ("cifar10", "ImageNet16-120")}
+    zc = tmp / "zc_nasbench201.json.gz"
+    zc.write_bytes(gzip.compress(json.dumps(data).encode()))
+    return bench, zc
+
+
+def _cfg(tmp: Path, **kw) -> ProxyTableConfig:
+    bench, zc = _sources(tmp)
+    base = dict(out=str(tmp / "t.csv"), benchmark=str(bench), suitezero=str(zc),
+                data_root=str(shared_path("cifar10-images")), networks=3, progress=False, **TINY)
+    return ProxyTableConfig(**(base | kw))
+
+
+def _rows(path: Path) -> list[list[str]]:
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def test_collect_resume_after_a_torn_row_and_recipe_check(tmp_path):
+    cfg = _cfg(tmp_path)
+    first = collect_proxy_table(cfg)
+    assert (first.done, first.new) == (3, 3) and is_proxy_table(cfg.out)
+    rows = _rows(Path(cfg.out))
+    assert len(rows) == 4 and rows[0][:5] == ["index", "arch", "cifar10_test", "cifar100_test", "imagenet16_test"]
+    with open(cfg.out, "a") as f:  # a job killed in the middle of a row
+        f.write("99,|nor_conv_3x3~0|+|none~0|")
+    more = collect_proxy_table(replace(cfg, networks=4))
+    assert (more.done, more.new) == (4, 1)
+    again = _rows(Path(cfg.out))
+    assert again[:4] == rows and len(again) == 5 and all(len(r) == len(rows[0]) for r in again)
+    # the same recipe in a fresh file gives the same values (all but the seconds column)
+    fresh = collect_proxy_table(replace(cfg, out=str(tmp_path / "u.csv"), networks=4))
+    assert [r[:-1] for r in _rows(fresh.out)] == [r[:-1] for r in again]
+    with pytest.raises(ConfigError, match=r"seed=0.*asks for 1.*same seed"):
+        collect_proxy_table(replace(cfg, seed=1))
+    with pytest.raises(ConfigError, match=r"batch_size"):
+        collect_proxy_table(replace(cfg, batch_size=6))
+
+
+def test_table_reads_as_one_problem_per_label_set_over_the_same_cells(tmp_path):
+    cfg = _cfg(tmp_path, networks=6)
+    collect_proxy_table(cfg)
+    table = read_proxy_table(cfg.out)
+    assert set(table["label_sets"]) == set(LABEL_SETS)
+    problems = load_problems(cfg.out)
+    assert [p.name for p in problems] == ["nb201-cifar10:t", "nb201-cifar100:t", "nb201-imagenet16:t"]
+    assert len({p.archs for p in problems}) == 1
+    assert {"meco", "zico", "swap", "az_expressivity", *NASLIB} <= set(problems[0].columns)
+    bench = {r[1]: r for r in _rows(Path(cfg.benchmark))[1:]}
+    for p, col in zip(problems, (2, 3, 4)):
+        assert np.allclose(p.accuracy, [float(bench[a][col]) for a in p.archs])
+    # the NASLib values are Suite-Zero's own, per task (CIFAR-100 reads the cifar10 task)
+    zc = json.loads(gzip.decompress(Path(cfg.suitezero).read_bytes()))
+    key = {get_space("nb201").from_naslib_key(k): k for k in zc["cifar10"]}
+    a = problems[0].archs[0]
+    assert problems[1].columns["jacov"][0] == zc["cifar10"][key[a]]["jacov"]["score"]
+    assert problems[2].columns["jacov"][0] == zc["ImageNet16-120"][key[a]]["jacov"]["score"]
+    # head-free proxies are shared, zico is per head
+    assert np.array_equal(problems[0].columns["meco"], problems[2].columns["meco"])
+    assert not np.array_equal(problems[0].columns["zico"], problems[1].columns["zico"])
+    prog = Program(parse_formula("add(rank(meco), rank(jacov))", ops=PROXY_OPS, terminals=None),
+                   terminal_set="proxies")
+    fit = ProxyTableScorer(problems, combine="min").fitness([prog])[0]
+    assert len(fit.taus) == 3 and math.isclose(fit.value, min(fit.taus))
+    held = {split_problem(p, 3, seed=7)[1].archs for p in problems}
+    assert len(held) == 1
+
+
+def test_head_dependence_as_documented(tmp_path):
+    arch = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|nor_conv_1x1~0|avg_pool_3x3~1|nor_conv_3x3~2|"
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(8, 3, 32, 32, generator=g), torch.randint(0, 10, (8,), generator=g)
+    val = {k: {n: v for n, (v, _) in compute_all(nb201_factory(arch, num_classes=k, C=4, N=1), x, y, seed=0,
+                                                   names=list(HEAD_FREE) + ["zico"]).items()}
+           for k in (10, 100)}
+    assert val[10]["meco"] == val[100]["meco"]  # exact: the head is reset last and adds 0
+    assert val[10]["az_expressivity"] != val[100]["az_expressivity"]  # another draw (documented)
+    assert val[10]["zico"] != val[100]["zico"]
+    cfg = _cfg(tmp_path, networks=2)
+    collect_proxy_table(cfg)
+    rows = _rows(Path(cfg.out))
+    head, r = rows[0], rows[1]
+    params = sum(p.numel() for p in nb201_factory(r[1], num_classes=100, C=4, N=1)(0).parameters()) / 1e3
+    got = float(r[head.index("swap_reg@cifar100")])
+    assert math.isclose(got, swap_regularised(float(r[head.index("swap@cifar100")]), params), rel_tol=1e-12)
+    assert r[head.index("swap@cifar10")] == r[head.index("swap@imagenet16")]
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(out="t.txt"), "--out must name a .csv"),
+    (dict(networks=0), "--networks must be >= 1"),
+    (dict(batch_size=1), "--batch-size"),
+    (dict(label_sets=("cifar10", "svhn")), "--label-set"),
+    (dict(proxies=("swap_reg",)), "derived from swap"),
+    (dict(proxies=("synflow",)), "--proxy must be among"),
+])
+def test_config_is_validated_at_the_edge(tmp_path, change, match):
+    with pytest.raises(ConfigError, match=match):
+        _cfg(tmp_path, **change)
+
+
+def test_missing_inputs_and_too_many_networks(tmp_path):
+    with pytest.raises(DataNotFoundError):
+        _cfg(tmp_path, suitezero=str(tmp_path / "nope.json.gz"))
+    with pytest.raises(ConfigError, match="only 8 cells"):
+        collect_proxy_table(_cfg(tmp_path, networks=50))
