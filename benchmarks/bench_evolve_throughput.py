@@ -1,4 +1,4 @@
-"""Search throughput: today's evolve vs the equivalence cache + racing, in the same wall time.
+"""Search throughput: today's evolve vs the evaluation caches + equivalence cache + racing, in the same wall time.
 
 Usage (from the repository root, a store of a few dozen complete networks)::
 
@@ -7,9 +7,12 @@ Usage (from the repository root, a store of a few dozen complete networks)::
 Both runs use the same store, seed and held-out split (``--split``: fitness on train,
 hall of fame by validation tau), so their validation taus compare:
 
-1. *baseline*: ``--population P --generations G``, equivalence cache and racing off
-   (the defaults);
-2. *fast*: ``--equivalence-cache --racing R`` with ``--scale`` times the population and
+1. *baseline*: ``--population P --generations G``, equivalence cache and racing off,
+   chunk and subtree caches off (``--chunk-cache-mb 0 --subtree-cache-mb 0``): the
+   evolve before them;
+2. *caches* (with ``--caches-arm``): the baseline's settings with the chunk and subtree
+   caches on (``--chunk-mb``, ``--subtree-mb``): what the caches alone buy;
+3. *fast*: ``--equivalence-cache --racing R`` and the two caches, with ``--scale`` times the population and
    up to ``--more`` times the generations, run as a CLI process and stopped once its
    cumulative generation time (``generations.jsonl`` ``seconds``) reaches the
    baseline's; only the generations within that time are counted.
@@ -60,7 +63,8 @@ def fast_run(args, out: Path, limit_s: float) -> None:
     cmd = [sys.executable, "-m", "eznas_store.cli", "evolve", args.store, "--out", str(out),
            "--split", args.split, "--seed", str(args.seed), "--max-depth", str(args.max_depth),
            "--workers", str(args.workers), "--no-progress", "--population", str(args.population * args.scale),
-           "--generations", str(args.generations * args.more), "--equivalence-cache", "--racing", str(args.racing)]
+           "--generations", str(args.generations * args.more), "--equivalence-cache", "--racing", str(args.racing),
+           "--chunk-cache-mb", str(args.chunk_mb), "--subtree-cache-mb", str(args.subtree_mb)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log = out / "generations.jsonl"
     try:
@@ -88,25 +92,43 @@ def main() -> None:
     ap.add_argument("--racing", type=float, default=0.25)
     ap.add_argument("--max-depth", type=int, default=6)
     ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--chunk-mb", type=float, default=1024, help="--chunk-cache-mb of the caches and fast runs")
+    ap.add_argument("--subtree-mb", type=float, default=256, help="--subtree-cache-mb of the caches and fast runs")
+    ap.add_argument("--caches-arm", action="store_true", help="also run the baseline's settings with the caches on")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_throughput_"))
+    arms = {}
     try:
-        run_evolve(EvolveConfig(stores=(args.store,), out=str(tmp / "baseline"), population=args.population,
-                                generations=args.generations, split=args.split, seed=args.seed,
-                                max_depth=args.max_depth, workers=args.workers, progress=False))
-        base = summary(tmp / "baseline")
+        common = dict(stores=(args.store,), population=args.population, generations=args.generations,
+                      split=args.split, seed=args.seed, max_depth=args.max_depth, workers=args.workers,
+                      progress=False)
+        run_evolve(EvolveConfig(out=str(tmp / "baseline"), chunk_cache_mb=0, subtree_cache_mb=0, **common))
+        arms["baseline"] = base = summary(tmp / "baseline")
+        if args.caches_arm:
+            run_evolve(EvolveConfig(out=str(tmp / "caches"), chunk_cache_mb=args.chunk_mb,
+                                    subtree_cache_mb=args.subtree_mb, **common))
+            arms["caches"] = summary(tmp / "caches")
         fast_run(args, tmp / "fast", base["minutes"] * 60)
-        fast = summary(tmp / "fast", limit_s=base["minutes"] * 60)
+        arms["fast"] = summary(tmp / "fast", limit_s=base["minutes"] * 60)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    report(arms)
+
+
+def report(arms: dict) -> None:
+    """The table of the arms and each arm's ratios to the baseline."""
     fmt = lambda v: "n/a" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
     keys = ["generations", "minutes", "assessed", "fully_scored", "per_minute", "best_val", "val_per_minute"]
     print(f"{'':<10}" + "".join(f"{k:>15}" for k in keys))
-    for name, s in (("baseline", base), ("fast", fast)):
+    for name, s in arms.items():
         print(f"{name:<10}" + "".join(f"{fmt(s[k]):>15}" for k in keys))
-    ratio = lambda k: (fast[k] / base[k]) if fast[k] is not None and base[k] else None
-    print(f"ratio fast/baseline: programs per minute {fmt(ratio('per_minute'))}, "
-          f"best validation tau per minute {fmt(ratio('val_per_minute'))}")
+    base = arms["baseline"]
+    for name, s in arms.items():
+        if name == "baseline":
+            continue
+        ratio = lambda k: (s[k] / base[k]) if s[k] is not None and base[k] else None
+        print(f"ratio {name}/baseline: distinct programs per minute {fmt(ratio('per_minute'))}, "
+              f"best validation tau per minute {fmt(ratio('val_per_minute'))}")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ class LazyTerminals(Mapping[str, torch.Tensor]):
     ) -> None:
         self._cache: dict[str, torch.Tensor] = dict(stored)
         self._derive = dict(derive or {})
+        self._specs: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
 
     def __getitem__(self, name: str) -> torch.Tensor:
         if name in self._cache:
@@ -49,6 +50,27 @@ class LazyTerminals(Mapping[str, torch.Tensor]):
 
     def __iter__(self) -> Iterator[str]:
         return iter([t for t in TERMINALS if t in self._cache or t in self._derive])
+
+    def spec(self, name: str) -> tuple[tuple[int, ...], torch.dtype]:
+        """(per-member shape, dtype) of a terminal without deriving it (its rule runs once
+        on meta tensors, which hold no data)."""
+        if name in self._cache:
+            t = self._cache[name]
+            return tuple(t.shape[1:]), t.dtype
+        if name not in self._specs:
+            if name not in self._derive:
+                raise KeyError(name)
+            meta = {k: torch.empty(v.shape, dtype=v.dtype, device="meta") for k, v in self._cache.items()}
+            try:
+                t = self._derive[name](meta)
+            except Exception:  # noqa: BLE001 - a rule meta tensors cannot run: derive it for real
+                t = self[name]
+            self._specs[name] = (tuple(t.shape[1:]), t.dtype)
+        return self._specs[name]
+
+    def nbytes(self) -> int:
+        """Bytes of the tensors held (stored and derived so far)."""
+        return sum(t.numel() * t.element_size() for t in self._cache.values())
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
@@ -79,6 +101,14 @@ class Chunk:
     #: (n,) number of blocks of each network
     n_blocks: np.ndarray
     groups: list[BlockGroup] = field(default_factory=list)
+    #: what the chunk is, e.g. (store url, lo, hi); the subtree cache keys results by it
+    #: (None: not cached)
+    key: tuple | None = None
+
+    def nbytes(self) -> int:
+        """Bytes of the terminal tensors the chunk holds (derived ones included, once derived)."""
+        return sum(g.terminals.nbytes() if hasattr(g.terminals, "nbytes") else
+                   sum(t.numel() * t.element_size() for t in g.terminals.values()) for g in self.groups)
 
     @property
     def n_networks(self) -> int:
@@ -151,7 +181,9 @@ def read_chunk(store: Store, lo: int, hi: int) -> Chunk:
     """Networks ``lo..hi`` of a store as a ``Chunk``: blocks grouped by shape, all 22 terminals (lazy)."""
     rows = store.read_rows(lo, hi)
     networks = [network_tensors(store, n, rows, j) for j, n in enumerate(range(lo, hi))]
-    return chunk_from_raw(networks, structure=store.plan.collect.structure, network_ids=np.arange(lo, hi))
+    chunk = chunk_from_raw(networks, structure=store.plan.collect.structure, network_ids=np.arange(lo, hi))
+    chunk.key = (str(store.url), int(lo), int(hi))
+    return chunk
 
 
 def iter_chunks(store: Store) -> Iterator[Chunk]:

@@ -24,6 +24,10 @@ for the whole population on a ``Chunk`` at once:
 4. *No work that cannot change a score.* Groups run smallest first; a slice is skipped
    for a program already invalid on all its networks. ``numel``, ``ones_like`` and
    ``zeros_like`` over a subtree that cannot raise need only its shape.
+5. *Nothing twice across calls* (``subtree_cache``, ``runner.SubtreeCache``): small,
+   clean per-block subtree outputs on a keyed chunk are kept for later populations, and
+   terminals are derived only when a slice reads them (``LazyTerminals.spec`` gives their
+   shapes without data).
 
 Programs are data: the trees are interpreted with an explicit stack over the op table,
 never ``eval``-ed.
@@ -57,7 +61,7 @@ from eznas_store.evaluate.chunk import BlockGroup, Chunk
 from eznas_store.evaluate.interpret import diagnose, where
 from eznas_store.evaluate.keys import terminal_names
 from eznas_store.evaluate.plan import PopulationPlan, ShapeInfo, build_plan, slice_step, slices
-from eznas_store.evaluate.runner import SliceRunner, SliceValue
+from eznas_store.evaluate.runner import SliceRunner, SliceValue, SubtreeCache
 from eznas_store.evaluate.shapes import ShapeCache
 from eznas_store.programs.ops import OPS, Op
 
@@ -116,13 +120,47 @@ def _slice_reason(value: SliceValue, bad: np.ndarray, tree: Any, mode: str,
     return f"{msg} {where(int(group.block[lo + m]), network)}"
 
 
+def _spec(terminals: Mapping[str, torch.Tensor], name: str) -> tuple:
+    """(per-member shape, dtype) of a group's terminal, without deriving it where the
+    mapping can say (``LazyTerminals.spec``)."""
+    spec = getattr(terminals, "spec", None)
+    if spec is not None:
+        return spec(name)
+    t = terminals[name]
+    return tuple(t.shape[1:]), t.dtype
+
+
+class _SliceTerminals(Mapping[str, torch.Tensor]):
+    """Members ``lo:hi`` of a group's terminals, taken (and derived) only when read: a
+    slice whose subtrees the cache holds may not need them at all."""
+
+    def __init__(self, full: Mapping[str, torch.Tensor], names: set[str], lo: int, hi: int) -> None:
+        self._full, self._names, self._lo, self._hi = full, names, lo, hi
+        self._taken: dict[str, torch.Tensor] = {}
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self._names:
+            raise KeyError(name)
+        t = self._taken.get(name)
+        if t is None:
+            t = self._taken[name] = self._full[name][self._lo:self._hi]
+        return t
+
+    def __iter__(self):
+        return iter(sorted(self._names))
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
 class _PopulationRun:
     """One ``evaluate_population`` call: the plan, the runner and the running tallies."""
 
     def __init__(self, plan: PopulationPlan, chunk: Chunk, ops: Mapping[str, Op],
-                 shape_cache: ShapeCache, aggregates: list[str] | None = None) -> None:
+                 shape_cache: ShapeCache, aggregates: list[str] | None = None,
+                 subtree_cache: SubtreeCache | None = None) -> None:
         self.plan, self.chunk, self.ops = plan, chunk, ops
-        self.runner = SliceRunner(plan, shape_cache)
+        self.runner = SliceRunner(plan, shape_cache, subtree_cache if chunk.key is not None else None)
         n, n_prog = chunk.n_networks, len(plan.trees)
         self.sums = np.zeros((n_prog, n))
         self.invalid = np.zeros((n_prog, n), dtype=bool)
@@ -145,8 +183,7 @@ class _PopulationRun:
             )
         net_all = group.network.numpy()
         self.counts += np.bincount(net_all, minlength=chunk.n_networks)
-        specs = {t: (tuple(group.terminals[t].shape[1:]), group.terminals[t].dtype)
-                 for t in plan.terminals}
+        specs = {t: _spec(group.terminals, t) for t in plan.terminals}
         info = plan.shapes(specs, self.runner.shape_cache)
         for root in plan.roots:
             fail = info[root][1]
@@ -171,8 +208,10 @@ class _PopulationRun:
             )
 
     # -- pass 2: the numbers ---------------------------------------------------------
-    def run_group(self, group: BlockGroup, info: ShapeInfo, max_group: int, max_bytes: int) -> None:
-        """Every live root on the group, slice by slice; skip what cannot change a score."""
+    def run_group(self, group: BlockGroup, info: ShapeInfo, max_group: int, max_bytes: int,
+                  index: int = 0) -> None:
+        """Every live root on the group (the chunk's ``index``-th), slice by slice; skip what
+        cannot change a score."""
         plan = self.plan
         net_all = group.network.numpy()
         candidates = [r for r in plan.roots if info[r][1] is None]
@@ -180,14 +219,14 @@ class _PopulationRun:
             return
         fixed = plan.shape_only_specs(info)
         step = slice_step(plan, info, candidates, fixed, max_group, max_bytes)
-        full = {t: group.terminals[t] for t in plan.terminals}
         for lo, hi in slices(group.size, step):
             net = net_all[lo:hi]
             alive = ~self.invalid[:, np.unique(net)].all(axis=1)
             live = [r for r in candidates if alive[self.root_rows[r]].any()]
             if not live:
                 continue
-            terms = {t: x[lo:hi] for t, x in full.items()}
+            terms = _SliceTerminals(group.terminals, plan.terminals, lo, hi)
+            self.runner.at = ((self.chunk.key, index), lo, hi, group.size)
             for root, value in self.runner.run_slice(terms, hi - lo, live, fixed):
                 self.tally_root(root, value, net, terms, group, lo)
 
@@ -238,7 +277,7 @@ def evaluate_population(
     max_bytes: int = 1 << 28,
     ops: Mapping[str, Op] | None = None,
     shape_cache: ShapeCache | None = None,
-) -> ChunkScores:
+    subtree_cache: SubtreeCache | None = None) -> ChunkScores:
     """Score every program on every network of ``chunk``.
 
     Parameters
@@ -261,6 +300,9 @@ def evaluate_population(
     shape_cache
         Inferred op shapes to reuse; pass the same one to every generation of a search
         (the same shape combinations recur). Default: a fresh one for this call.
+    subtree_cache
+        Small subtree outputs reused across calls on keyed chunks (default op table only);
+        a hit is the value the subtree computes, so scores do not change. Default: none.
 
     Returns
     -------
@@ -276,14 +318,13 @@ def evaluate_population(
     if max_group < 1:
         raise ConfigError(f"max_group must be at least 1, got {max_group}")
     ops = OPS if ops is None else ops
-    plan = build_plan(programs, to_scalar, ops)
-    aggregates = [getattr(p, "aggregate", "mean") for p in programs]
-    run = _PopulationRun(plan, chunk, ops, ShapeCache() if shape_cache is None else shape_cache,
-                         aggregates)
+    plan, aggregates = build_plan(programs, to_scalar, ops), [getattr(p, "aggregate", "mean") for p in programs]
+    shapes = ShapeCache() if shape_cache is None else shape_cache
+    run = _PopulationRun(plan, chunk, ops, shapes, aggregates, subtree_cache if ops is OPS else None)
     with torch.inference_mode():
         infos = [run.shape_pass(group) for group in chunk.groups]
         run.check_counts()
         # smallest groups first, so failures there skip work later
         for gi in sorted(range(len(chunk.groups)), key=lambda i: chunk.groups[i].size):
-            run.run_group(chunk.groups[gi], infos[gi], max_group, max_bytes)
+            run.run_group(chunk.groups[gi], infos[gi], max_group, max_bytes, gi)
     return run.result()

@@ -10,6 +10,7 @@ freed as soon as its last consumer has run, so memory holds a few live subtrees.
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -22,7 +23,7 @@ from eznas_store.evaluate.shapes import ShapeCache, TensorSpec
 from eznas_store.evaluate.stacked import call_stacked
 from eznas_store.programs.ops import Op
 
-__all__ = ["SliceRunner", "SliceValue"]
+__all__ = ["SliceRunner", "SliceValue", "SubtreeCache"]
 
 #: vmap warns once per op without a batching rule; the result is still right
 _VMAP_FALLBACK_WARNING = "There is a performance drop because we have not yet implemented"
@@ -73,6 +74,64 @@ def _stack_results(results: list[torch.Tensor | None]) -> torch.Tensor | list:
     return results
 
 
+class SubtreeCache:
+    """Per-block outputs of small subtrees, kept across populations (a run's generations).
+
+    Keyed by (chunk key, group index, canonical subtree key); an entry holds the node's
+    output for every member of the group (filled slice by slice) and is used for a slice
+    only when all its members are there. Only outputs of at most ``max_member_bytes`` per
+    block are kept (the results of reductions: norms, eigenvalue ratios, ...), and only
+    clean ones (no member raised, contiguous): a hit stands for exactly the value the
+    subtree would compute. At most ``max_bytes`` in all, least recently used dropped.
+    GP children share most subtrees with their parents, so their linear algebra is not redone.
+    """
+
+    def __init__(self, max_bytes: int, *, max_member_bytes: int = 256) -> None:
+        self.max_bytes, self.max_member_bytes = int(max_bytes), int(max_member_bytes)
+        self._entries: OrderedDict[tuple, tuple[torch.Tensor, np.ndarray]] = OrderedDict()
+        self.nbytes = 0
+        self.hits = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: tuple, lo: int, hi: int) -> torch.Tensor | None:
+        """The members ``lo:hi`` of an entry, if all are there."""
+        entry = self._entries.get(key)
+        if entry is None or not entry[1][lo:hi].all():
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return entry[0][lo:hi]
+
+    def put(self, key: tuple, lo: int, hi: int, size: int, data: torch.Tensor) -> None:
+        """Keep members ``lo:hi`` (of ``size``) of a node's clean, contiguous output."""
+        if data.dim() == 0 or data.shape[0] != hi - lo or not data.is_contiguous():
+            return
+        per = data[:1].numel() * data.element_size()
+        if per > self.max_member_bytes or size * per + size > self.max_bytes:
+            return
+        entry = self._entries.get(key)
+        if entry is None or entry[0].shape[1:] != data.shape[1:] or entry[0].dtype != data.dtype:
+            self._drop(key)
+            entry = (torch.empty((size, *data.shape[1:]), dtype=data.dtype), np.zeros(size, dtype=bool))
+            self._entries[key] = entry
+            self.nbytes += size * per + size
+            while self.nbytes > self.max_bytes:
+                self._drop(next(iter(self._entries)))
+        entry[0][lo:hi] = data
+        entry[1][lo:hi] = True
+
+    def _drop(self, key: tuple) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self.nbytes -= entry[0].numel() * entry[0].element_size() + entry[1].size
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.nbytes = 0
+
+
 class SliceRunner:
     """Runs one population plan slice after slice; lives for one ``evaluate_population``.
 
@@ -80,9 +139,13 @@ class SliceRunner:
     vmap fails, shape-only values) and the evaluator counters of ``ChunkScores.stats``.
     """
 
-    def __init__(self, plan: PopulationPlan, shape_cache: ShapeCache) -> None:
+    def __init__(self, plan: PopulationPlan, shape_cache: ShapeCache,
+                 subtree_cache: SubtreeCache | None = None) -> None:
         self.plan = plan
         self.shape_cache = shape_cache
+        self.subtree_cache = subtree_cache
+        #: (group key, lo, hi, group size) of the slice being run, for the subtree cache
+        self.at: tuple | None = None
         self.vmapped: dict[str, Any] = {}
         #: (op, arg specs) where vmap raised but every member succeeded alone
         self.no_vmap: set[tuple] = set()
@@ -90,6 +153,7 @@ class SliceRunner:
             "unique_nodes": sum(1 for n in plan.nodes.values() if n.op is not None),
             "node_evaluations": 0, "direct_calls": 0, "vmap_calls": 0, "member_loops": 0,
             "shape_failures": 0, "shape_only": 0, "peak_live_values": 0, "peak_live_bytes": 0,
+            "subtree_hits": 0,
         }
         self.live_values = 0
         self.live_bytes = 0
@@ -196,8 +260,10 @@ class SliceRunner:
             one = self.shape_only_cache[key] = op.fn(torch.zeros(spec[0], dtype=spec[1]))
         return SliceValue(one.expand(g, *one.shape), None, None, owned=False)
 
-    def _ref_counts(self, roots: list[str], fixed: Mapping[str, TensorSpec]) -> dict[str, int]:
-        """How many consumers (parents, or being a root) each needed node has."""
+    def _ref_counts(self, roots: list[str], fixed: Mapping[str, TensorSpec],
+                    hits: Mapping[str, SliceValue]) -> dict[str, int]:
+        """How many consumers (parents, or being a root) each needed node has (nothing
+        below a shape-only node or a subtree-cache hit is needed)."""
         remaining: dict[str, int] = {}
         stack = list(roots)
         while stack:
@@ -206,9 +272,41 @@ class SliceRunner:
                 remaining[k] += 1
                 continue
             remaining[k] = 1
-            if k not in fixed:
+            if k not in fixed and k not in hits:
                 stack.extend(self.plan.nodes[k].children)
         return remaining
+
+    def _cache_hits(self, roots: list[str], fixed: Mapping[str, TensorSpec]) -> dict[str, SliceValue]:
+        """The topmost needed nodes whose output on this slice the subtree cache holds."""
+        cache, at = self.subtree_cache, self.at
+        if cache is None or at is None:
+            return {}
+        group, lo, hi, _ = at
+        hits: dict[str, SliceValue] = {}
+        seen: set[str] = set()
+        stack = list(roots)
+        while stack:
+            k = stack.pop()
+            if k in seen:
+                continue
+            seen.add(k)
+            node = self.plan.nodes[k]
+            if node.op is None or k in fixed:
+                continue
+            data = cache.get((group, k), lo, hi)
+            if data is not None:
+                hits[k] = SliceValue(data, None, None, owned=False)
+            else:
+                stack.extend(node.children)
+        self.stats["subtree_hits"] += len(hits)
+        return hits
+
+    def _keep(self, k: str, v: SliceValue) -> None:
+        """Offer a clean computed value to the subtree cache."""
+        if (self.subtree_cache is not None and self.at is not None and v.bad is None
+                and v.err is None and isinstance(v.data, torch.Tensor)):
+            group, lo, hi, size = self.at
+            self.subtree_cache.put((group, k), lo, hi, size, v.data)
 
     def _hold(self, v: SliceValue) -> None:
         if v.nbytes:
@@ -228,13 +326,17 @@ class SliceRunner:
 
     def _compute(self, root: str, terms: Mapping[str, torch.Tensor], g: int,
                  fixed: Mapping[str, TensorSpec], remaining: dict[str, int],
-                 values: dict[str, SliceValue]) -> None:
+                 values: dict[str, SliceValue], hits: Mapping[str, SliceValue]) -> None:
         """Put ``root``'s value in ``values``, depth first, releasing consumed children."""
         nodes = self.plan.nodes
         stack = [root]
         while stack:
             k = stack[-1]
             if k in values:
+                stack.pop()
+                continue
+            if k in hits:
+                values[k] = hits[k]
                 stack.pop()
                 continue
             node = nodes[k]
@@ -253,6 +355,7 @@ class SliceRunner:
             stack.pop()
             values[k] = v = self.apply(node.op, [values[c] for c in node.children], g)
             self._hold(v)
+            self._keep(k, v)
             for c in node.children:
                 self._release(c, remaining, values)
 
@@ -261,12 +364,14 @@ class SliceRunner:
         """Yield (root key, value) for each of ``roots``, depth first, freeing as it goes.
 
         ``fixed`` maps the shape-only nodes to their argument's spec: their subtrees are
-        not evaluated.
+        not evaluated. With a subtree cache and ``self.at`` set, cached subtrees are not
+        evaluated either, and clean small outputs are kept for later populations.
         """
-        remaining = self._ref_counts(roots, fixed)
+        hits = self._cache_hits(roots, fixed)
+        remaining = self._ref_counts(roots, fixed, hits)
         values: dict[str, SliceValue] = {}
         for root in roots:
-            self._compute(root, terms, g, fixed, remaining, values)
+            self._compute(root, terms, g, fixed, remaining, values, hits)
             yield root, values[root]
             self._release(root, remaining, values)
         assert not values, "reference counts out of balance"

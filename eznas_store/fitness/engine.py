@@ -114,6 +114,11 @@ def load_task(url: str, *, name: str | None = None, max_networks: int | None = N
                 structure=store.plan.collect.structure, label=label)
 
 
+def _configure_worker_caches(plugin: str, chunk_mb: float, subtree_mb: float, dask_worker=None) -> None:
+    """On a worker: give its stores' caches the engine's bounds (run by ``Client.run``)."""
+    dask_worker.plugins[plugin].stores.configure(chunk_mb, subtree_mb)
+
+
 @dataclass
 class PopulationScores:
     """Scores (P, n_task) per task, aligned with ``Task.networks``, and failure reasons."""
@@ -128,7 +133,8 @@ class Engine:
     """Maps chunk scoring over a local or remote Dask cluster (or in-process with workers=0)."""
 
     def __init__(self, *, workers: int = 0, scheduler: str | None = None, progress: bool = False,
-                 memory_limit: str | None = None) -> None:
+                 memory_limit: str | None = None, chunk_cache_mb: float = 0,
+                 subtree_cache_mb: float = 0) -> None:
         if not isinstance(workers, int) or workers < 0:
             raise ConfigError(f"--workers must be >= 0 (0: in-process), got {workers}")
         self.workers = workers
@@ -137,11 +143,15 @@ class Engine:
         self.cluster = None
         #: highest worker peak RSS (MB) seen after any scoring call; 0 in-process
         self.worker_peak_rss_mb = 0.0
-        #: stores opened in-process; workers keep theirs in the plugin named ``_worker_stores``
-        self.stores = StoreCache()
+        #: stores opened in-process, with the byte-bounded chunk and subtree caches (MB; 0, the
+        #: default: off; evolve turns them on); workers keep theirs in the plugin named
+        #: ``_worker_stores``, with the same bounds
+        self.stores = StoreCache(chunk_mb=chunk_cache_mb, subtree_mb=subtree_cache_mb)
         self._worker_stores = f"eznas-stores-{uuid.uuid4().hex}"
         if scheduler or workers > 0:
             self._start_client(scheduler, memory_limit)
+            if chunk_cache_mb > 0 or subtree_cache_mb > 0:  # each worker its own, same bounds
+                self.client.run(_configure_worker_caches, self._worker_stores, chunk_cache_mb, subtree_cache_mb)
 
     def _start_client(self, scheduler: str | None, memory_limit: str | None) -> None:
         # distributed is heavy: imported only when a cluster is used

@@ -26,7 +26,8 @@ from eznas_store.programs.ops import Op
 
 #: options that may change on resume: where the work runs, progress output, how long to go
 #: on, and where the run folder itself now is (a preempted job may be resumed after a move)
-RESUMABLE_CHANGES = frozenset({"workers", "scheduler", "progress", "generations", "out"})
+RESUMABLE_CHANGES = frozenset({"workers", "scheduler", "progress", "generations", "out", "chunk_cache_mb",
+                               "subtree_cache_mb"})
 #: options that name stores or files: compared by meaning (absolute, no trailing "/")
 PATH_OPTIONS = frozenset({"stores", "test_stores"})
 #: options added after checkpoints were first written, with the value a checkpoint

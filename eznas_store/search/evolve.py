@@ -119,6 +119,11 @@ class EvolveConfig:
     equivalence_cache: bool = False
     #: fraction of the train networks children are raced on first (0: no racing)
     racing: float = 0.0
+    #: byte bounds (MB) of the in-process evaluation caches: decoded chunks with their derived
+    #: terminals, and small per-block subtree outputs (0: off; each Dask worker the same);
+    #: scores do not depend on them (defaults: fitness.chunk_scoring.CHUNK_CACHE_MB, SUBTREE_CACHE_MB)
+    chunk_cache_mb: float = 1024
+    subtree_cache_mb: float = 256
     #: programs (registered names or files) put into the first population
     seed_programs: tuple[str, ...] = ()
     #: the network aggregate (mean, sum, depth-weighted mean) is part of the genome
@@ -214,7 +219,7 @@ def _population_scorer(cfg: EvolveConfig):
             cfg.stores, max_networks=cfg.max_networks, workers=cfg.workers, scheduler=cfg.scheduler,
             progress=cfg.progress, combine=cfg.combine, abs_tau=cfg.abs_tau, to_scalar=cfg.to_scalar,
             accuracy_columns=cfg.accuracy_columns, split=cfg.split, seed=cfg.seed, test_stores=cfg.test_stores,
-            racing=cfg.racing)
+            racing=cfg.racing, cache_mb=(cfg.chunk_cache_mb, cfg.subtree_cache_mb))
     return ProxyTablePopulationScorer(cfg.stores, problems=cfg.problems, train_networks=cfg.train_networks,
                                       seed=cfg.seed, combine=cfg.combine, abs_tau=cfg.abs_tau)
 

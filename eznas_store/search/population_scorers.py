@@ -45,7 +45,8 @@ class StatisticsPopulationScorer:
     def __init__(self, stores: Sequence[str], *, max_networks: int | None, workers: int,
                  scheduler: str | None, progress: bool, combine: str, abs_tau: bool, to_scalar: str,
                  accuracy_columns: Sequence[str] | None = None, split: str | None = None, seed: int = 0,
-                 test_stores: Sequence[str] = (), racing: float = 0.0) -> None:
+                 test_stores: Sequence[str] = (), racing: float = 0.0,
+                 cache_mb: tuple[float, float] | None = None) -> None:
         self.combine, self.abs_tau, self.to_scalar = combine, abs_tau, to_scalar
         columns = accuracy_columns or (None,)
         # one task per store and label column (None: the column chosen at ingest)
@@ -64,7 +65,8 @@ class StatisticsPopulationScorer:
         #: racing: per train task (first chunks, the rest or None)
         self.race = [race_parts(t, racing, seed, i) for i, t in enumerate(self.train)] if racing > 0 else []
         self._probe: tuple[Chunk, np.ndarray] | None = None
-        self.engine = Engine(workers=workers, scheduler=scheduler, progress=progress)
+        caches = {} if cache_mb is None else {"chunk_cache_mb": cache_mb[0], "subtree_cache_mb": cache_mb[1]}
+        self.engine = Engine(workers=workers, scheduler=scheduler, progress=progress, **caches)
 
     def describe(self) -> list[dict]:
         """Tasks for run.json; the collection structure lets reports name the variant. With a
@@ -101,10 +103,13 @@ class StatisticsPopulationScorer:
                 if last in wanted:
                     taken.append(last - first)
                 last += 1
-            self._probe = (read_chunk(self.engine.stores.get(task.url), first, last), np.array(taken))
+            chunk = read_chunk(self.engine.stores.get(task.url), first, last)
+            chunk.key = ("probe", task.url, first, last)
+            self._probe = (chunk, np.array(taken))
         chunk, columns = self._probe
         res = evaluate_population(list(programs), chunk, to_scalar=self.to_scalar,
-                                  shape_cache=self.engine.stores.shapes)
+                                  shape_cache=self.engine.stores.shapes,
+                                  subtree_cache=self.engine.stores.subtrees)
         return res.scores[:, columns]
 
     def race_fitness(self, programs: Sequence[Program], cutoff: float, desc: str
