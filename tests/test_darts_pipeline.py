@@ -121,6 +121,32 @@ def test_transfer_across_an_nb201_and_a_darts_store(tiny_store, darts_store, tmp
     assert (tmp_path / "t" / "transfer.csv").is_file()
 
 
+def test_cross_space_transfer_matrix_holds_together(tiny_store, darts_store, tmp_path):
+    """Evolve on NB201 and on DARTS (block shapes, batch and block counts all differ), test each
+    program on both: the diagonal is each run's own fitness, every baseline is finite on both."""
+    nb, da = open_store(tiny_store), open_store(darts_store)
+    assert nb.plan.space == "nb201" and da.plan.space == "darts"
+    assert nb.plan.collect.batch_size != da.plan.collect.batch_size
+    shapes = {}
+    for key, s in (("nb", nb), ("da", da)):
+        bt = s.block_table()
+        shapes[key] = set(zip(bt["c_in"].tolist(), bt["h_in"].tolist(), bt["kernel"].tolist()))
+    assert shapes["nb"] != shapes["da"]
+    res = run_transfer(TransferConfig(stores=(f"nb={tiny_store}", f"da={darts_store}"),
+                                      out=str(tmp_path / "t"), seed=1, **EVOLVE))
+    assert res.columns == ("nb", "da") and list(res.n) == [12, N_GENOTYPES]
+    for i, name in enumerate(res.columns):
+        fitness = res.programs[name].meta.get("fitness")
+        if fitness is not None and math.isfinite(fitness):
+            assert res.tau[i, i] == pytest.approx(fitness, abs=1e-9)
+    for base in ("FLOPs", "params", "EZNAS-A"):
+        assert all(math.isfinite(res.cell(base, c)) for c in res.columns), base
+    again = run_transfer(TransferConfig(stores=(f"nb={tiny_store}", f"da={darts_store}"),
+                                        out=str(tmp_path / "t"), seed=1, **EVOLVE))
+    assert set(again.evolve_status.values()) == {"reused"}
+    np.testing.assert_array_equal(again.tau, res.tau)
+
+
 def test_seeds_on_darts_genotypes(darts_bench, tmp_path):
     cfg = SeedsConfig(out=str(tmp_path / "seeds"), benchmark=str(darts_bench), networks=4, seeds=2, first_seed=1,
                       **{k: v for k, v in DARTS_TINY.items() if k != "progress"}, progress=False)
