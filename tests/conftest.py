@@ -34,6 +34,17 @@ def make_bench(path: Path, n: int = 12, seed: int = 0, column: str = "digits_tes
     return path
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for a module (bit-reproducible proxies; fair on a shared machine)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def tiny_bench(tmp_path: Path) -> Path:
     return make_bench(tmp_path / "bench.csv")

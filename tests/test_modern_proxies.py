@@ -33,12 +33,7 @@ TINY = dict(num_classes=10, C=4, N=1)
 SMALL = dict(num_classes=10, C=8, N=1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

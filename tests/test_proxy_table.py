@@ -39,12 +39,7 @@ TINY = dict(channels=4, cells_per_stage=1, batch_size=4)
 NASLIB = ("flops", "jacov", "synflow")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _sources(tmp: Path, n: int = 8) -> tuple[Path, Path]:
