@@ -355,3 +355,18 @@ def test_search_is_judged_by_test_accuracy_by_default(tmp_path: Path):
     assert _test_column(read_benchmark(path), "cifar10") == "cifar10_test"
     only_valid = write_benchmark(tmp_path / "v.csv", cells, {"cifar10_valid": np.array([1.0, 2, 3])})
     assert _test_column(read_benchmark(only_valid), "cifar10") == "cifar10_valid"
+
+
+def test_modern_proxies_drive_the_search_by_name_and_in_formulas(bench30: Path, tmp_path: Path):
+    """Issue 13: MeCo (and any opt-in modern proxy) as search fitness, alone or in a formula."""
+    from eznas_store.programs.codec import program_to_json
+    from eznas_store.programs.tree import Apply, Program, Terminal
+
+    res = run_search(tiny(bench30, proxy="meco", max_evaluations=3, population=2, sample=2))
+    assert res.kind == "proxy" and res.fitness == "meco" and math.isfinite(res.score)
+    prog = Program(Apply("add", (Terminal("meco"), Terminal("az_trainability"))), terminal_set="proxies",
+                   name="meco-plus-trainability")
+    path = tmp_path / "modern.json"
+    path.write_text(json.dumps(program_to_json(prog)))
+    res = run_search(tiny(bench30, proxy=str(path), max_evaluations=3, population=2, sample=2))
+    assert res.kind == "proxies" and math.isfinite(res.score)

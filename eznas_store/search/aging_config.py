@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from eznas_store.collect.proxies.registry import PROXY_NAMES
+from eznas_store.collect.proxies.registry import MODERN_PROXY_NAMES, PROXY_NAMES
 from eznas_store.errors import ConfigError
 from eznas_store.ingest.config import check_sizes
 from eznas_store.programs.named import NAMED_PROGRAMS
@@ -186,7 +186,7 @@ def _is_int(v: Any) -> bool:
 
 
 def _check_proxy_name(name: str) -> None:
-    if name in PROXY_NAMES or name in NAMED_PROGRAMS:
+    if name in PROXY_NAMES or name in MODERN_PROXY_NAMES or name in NAMED_PROGRAMS:
         return
     try:
         is_file = Path(name).is_file()
@@ -194,6 +194,6 @@ def _check_proxy_name(name: str) -> None:
         is_file = False
     if not is_file:
         raise ConfigError(
-            f"--proxy {name!r} is neither a hand-crafted proxy ({', '.join(PROXY_NAMES)}), "
+            f"--proxy {name!r} is neither a hand-crafted proxy ({', '.join(PROXY_NAMES + MODERN_PROXY_NAMES)}), "
             f"a registered program ({', '.join(sorted(NAMED_PROGRAMS))}) nor a program JSON file"
         )

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from eznas_store.collect.proxies.networks import network_factory
-from eznas_store.collect.proxies.registry import PROXY_NAMES
+from eznas_store.collect.proxies.registry import MODERN_PROXY_NAMES, PROXY_NAMES
 from eznas_store.collect.proxies.runner import compute_all
 from eznas_store.collect.statistics import collect, network_seed
 from eznas_store.errors import ConfigError, ProgramError
@@ -143,10 +143,10 @@ class ProxyProgramCellScorer(CellScorer):
         self.setup, self.program, self.ops = setup, program, ops
         self.name = program.name or program.formula()
         self.names = tuple(sorted(program.tree.terminal_names()))
-        unknown = [n for n in self.names if n not in PROXY_NAMES]
+        unknown = [n for n in self.names if n not in PROXY_NAMES and n not in MODERN_PROXY_NAMES]
         if unknown:
             raise ConfigError(f"proxy program {self.name!r} reads {unknown}, which are not proxies "
-                              f"(known: {', '.join(PROXY_NAMES)})")
+                              f"(known: {', '.join(PROXY_NAMES + MODERN_PROXY_NAMES)})")
         self.values: dict[str, dict[str, tuple[float, str | None]]] = {}
         self.reference: dict[str, np.ndarray] | None = None
         self.reference_cells: list[str] = []
@@ -187,7 +187,7 @@ class ProxyProgramCellScorer(CellScorer):
 
 def load_fitness(name: str) -> tuple[str, Any, Mapping[str, Any] | None]:
     """``("proxy", name, None)``, ``("statistics", program, None)`` or ``("proxies", program, PROXY_OPS)``."""
-    if name in PROXY_NAMES:
+    if name in PROXY_NAMES or name in MODERN_PROXY_NAMES:
         return "proxy", name, None
     if name in NAMED_PROGRAMS:
         program = NAMED_PROGRAMS[name]
