@@ -45,7 +45,7 @@ from scipy.stats import rankdata
 from torch import nn
 
 from eznas_store.collect.proxies.features import cell_features, kaiming_fan_in_init
-from eznas_store.collect.proxies.passes import PassResult, ProxyPass, score_each
+from eznas_store.collect.proxies.passes import Once, PassResult, ProxyPass, score_each
 from eznas_store.collect.proxies.size import SizeState
 
 __all__ = ["AZ_COMPONENTS", "AZ_PASS", "AzState", "az_complexity", "az_expressivity",
@@ -108,7 +108,8 @@ class AzState:
 
     def __init__(self, model: nn.Module, images: torch.Tensor, seed: int) -> None:
         self.model, self.images, self.seed = model, images, seed
-        self._out: dict[str, Any] | Exception | None = None
+        #: ``{"E": [E_0..E_L], "T": [t_L..t_1]}``; raises what computing them raised
+        self.components = Once(self._compute)
 
     def _compute(self) -> dict[str, Any]:
         gen = torch.Generator().manual_seed(int(self.seed))
@@ -121,18 +122,6 @@ class AzState:
         e = [layer_expressivity(f) for f in feats]
         t = [pair_trainability(feats[l - 1], feats[l], gen) for l in range(len(feats) - 1, 0, -1)]
         return {"E": e, "T": t}
-
-    def components(self) -> dict[str, Any]:
-        """``{"E": [E_0..E_L], "T": [t_L..t_1]}``; raises what computing them raised."""
-        if self._out is None:
-            try:
-                self._out = self._compute()
-            except Exception as exc:
-                self._out = exc
-        if isinstance(self._out, Exception):
-            raise self._out
-        return self._out
-
 
 # ----------------------------------------------------------------------------- the proxies
 def az_expressivity(state: AzState) -> float:

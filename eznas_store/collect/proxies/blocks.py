@@ -16,11 +16,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from eznas_store.collect.proxies.networks import ModelSource, fresh_network
 from eznas_store.collect.proxies.nwot import nwot_logdet
-from eznas_store.collect.proxies.passes import float64_sum
+from eznas_store.collect.proxies.passes import float64_sum, forward_with_hooks
 from eznas_store.collect.proxies.registry import PROXIES, PROXY_NAMES
 from eznas_store.collect.statistics import find_blocks
 from eznas_store.errors import ConfigError, UnknownNameError
@@ -103,21 +102,11 @@ def block_variant(name: str, model_factory_or_model: ModelSource, images: torch.
     images = images.to(device)
     if name == "flops":
         sizes: dict[int, int] = {}
-        _forward_with_hooks(model, images, [c.register_forward_hook(
+        forward_with_hooks(model, images, [c.register_forward_hook(
             lambda m, a, o: sizes.__setitem__(id(m), int(np.prod(o.shape[2:])))) for c in convs])
         return sum(int(np.prod(c.weight.shape)) * sizes[id(c)] for c in convs if id(c) in sizes) / 1e6
     relus = [b[0] if structure == "rcb" else b[2] for b in blocks]
     codes: list[torch.Tensor] = []
-    _forward_with_hooks(model, images,
+    forward_with_hooks(model, images,
                         [r.register_forward_pre_hook(lambda m, a: codes.append(a[0].detach() > 0)) for r in relus])
     return nwot_logdet(codes)
-
-
-def _forward_with_hooks(model: nn.Module, images: torch.Tensor, handles: list) -> None:
-    """One no-grad forward pass that feeds the given hooks, which are removed afterwards."""
-    try:
-        with torch.no_grad():
-            model(images)
-    finally:
-        for h in handles:
-            h.remove()

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
+from torch import nn
 
-__all__ = ["PassResult", "ProxyPass", "float64_sum", "score_each"]
+T = TypeVar("T")
+
+__all__ = ["Once", "PassResult", "ProxyPass", "float64_sum", "forward_with_hooks", "score_each"]
 
 
 @dataclass
@@ -44,6 +47,37 @@ class ProxyPass:
 
     name: str
     run: Callable[..., PassResult]
+
+
+class Once(Generic[T]):
+    """``compute()`` run on the first call and kept, or the exception it raised, raised again on
+    every call: the proxies sharing a pass share one computation and, if it fails, one reason."""
+
+    def __init__(self, compute: Callable[[], T]) -> None:
+        self._compute = compute
+        self._done = False
+        self._value: T | Exception | None = None
+
+    def __call__(self) -> T:
+        if not self._done:
+            try:
+                self._value = self._compute()
+            except Exception as exc:
+                self._value = exc
+            self._done = True
+        if isinstance(self._value, Exception):
+            raise self._value
+        return self._value  # type: ignore[return-value]
+
+
+def forward_with_hooks(model: nn.Module, images: torch.Tensor, handles: list) -> None:
+    """One no-grad forward pass that feeds the given hooks, which are removed afterwards."""
+    try:
+        with torch.no_grad():
+            model(images)
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def score_each(state: Any, specs: Sequence[Any]) -> PassResult:

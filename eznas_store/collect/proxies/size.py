@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from eznas_store.collect.proxies.networks import weighted_layers
-from eznas_store.collect.proxies.passes import PassResult, ProxyPass, float64_sum, score_each
+from eznas_store.collect.proxies.passes import Once, PassResult, ProxyPass, float64_sum, score_each
 
 __all__ = ["SIZE_PASS", "SizeState", "count_static", "flops", "l2_norm", "params"]
 
@@ -113,18 +113,10 @@ class SizeState:
 
     model: nn.Module
     input_shape: tuple[int, ...]
-    _counts: tuple[float, float] | Exception | None = None
 
-    def counts(self) -> tuple[float, float]:
-        """:func:`count_static` of the network; a failed count fails params and flops alike."""
-        if self._counts is None:
-            try:
-                self._counts = count_static(self.model, self.input_shape)
-            except Exception as exc:
-                self._counts = exc
-        if isinstance(self._counts, Exception):
-            raise self._counts
-        return self._counts
+    def __post_init__(self) -> None:
+        #: :func:`count_static` of the network; a failed count fails params and flops alike
+        self.counts = Once(lambda: count_static(self.model, self.input_shape))
 
 
 # ----------------------------------------------------------------------------- the proxies

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from eznas_store.collect.proxies.features import gaussian_init
-from eznas_store.collect.proxies.passes import PassResult, ProxyPass, score_each
+from eznas_store.collect.proxies.passes import Once, PassResult, ProxyPass, forward_with_hooks, score_each
 
 __all__ = ["SWAP_PASS", "SWAP_REG_MU", "SWAP_REG_SIGMA", "SWAP_REPEATS", "SwapState",
            "distinct_patterns", "swap", "swap_reg", "swap_regularised"]
@@ -77,13 +77,8 @@ def _relu_codes(model: nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
         if args and isinstance(args[0], torch.Tensor) and args[0].dim() == 4:
             codes.append((out.detach() > 0).reshape(out.shape[0], -1))
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.ReLU)]
-    try:
-        with torch.no_grad():
-            model(images)
-    finally:
-        for h in handles:
-            h.remove()
+    forward_with_hooks(model, images,
+                       [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.ReLU)])
     return codes
 
 
@@ -98,18 +93,8 @@ class SwapState:
 
     def __init__(self, model: nn.Module, images: torch.Tensor, seed: int) -> None:
         self.model, self.images, self.seed = model, images, seed
-        self._mean: float | Exception | None = None
-
-    def mean_patterns(self) -> float:
-        """Mean over :data:`SWAP_REPEATS` re-initialisations; raises what computing it raised."""
-        if self._mean is None:
-            try:
-                self._mean = self._compute()
-            except Exception as exc:
-                self._mean = exc
-        if isinstance(self._mean, Exception):
-            raise self._mean
-        return self._mean
+        #: mean over :data:`SWAP_REPEATS` re-initialisations; raises what computing it raised
+        self.mean_patterns = Once(self._compute)
 
     def _compute(self) -> float:
         gen = torch.Generator().manual_seed(int(self.seed))
