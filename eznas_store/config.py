@@ -9,6 +9,7 @@ The resolved options are then checked again by the command's own frozen dataclas
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import tomllib
 from functools import lru_cache
@@ -16,6 +17,29 @@ from pathlib import Path
 from typing import Any
 
 from eznas_store.errors import ConfigError, DataNotFoundError
+
+#: upper bounds of the network-size options, shared by every command that builds networks:
+#: far beyond any benchmark's, a run past them exhausts memory instead of finishing
+#: (NB201 is C=16, N=5, 32 px; NASLib's batch is 64)
+MAX_C, MAX_N, MAX_IMAGE_SIZE, MAX_BATCH = 1024, 64, 1024, 4096
+
+
+def is_int(v: Any) -> bool:
+    """An integer, not a bool (``True`` is an ``int`` to Python, never a count to a user)."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def check_sizes(*, C: Any = None, N: Any = None, image_size: Any = None, batch_size: Any = None,
+                seed: Any = None) -> None:
+    """A one-line ``ConfigError`` naming the CLI flag of the first out-of-range option
+    (``None`` values are not checked: they mean the default)."""
+    for flag, value, hi in (("--channels", C, MAX_C), ("--cells", N, MAX_N),
+                            ("--image-size", image_size, MAX_IMAGE_SIZE), ("--batch-size", batch_size, MAX_BATCH)):
+        if value is not None and (not is_int(value) or not 1 <= value <= hi):
+            raise ConfigError(f"{flag} must be an integer from 1 to {hi}, got {value!r}")
+    if seed is not None and (not is_int(seed) or seed < 0):
+        raise ConfigError(f"--seed must be a non-negative integer, got {seed!r}")
+
 
 #: ``eznas_store/schemas`` is the repository's ``schemas/`` (a link in a checkout, a copy in a wheel)
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"

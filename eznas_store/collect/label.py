@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 
 from eznas_store.collect.statistics import resolve_device
 from eznas_store.collect.training import train_network
+from eznas_store.config import MAX_C, MAX_IMAGE_SIZE, MAX_N, is_int
 from eznas_store.errors import ConfigError, OutputError
 from eznas_store.outputs import ensure_dir
 from eznas_store.sources.datasets import get_spec, load_split_tensors
@@ -92,10 +93,6 @@ _SAVE_EVERY_CELLS = 10
 _SAVE_EVERY_SECONDS = 30.0
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
 def _is_real(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
@@ -134,11 +131,11 @@ class LabelConfig:
             raise ConfigError("--out must name the CSV file to write")
         object.__setattr__(self, "out", str(self.out))
         object.__setattr__(self, "networks", _checked_networks(self.networks))
-        if not _is_int(self.seed) or self.seed < 0:
+        if not is_int(self.seed) or self.seed < 0:
             raise ConfigError(f"--seed must be a non-negative integer, not {self.seed!r}")
-        if not _is_int(self.epochs) or self.epochs < 1:
+        if not is_int(self.epochs) or self.epochs < 1:
             raise ConfigError(f"--epochs must be a positive integer, not {self.epochs!r}")
-        if not _is_int(self.batch_size) or not 2 <= self.batch_size <= 4096:
+        if not is_int(self.batch_size) or not 2 <= self.batch_size <= 4096:
             raise ConfigError(
                 f"--batch-size must be an integer from 2 (BatchNorm needs 2 samples) to 4096, "
                 f"not {self.batch_size!r}"
@@ -152,14 +149,13 @@ class LabelConfig:
             math.isfinite(self.weight_decay) and self.weight_decay >= 0
         ):
             raise ConfigError(f"--weight-decay must be >= 0, not {self.weight_decay!r}")
-        # the bounds of ingest's check_sizes (collect cannot import ingest): past them a run
-        # exhausts memory instead of finishing
-        for name, flag, hi in (("C", "--channels/--C", 1024), ("N", "--cells/--N", 64),
-                               ("image_size", "--image-size", 1024)):
+        # the bounds every command shares (``config.check_sizes``), named as LabelConfig's fields too
+        for name, flag, hi in (("C", "--channels/--C", MAX_C), ("N", "--cells/--N", MAX_N),
+                               ("image_size", "--image-size", MAX_IMAGE_SIZE)):
             value = getattr(self, name)
-            if value is not None and (not _is_int(value) or not 1 <= value <= hi):
+            if value is not None and (not is_int(value) or not 1 <= value <= hi):
                 raise ConfigError(f"{flag} must be an integer from 1 to {hi}, not {value!r}")
-        if self.threads is not None and (not _is_int(self.threads) or self.threads < 1):
+        if self.threads is not None and (not is_int(self.threads) or self.threads < 1):
             raise ConfigError(f"--threads must be a positive integer, not {self.threads!r}")
         if not isinstance(self.device, str) or not (
             self.device in ("auto", "cpu") or self.device.startswith("cuda")
@@ -177,7 +173,7 @@ def _checked_networks(networks: Any) -> int | tuple[str, ...]:
             "networks must be a count or a sequence of cell strings, not one string "
             "(wrap a single cell in a tuple)"
         )
-    if _is_int(networks):
+    if is_int(networks):
         if networks < 1:
             raise ConfigError(f"--networks must be at least 1, not {networks}")
         return int(networks)

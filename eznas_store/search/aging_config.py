@@ -14,13 +14,11 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 
 from eznas_store.collect.proxies.registry import MODERN_PROXY_NAMES, PROXY_NAMES
 from eznas_store.errors import ConfigError
-from eznas_store.ingest.config import check_sizes
+from eznas_store.config import check_sizes, is_int
 from eznas_store.programs.named import NAMED_PROGRAMS
 from eznas_store.sources.datasets import DATASETS
 from eznas_store.sources.spaces import SPACES
@@ -145,22 +143,22 @@ class SearchConfig:
 
     def _check_budget_and_population(self) -> None:
         if self.max_evaluations is not None and (
-                not _is_int(self.max_evaluations) or self.max_evaluations < 1):
+                not is_int(self.max_evaluations) or self.max_evaluations < 1):
             raise ConfigError(f"--max-evaluations must be a positive integer, got {self.max_evaluations!r}")
         if self.budget is None and self.max_evaluations is None:
             raise ConfigError("a search needs a budget: give --budget (e.g. 15m) and/or --max-evaluations")
-        if not _is_int(self.population) or self.population < 2:
+        if not is_int(self.population) or self.population < 2:
             raise ConfigError(f"--population must be an integer >= 2, got {self.population!r}")
-        if not _is_int(self.sample) or not 1 <= self.sample <= self.population:
+        if not is_int(self.sample) or not 1 <= self.sample <= self.population:
             raise ConfigError(
                 f"--sample must be an integer between 1 and --population ({self.population}), got {self.sample!r}")
-        if not _is_int(self.seed) or self.seed < 0:
+        if not is_int(self.seed) or self.seed < 0:
             raise ConfigError(f"--seed must be a non-negative integer, got {self.seed!r}")
-        if self.batch_size is not None and (not _is_int(self.batch_size) or self.batch_size < 1):
+        if self.batch_size is not None and (not is_int(self.batch_size) or self.batch_size < 1):
             raise ConfigError(f"--batch-size must be a positive integer, got {self.batch_size!r}")
-        if not _is_int(self.reference_size) or self.reference_size < 2:
+        if not is_int(self.reference_size) or self.reference_size < 2:
             raise ConfigError(f"--reference-size must be an integer >= 2, got {self.reference_size!r}")
-        if not _is_int(self.patience) or self.patience < 0:
+        if not is_int(self.patience) or self.patience < 0:
             raise ConfigError(f"--patience must be an integer >= 0 (0: never stop early), got {self.patience!r}")
 
     def _check_run_settings(self) -> None:
@@ -169,7 +167,7 @@ class SearchConfig:
             raise ConfigError(f"--direction must be 'max' or 'min', got {self.direction!r}")
         if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
             raise ConfigError(f"--device must be auto, cpu or cuda[:k], got {self.device!r}")
-        if not _is_int(self.threads) or self.threads < 1:
+        if not is_int(self.threads) or self.threads < 1:
             raise ConfigError(f"--threads must be a positive integer, got {self.threads!r}")
         if self.structure not in ("rcb", "cbr"):
             raise ConfigError(f"--structure must be 'rcb' or 'cbr', got {self.structure!r}")
@@ -179,10 +177,6 @@ class SearchConfig:
         if self.to_scalar not in (None, "mean", "l2"):
             raise ConfigError(f"--to-scalar must be 'mean' or 'l2', got {self.to_scalar!r}")
         check_sizes(C=self.C, N=self.N, image_size=self.image_size, batch_size=self.batch_size)
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 def _check_proxy_name(name: str) -> None:

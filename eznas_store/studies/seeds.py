@@ -57,7 +57,8 @@ from tqdm.auto import tqdm
 from eznas_store.errors import ConfigError
 from eznas_store.fitness.scores import summarise
 from eznas_store.fitness.storeless import score_storeless
-from eznas_store.ingest.config import IngestConfig, check_sizes
+from eznas_store.config import check_sizes
+from eznas_store.ingest.config import IngestConfig
 from eznas_store.outputs import ensure_dir, figure, json_safe, package_versions, png, write_atomic
 from eznas_store.programs.codec import load_program, program_to_json
 from eznas_store.programs.tree import Program
