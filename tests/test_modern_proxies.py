@@ -10,11 +10,16 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from eznas_store.collect.proxies.az_nas import (
     AZ_COMPONENTS,
+    AZ_FLOORS,
+    az_nas_against,
     az_nas_aggregate,
+    floor_failed,
     layer_expressivity,
     pair_trainability,
 )
@@ -252,3 +257,33 @@ def test_failures_are_nan_with_a_reason(batch):
     for name, (v, reason) in compute_all(nb201_factory(CELL, **TINY), images[:1], labels[:1], seed=0,
                                          names=["zico"]).items():
         assert math.isnan(v) and "2 images" in reason
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(min_value=2, max_value=9), st.integers(min_value=0, max_value=10_000))
+def test_ranking_one_network_against_the_others_is_the_population_aggregate(n, seed):
+    """``az_nas_against`` (a search scores cells one at a time) = ``az_nas_aggregate``'s value
+    for that network over the reference and it, ties and NaN (= −∞) included."""
+    rng = np.random.default_rng(seed)
+    table = {m: rng.integers(0, 4, n).astype(float) for m in AZ_COMPONENTS}  # small ints: many ties
+    table["az_trainability"][rng.random(n) < 0.3] = np.nan
+    full = az_nas_aggregate(table)
+    for i in range(n):
+        ref = {m: np.delete(table[m], i) for m in AZ_COMPONENTS}
+        one = az_nas_against({m: table[m][i] for m in AZ_COMPONENTS}, ref)
+        assert math.isclose(one, full[i], rel_tol=1e-12, abs_tol=1e-12)
+
+
+def test_failed_components_take_a_floor_that_ranks_lowest_as_the_reference():
+    """A formula cannot compute with −∞: a failed component becomes a finite floor below every
+    finite value, so ranks (and the aggregate) are the reference's."""
+    table = {"az_expressivity": np.array([30.0, np.nan, 0.0]), "az_progressivity": np.array([-4.2, -np.inf, 0.0]),
+             "az_trainability": np.array([-np.inf, -1e6 + 2, -0.1]), "az_complexity": np.array([1.0, 2.0, 3.0]),
+             "meco": np.array([np.nan, 1.0, 2.0])}
+    floored = floor_failed(table)
+    assert all(np.isfinite(floored[m]).all() for m in AZ_FLOORS)
+    assert np.isnan(floored["meco"][0])  # not an AZ component: still missing
+    for m, floor in AZ_FLOORS.items():
+        ok = np.isfinite(table[m])
+        assert (floored[m][~ok] == floor).all() and (floored[m][ok] > floor).all()
+    np.testing.assert_allclose(az_nas_aggregate(floored), az_nas_aggregate(table), rtol=1e-12)

@@ -157,3 +157,25 @@ def test_missing_inputs_and_too_many_networks(tmp_path):
         _cfg(tmp_path, suitezero=str(tmp_path / "nope.json.gz"))
     with pytest.raises(ConfigError, match="only 8 cells"):
         collect_proxy_table(_cfg(tmp_path, networks=50))
+
+
+def test_a_failed_az_component_keeps_its_cell_at_the_floor(tmp_path):
+    """Pool-heavy cells whose float32 spectrum fails are AZ-NAS's lowest rank, not missing:
+    the loader keeps them (a failed MeCo still drops its cell)."""
+    from eznas_store.collect.proxies.az_nas import AZ_FLOORS
+
+    cfg = _cfg(tmp_path, networks=4, proxies=("az_expressivity", "az_progressivity", "az_trainability",
+                                                "az_complexity", "meco"))
+    collect_proxy_table(cfg)
+    rows = _rows(Path(cfg.out))
+    head = rows[0]
+    rows[1][head.index("az_expressivity@cifar10")] = "nan"
+    rows[2][head.index("meco@cifar10")] = "nan"
+    with open(cfg.out, "w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+    problems = load_problems(cfg.out)
+    assert rows[1][1] in problems[0].archs and rows[2][1] not in problems[0].archs
+    assert problems[0].dropped == 1
+    i = problems[0].archs.index(rows[1][1])
+    assert problems[0].columns["az_expressivity"][i] == AZ_FLOORS["az_expressivity"]
+    assert problems[1].columns["az_expressivity"][i] != AZ_FLOORS["az_expressivity"]  # only that label set's cell

@@ -370,3 +370,13 @@ def test_modern_proxies_drive_the_search_by_name_and_in_formulas(bench30: Path, 
     path.write_text(json.dumps(program_to_json(prog)))
     res = run_search(tiny(bench30, proxy=str(path), max_evaluations=3, population=2, sample=2))
     assert res.kind == "proxies" and math.isfinite(res.score)
+
+
+def test_az_nas_aggregate_drives_the_search_against_a_reference_sample(bench30: Path):
+    """Issue 13: ``--proxy az_nas`` ranks each cell's four components among a reference sample's."""
+    res = run_search(tiny(bench30, proxy="az_nas", max_evaluations=4, population=2, sample=2, reference_size=3))
+    assert res.kind == "az_nas" and res.fitness == "az_nas" and math.isfinite(res.score)
+    # R reference cells + the chosen one: at most 0 (rank R+1 in all four), at least 4·ln(1/(R+1))
+    assert 4 * math.log(1 / 4) <= res.score <= 0.0
+    with pytest.raises(ConfigError, match="az_nas"):
+        tiny(bench30, proxy="az-nas", max_evaluations=3)

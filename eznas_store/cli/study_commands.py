@@ -123,7 +123,7 @@ def seeds(
 
 @app.command()
 def search(
-    proxy: Annotated[str, typer.Option("--proxy", help="Fitness: a hand-crafted proxy (synflow, nwot, ...), a registered program (eznas-a) or a program JSON file (statistics or proxies).")],
+    proxy: Annotated[str, typer.Option("--proxy", help="Fitness: a hand-crafted proxy (synflow, nwot, meco, ...), az_nas (the AZ-NAS aggregate, ranked against --reference-size random cells), a registered program (eznas-a) or a program JSON file (statistics or proxies).")],
     benchmark: Annotated[str, typer.Option("--benchmark", help="Benchmark table: true accuracy and rank of the chosen cell.")],
     budget: Annotated[Optional[str], typer.Option("--budget", help="Wall-time budget, e.g. 15m, 90s, 1h (setup included).")] = None,
     max_evaluations: Annotated[Optional[int], typer.Option("--max-evaluations", help="Stop after scoring this many unseen cells.")] = None,
@@ -135,7 +135,7 @@ def search(
     sample: Annotated[int, typer.Option("--sample", help="Tournament size of aging evolution.")] = 16,
     seed: Annotated[int, typer.Option("--seed", help=HELP["--seed"])] = 0,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Default 64 for proxies, 16 for statistics programs.")] = None,
-    reference_size: Annotated[int, typer.Option("--reference-size", help="Proxy programs: random cells that rank ops compare with.")] = 64,
+    reference_size: Annotated[int, typer.Option("--reference-size", help="Proxy programs and az_nas: random cells that rank ops (and AZ-NAS's ranks) compare with.")] = 64,
     device: Annotated[str, typer.Option("--device", help=HELP["--device"])] = "auto",
     threads: Annotated[int, typer.Option("--threads", help=HELP["--threads"])] = 1,
     image_size: Annotated[Optional[int], typer.Option("--image-size", help=HELP["--image-size"])] = None,

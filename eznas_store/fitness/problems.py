@@ -19,7 +19,10 @@ Example
 Networks kept: complete (stores), with a finite accuracy, and with a finite value of every
 proxy column kept; a column that is missing on more than ``MAX_MISSING`` of the
 networks is dropped instead (so one failing proxy does not cost most networks). What was
-dropped is recorded on the problem (``dropped``, ``dropped_columns``).
+dropped is recorded on the problem (``dropped``, ``dropped_columns``). In a proxy table a
+failed AZ-NAS component is not missing: it takes its floor
+(:data:`~eznas_store.collect.proxies.az_nas.AZ_FLOORS`, below every finite value; the
+reference ranks it lowest), so the cell stays.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from eznas_store.collect.proxies.az_nas import floor_failed
 from eznas_store.errors import (
     BenchmarkFormatError,
     ConfigError,
@@ -201,6 +205,8 @@ def _load_proxy_table(path: Path, accuracy: str | None) -> list[ProxyProblem]:
     n = len(table["archs"])
     if n < 2:
         raise BenchmarkFormatError(f"{path}: {n} complete row(s); a rank correlation needs at least 2")
+    # a failed AZ-NAS component is the reference's lowest rank, not a missing value
+    sets = {label: {**s, "columns": floor_failed(s["columns"])} for label, s in sets.items()}
     names = sorted(set.intersection(*(set(s["columns"]) for s in sets.values())))
     keep = np.ones(n, dtype=bool)
     for s in sets.values():

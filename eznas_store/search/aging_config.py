@@ -25,6 +25,7 @@ from eznas_store.sources.spaces import SPACES
 from eznas_store.terminals import DEFAULT_PERTURB_SCALE
 
 __all__ = [
+    "AZ_NAS_FITNESS",
     "DEFAULT_PATIENCE",
     "DEFAULT_POPULATION",
     "DEFAULT_PROXY_BATCH",
@@ -38,6 +39,8 @@ __all__ = [
 
 DEFAULT_POPULATION = 64
 DEFAULT_SAMPLE = 16
+#: ``--proxy`` name of the AZ-NAS aggregate (its four components ranked against a reference sample)
+AZ_NAS_FITNESS = "az_nas"
 #: batch of hand-crafted proxies and proxy programs (NASLib / Suite-Zero)
 DEFAULT_PROXY_BATCH = 64
 #: batch of statistics programs (the EZNAS release's published numbers)
@@ -82,8 +85,8 @@ def searchable_spaces() -> list[str]:
 class SearchConfig:
     """One search, validated on construction and written into the result.
 
-    ``proxy`` is a hand-crafted proxy name, a registered program name (``eznas-a``) or a
-    program JSON file. ``budget`` (seconds; text such as ``"15m"`` is converted) and
+    ``proxy`` is a hand-crafted proxy name, ``az_nas`` (the AZ-NAS aggregate), a registered
+    program name (``eznas-a``) or a program JSON file. ``budget`` (seconds; text such as ``"15m"`` is converted) and
     ``max_evaluations`` bound the search; at least one is needed. ``batch_size=None``
     picks 64 for proxies and proxy programs, 16 for statistics programs.
     """
@@ -180,7 +183,7 @@ class SearchConfig:
 
 
 def _check_proxy_name(name: str) -> None:
-    if name in PROXY_NAMES or name in MODERN_PROXY_NAMES or name in NAMED_PROGRAMS:
+    if name in PROXY_NAMES or name in MODERN_PROXY_NAMES or name in NAMED_PROGRAMS or name == AZ_NAS_FITNESS:
         return
     try:
         is_file = Path(name).is_file()
@@ -189,5 +192,6 @@ def _check_proxy_name(name: str) -> None:
     if not is_file:
         raise ConfigError(
             f"--proxy {name!r} is neither a hand-crafted proxy ({', '.join(PROXY_NAMES + MODERN_PROXY_NAMES)}), "
+            f"the AZ-NAS aggregate ({AZ_NAS_FITNESS}), "
             f"a registered program ({', '.join(sorted(NAMED_PROGRAMS))}) nor a program JSON file"
         )

@@ -1,6 +1,6 @@
 """The fitness of one cell for aging evolution: a training-free score computed on the fly, no store.
 
-Three kinds, picked by :func:`load_fitness` from ``SearchConfig.proxy``:
+Four kinds, picked by :func:`load_fitness` from ``SearchConfig.proxy``:
 
 * ``"proxy"`` -- a hand-crafted proxy by name (``"synflow"``, ``"jacov"``, ``"nwot"``, any
   of :data:`~eznas_store.collect.proxies.registry.PROXY_NAMES`): :class:`NamedProxyCellScorer`
@@ -12,7 +12,9 @@ Three kinds, picked by :func:`load_fitness` from ``SearchConfig.proxy``:
   values): :class:`ProxyProgramCellScorer` computes only the proxies the formula reads.
   Ops such as ``rank`` compare a value with a *reference sample*: the proxy values of
   ``reference_size`` uniformly random cells, computed once before the search and
-  cached, so a reference cell the search visits later costs nothing.
+  cached, so a reference cell the search visits later costs nothing;
+* ``"az_nas"`` -- the AZ-NAS aggregate: :class:`AzNasCellScorer` ranks the cell's four
+  components against such a reference sample (the aggregate is defined over a population).
 
 Every cell is initialised with seed ``network_seed(seed, index of the cell in the
 space)``, so a cell's score does not depend on when the search meets it.
@@ -30,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from eznas_store.collect.proxies.az_nas import AZ_COMPONENTS, az_nas_against, floor_failed
 from eznas_store.collect.proxies.networks import network_factory
 from eznas_store.collect.proxies.registry import MODERN_PROXY_NAMES, PROXY_NAMES
 from eznas_store.collect.proxies.runner import compute_all
@@ -41,11 +44,13 @@ from eznas_store.programs.codec import load_program, read_program_document
 from eznas_store.programs.named import NAMED_PROGRAMS
 from eznas_store.programs.proxy_ops import PROXY_OPS
 from eznas_store.programs.tree import Apply
-from eznas_store.search.aging_config import DEFAULT_PROXY_BATCH, SearchConfig
+from eznas_store.search.aging_config import AZ_NAS_FITNESS, DEFAULT_PROXY_BATCH, SearchConfig
 from eznas_store.sources.spaces.base import SearchSpace
 from eznas_store.terminals import CollectConfig
 
 __all__ = [
+    "AZ_NAS_FITNESS",
+    "AzNasCellScorer",
     "CellScorer",
     "CellScoringSetup",
     "NamedProxyCellScorer",
@@ -154,7 +159,9 @@ class ProxyProgramCellScorer(CellScorer):
     def _values(self, cell: str) -> dict[str, tuple[float, str | None]]:
         got = self.values.get(cell)
         if got is None:
-            got = self.values[cell] = _proxy_values(self.setup, cell, self.names)
+            got = _proxy_values(self.setup, cell, self.names)
+            floors = floor_failed({k: np.array([v]) for k, (v, _) in got.items()})
+            got = self.values[cell] = {k: (float(floors[k][0]), r) for k, (_, r) in got.items()}
         return got
 
     def _needs_reference(self) -> bool:
@@ -185,8 +192,51 @@ class ProxyProgramCellScorer(CellScorer):
         return value, None
 
 
+class AzNasCellScorer(CellScorer):
+    """The AZ-NAS aggregate, each cell ranked against a reference sample of cells.
+
+    The reference's aggregate ranks a whole population (Σ_m ln(rank_m / N)); a search meets
+    cells one at a time, so each cell's four components are ranked among those of
+    ``reference_size`` uniformly random cells (computed before the search, cached) and its
+    own (:func:`~eznas_store.collect.proxies.az_nas.az_nas_against`).
+    """
+
+    kind = "az_nas"
+    name = AZ_NAS_FITNESS
+
+    def __init__(self, setup: CellScoringSetup) -> None:
+        self.setup = setup
+        self.values: dict[str, dict[str, tuple[float, str | None]]] = {}
+        self.reference: dict[str, np.ndarray] = {}
+        self.reference_cells: list[str] = []
+
+    def _values(self, cell: str) -> dict[str, tuple[float, str | None]]:
+        got = self.values.get(cell)
+        if got is None:
+            got = self.values[cell] = _proxy_values(self.setup, cell, AZ_COMPONENTS)
+        return got
+
+    def prepare(self, rng: np.random.Generator) -> None:
+        t0 = time.perf_counter()
+        space, n = self.setup.space, self.setup.cfg.reference_size
+        picks = rng.choice(space.n_cells, size=n, replace=False)
+        self.reference_cells = [space.cell_at(int(i)) for i in np.sort(picks)]
+        rows = [self._values(c) for c in self.reference_cells]
+        self.reference = {m: np.array([r[m][0] for r in rows], dtype=np.float64) for m in AZ_COMPONENTS}
+        self.reference_evaluations = n
+        self.reference_seconds = time.perf_counter() - t0
+
+    def __call__(self, cell: str) -> tuple[float, str | None]:
+        vals = self._values(cell)
+        if not math.isfinite(vals["az_complexity"][0]):  # FLOPs: no failure to rank, a broken cell
+            return math.nan, vals["az_complexity"][1] or "az_complexity is not finite"
+        return az_nas_against({m: v for m, (v, _) in vals.items()}, self.reference), None
+
+
 def load_fitness(name: str) -> tuple[str, Any, Mapping[str, Any] | None]:
     """``("proxy", name, None)``, ``("statistics", program, None)`` or ``("proxies", program, PROXY_OPS)``."""
+    if name == AZ_NAS_FITNESS:
+        return "az_nas", name, None
     if name in PROXY_NAMES or name in MODERN_PROXY_NAMES:
         return "proxy", name, None
     if name in NAMED_PROGRAMS:
@@ -206,6 +256,8 @@ def load_fitness(name: str) -> tuple[str, Any, Mapping[str, Any] | None]:
 def make_cell_scorer(kind: str, setup: CellScoringSetup, fitness: Any,
                      ops: Mapping[str, Any] | None) -> CellScorer:
     """The scorer of ``kind`` as :func:`load_fitness` named it."""
+    if kind == "az_nas":
+        return AzNasCellScorer(setup)
     if kind == "proxy":
         return NamedProxyCellScorer(setup, fitness)
     if kind == "statistics":

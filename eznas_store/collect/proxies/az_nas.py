@@ -48,15 +48,21 @@ from eznas_store.collect.proxies.features import cell_features, kaiming_fan_in_i
 from eznas_store.collect.proxies.passes import Once, PassResult, ProxyPass, score_each
 from eznas_store.collect.proxies.size import SizeState
 
-__all__ = ["AZ_COMPONENTS", "AZ_PASS", "AzState", "az_complexity", "az_expressivity",
-           "az_nas_aggregate", "az_progressivity", "az_trainability", "layer_expressivity",
-           "pair_trainability"]
+__all__ = ["AZ_COMPONENTS", "AZ_FLOORS", "AZ_PASS", "AzState", "az_complexity", "az_expressivity",
+           "az_nas_against", "az_nas_aggregate", "az_progressivity", "az_trainability", "floor_failed",
+           "layer_expressivity", "pair_trainability"]
 
 #: the four components, in the order of the aggregate's sum
 AZ_COMPONENTS: tuple[str, ...] = ("az_expressivity", "az_progressivity", "az_trainability",
                                   "az_complexity")
 _P_EPS = 1e-8
 _SIGMA_EPS = 1e-6
+#: a finite stand-in for a failed component (the reference's NaN ⇒ −∞), below every finite
+#: value the component can take, so a formula over the components can still compute with it
+#: and it ranks lowest as in the reference: s_E is a sum of entropies (≥ 0); s_P a minimum
+#: of entropy differences (≥ −ln C ≈ −4.2 at NB201's 64 channels); s_T a mean of
+#: −σ − 1/(σ + 1e−6) + 2, ≈ −1e6 where σ = 0 (a cell that ignores its input)
+AZ_FLOORS: dict[str, float] = {"az_expressivity": -1.0, "az_progressivity": -1e3, "az_trainability": -1e7}
 
 
 def _nan_to_neg_inf(v: float) -> float:
@@ -176,6 +182,40 @@ def az_nas_aggregate(values: Mapping[str, Sequence[float] | np.ndarray]) -> np.n
     total = np.zeros(n)
     for c in cols:
         total += np.log(rankdata(np.where(np.isnan(c), -np.inf, c)) / n)
+    return total
+
+
+def floor_failed(columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``columns`` with every non-finite AZ component (of :data:`AZ_FLOORS`) replaced by its floor.
+
+    Other columns are returned as they are. Why: a formula cannot compute with −∞, and
+    leaving the cell out (as for any other failed proxy) drops the pool-heavy cells the
+    reference ranks lowest, correctly, which flatters every score on what is left.
+    """
+    out = dict(columns)
+    for name, floor in AZ_FLOORS.items():
+        if name in out:
+            col = np.asarray(out[name], dtype=np.float64)
+            out[name] = np.where(np.isfinite(col), col, floor)
+    return out
+
+
+def az_nas_against(values: Mapping[str, float], reference: Mapping[str, np.ndarray]) -> float:
+    """One network's AZ-NAS aggregate ranked against a reference sample of R networks.
+
+    Σ_m ln(r_m / (R + 1)), r_m the 1-based average rank of the network's component m among
+    the reference's values and its own (NaN counted as −∞): exactly :func:`az_nas_aggregate`'s
+    value for that network over the R + 1 networks, so a search can score cells one at a
+    time (the reference aggregate is defined over a whole population).
+    """
+    total = 0.0
+    for m in AZ_COMPONENTS:
+        ref = np.asarray(reference[m], dtype=np.float64).reshape(-1)
+        ref = np.where(np.isnan(ref), -np.inf, ref)
+        x = float(values[m])
+        x = -math.inf if math.isnan(x) else x
+        r = 1.0 + float(np.sum(ref < x)) + float(np.sum(ref == x)) / 2.0
+        total += math.log(r / (ref.size + 1))
     return total
 
 
