@@ -102,6 +102,19 @@ def _proxy_values(setup: CellScoringSetup, cell: str,
                        names=names, device=setup.device)
 
 
+def _draw_reference(scorer: Any, rng: np.random.Generator, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The proxy values of ``reference_size`` uniformly random cells (``scorer._values`` caches
+    them, so a reference cell the search meets later costs nothing); its cost is recorded."""
+    t0 = time.perf_counter()
+    space, n = scorer.setup.space, scorer.setup.cfg.reference_size
+    picks = rng.choice(space.n_cells, size=n, replace=False)
+    scorer.reference_cells = [space.cell_at(int(i)) for i in np.sort(picks)]
+    rows = [scorer._values(c) for c in scorer.reference_cells]
+    scorer.reference_evaluations = n
+    scorer.reference_seconds = time.perf_counter() - t0
+    return {k: np.array([r[k][0] for r in rows], dtype=np.float64) for k in names}
+
+
 class NamedProxyCellScorer(CellScorer):
     """A hand-crafted proxy by name."""
 
@@ -171,15 +184,7 @@ class ProxyProgramCellScorer(CellScorer):
     def prepare(self, rng: np.random.Generator) -> None:
         if not self._needs_reference():
             return  # no op compares with a reference sample (no rank): spend nothing on one
-        t0 = time.perf_counter()
-        n = self.setup.cfg.reference_size
-        space = self.setup.space
-        picks = rng.choice(space.n_cells, size=n, replace=False)
-        self.reference_cells = [space.cell_at(int(i)) for i in np.sort(picks)]
-        rows = [self._values(c) for c in self.reference_cells]
-        self.reference = {k: np.array([r[k][0] for r in rows], dtype=np.float64) for k in self.names}
-        self.reference_evaluations = n
-        self.reference_seconds = time.perf_counter() - t0
+        self.reference = _draw_reference(self, rng, self.names)
 
     def __call__(self, cell: str) -> tuple[float, str | None]:
         vals = self._values(cell)
@@ -217,14 +222,7 @@ class AzNasCellScorer(CellScorer):
         return got
 
     def prepare(self, rng: np.random.Generator) -> None:
-        t0 = time.perf_counter()
-        space, n = self.setup.space, self.setup.cfg.reference_size
-        picks = rng.choice(space.n_cells, size=n, replace=False)
-        self.reference_cells = [space.cell_at(int(i)) for i in np.sort(picks)]
-        rows = [self._values(c) for c in self.reference_cells]
-        self.reference = {m: np.array([r[m][0] for r in rows], dtype=np.float64) for m in AZ_COMPONENTS}
-        self.reference_evaluations = n
-        self.reference_seconds = time.perf_counter() - t0
+        self.reference = _draw_reference(self, rng, AZ_COMPONENTS)
 
     def __call__(self, cell: str) -> tuple[float, str | None]:
         vals = self._values(cell)
