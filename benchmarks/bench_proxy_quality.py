@@ -12,8 +12,9 @@ CIFAR-10 / CIFAR-100 / ImageNet16-120 test accuracies of
 - every proxy column of the table (NASLib's 13 joined from Suite-Zero, and the modern
   ones: AZ-NAS components, MeCo, ZiCo, SWAP, swap_reg),
 - the AZ-NAS aggregate (Σ_m ln(rank_m / N) over the held-out cells),
-- EZNAS-A, a statistics program scored on the fly at batch 16 (CIFAR-10 images, seed 0;
-  ``--no-eznas-a`` to skip),
+- EZNAS-A and any ``--statistics-program`` (the best program of a shipped statistics
+  evolve), scored on the fly at batch 16 (CIFAR-10 images, seed 0; ``--no-eznas-a`` to
+  skip EZNAS-A),
 - the formulas evolved with ``evolve --over proxies`` for each of ``--seeds`` training
   splits: per seed, ``--train`` cells to evolve on (fitness: min τ over the three label
   sets of the same cells) and ``--validation`` cells to choose, among the run's saved
@@ -68,6 +69,8 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--max-depth", type=int, default=4)
     ap.add_argument("--allow-small", action="store_true")
     ap.add_argument("--no-eznas-a", action="store_true")
+    ap.add_argument("--statistics-program", action="append", default=[],
+                    help="a statistics program JSON (e.g. a shipped evolve's best), scored on the fly beside EZNAS-A")
     ap.add_argument("--ship", default=None, help="program JSON for the best formula (by validation)")
     return ap.parse_args()
 
@@ -123,18 +126,22 @@ def _az_reference(table: Path) -> str:
             f"all {int(ok.sum())} complete rows of the table: " + "; ".join(parts) + ".\n")
 
 
-def _eznas_a(test, table_meta: dict) -> dict[str, tuple[float, float]]:
+def _statistics_programs(test, table_meta: dict, programs: dict[str, object]) -> dict[str, dict]:
+    """Statistics programs scored on the fly at batch 16 (CIFAR-10 images, seed 0), one collection
+    pass per held-out cell for all of them (``score --no-store``)."""
     from eznas_store.fitness.storeless import score_storeless
     from eznas_store.ingest.config import IngestConfig
 
     rec = table_meta["recipe"]
     cfg = IngestConfig(store="", dataset="cifar10", benchmark=rec["benchmark"], data_root=rec["data_root"],
                        networks=tuple(test[0].archs), seed=0, batch_size=16, device="cpu",
-                       accuracy_column="cifar10_test", proxies=False, progress=False)
-    (res,) = score_storeless(cfg, [load_program("eznas-a")])
-    by_arch = dict(zip(res.archs, res.scores))
-    s = np.array([by_arch[a] for a in test[0].archs], dtype=np.float64)
-    return _corr([s, s, s], test)
+                       accuracy_column="cifar10_test", proxies=False, progress=True)
+    rows = {}
+    for label, res in zip(programs, score_storeless(cfg, list(programs.values()))):
+        by_arch = dict(zip(res.archs, res.scores))
+        s = np.array([by_arch[a] for a in test[0].archs], dtype=np.float64)
+        rows[label] = _corr([s, s, s], test)
+    return rows
 
 
 def _evolve_seed(table: Path, rest_archs: list[str], seed: int, a, sizes, out: Path) -> dict:
@@ -218,9 +225,13 @@ def main() -> None:
     test_rows = np.sort(perm[: sizes[2]])
     test = [p.subset(test_rows, name=f"{p.name}[test]", split="test") for p in problems]
     rows = _hand_crafted(test)
-    if not a.no_eznas_a:
-        rows["EZNAS-A (batch 16, on the fly)"] = _eznas_a(test, json.loads(
-            table.with_name(table.name[:-4] + ".meta.json").read_text()))
+    stats = {} if a.no_eznas_a else {"EZNAS-A (batch 16, on the fly)": load_program("eznas-a")}
+    for path in a.statistics_program:
+        prog = load_program(path)
+        stats[f"{Path(path).stem}: {prog.formula()} (batch 16, on the fly)"] = prog
+    if stats:
+        rows |= _statistics_programs(test, json.loads(table.with_name(table.name[:-4] + ".meta.json").read_text()),
+                                     stats)
     runs = _evolved(table, test, problems, a, sizes, out) if a.seeds else []
     for stat, f in (("mean", np.mean), ("worst", np.min)):
         if runs:
