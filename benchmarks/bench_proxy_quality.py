@@ -18,7 +18,8 @@ CIFAR-10 / CIFAR-100 / ImageNet16-120 test accuracies of
 - the formulas evolved with ``evolve --over proxies`` for each of ``--seeds`` training
   splits: per seed, ``--train`` cells to evolve on (fitness: min τ over the three label
   sets of the same cells) and ``--validation`` cells to choose, among the run's saved
-  programs, the one with the best validation min τ; mean and worst over the seeds.
+  programs and its ``--candidates`` best-trained ones (from the checkpoint's fitness cache),
+  the one with the best validation min τ; mean and worst over the seeds.
 
 Writes ``DIR/quality.md``, ``DIR/quality.json``, ``DIR/quality.png`` and ships the
 formula with the best *validation* min τ as ``--ship`` (a program JSON). A table too small
@@ -67,6 +68,8 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--population", type=int, default=200)
     ap.add_argument("--generations", type=int, default=30)
     ap.add_argument("--max-depth", type=int, default=4)
+    ap.add_argument("--candidates", type=int, default=50,
+                    help="programs with the best training fitness that the validation part chooses among")
     ap.add_argument("--allow-small", action="store_true")
     ap.add_argument("--no-eznas-a", action="store_true")
     ap.add_argument("--statistics-program", action="append", default=[],
@@ -158,13 +161,32 @@ def _evolve_seed(table: Path, rest_archs: list[str], seed: int, a, sizes, out: P
                             combine="min", progress=False))
     secs = time.perf_counter() - t0
     val = [split_problem(p, n_train, seed)[1] for p in load_problems(sub)]
-    cands = {f.stem: load_program(f) for f in sorted((run / "programs").glob("*.json"))}
+    cands = {f.stem: load_program(f) for f in sorted((run / "programs").glob("*.json"))} | _top_trained(run, a.candidates)
     names = list(cands)
     fits = ProxyTableScorer(val, combine="min").fitness([cands[k] for k in names])
     vals = [f.value if math.isfinite(f.value) else -math.inf for f in fits]
     best = names[int(np.argmax(vals))]
     return {"seed": seed, "program": cands[best], "role": best, "validation_min_tau": float(max(vals)),
             "seconds": secs}
+
+
+def _top_trained(run: Path, k: int) -> dict[str, object]:
+    """The ``k`` programs of the run with the best *training* fitness, from its checkpoint's
+    fitness cache (every distinct program it evaluated): the validation part then chooses
+    among them, not only among the three saved programs (best_final, best_ever_1/2)."""
+    from eznas_store.programs.formula import parse_formula
+    from eznas_store.programs.proxy_ops import PROXY_OPS
+    from eznas_store.programs.tree import Program
+
+    cache = json.loads((run / "checkpoint.json").read_text()).get("cache", {})
+    scored = [(v["value"], key) for key, v in cache.items()
+              if key.startswith("proxies/mean:") and v and v.get("value") is not None and math.isfinite(v["value"])]
+    out = {}
+    for rank, (_, key) in enumerate(sorted(scored, reverse=True)[:k]):
+        formula = key.split(":", 1)[1]
+        out[f"train_top_{rank + 1}"] = Program(parse_formula(formula, ops=PROXY_OPS, terminals=None),
+                                               terminal_set="proxies")
+    return out
 
 
 def _evolved(table: Path, test, problems, a, sizes, out: Path) -> list[dict]:
