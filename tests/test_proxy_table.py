@@ -179,3 +179,32 @@ def test_a_failed_az_component_keeps_its_cell_at_the_floor(tmp_path):
     i = problems[0].archs.index(rows[1][1])
     assert problems[0].columns["az_expressivity"][i] == AZ_FLOORS["az_expressivity"]
     assert problems[1].columns["az_expressivity"][i] != AZ_FLOORS["az_expressivity"]  # only that label set's cell
+
+
+def test_a_table_with_swap_records_its_batch_and_refuses_another(tmp_path):
+    """SWAP takes the reference's first 16 images (issue 13's measurement); a table collected
+    when it took the whole batch has no ``swap_batch`` in its recipe and is not continued."""
+    cfg = _cfg(tmp_path, networks=1, batch_size=20, proxies=("swap",), label_sets=("cifar10",))
+    assert cfg.recipe()["swap_batch"] == 16
+    assert _cfg(tmp_path, proxies=("meco",)).recipe()["swap_batch"] is None
+    collect_proxy_table(cfg)
+    meta_path = Path(cfg.out).with_name("t.meta.json")
+    meta = json.loads(meta_path.read_text())
+    assert meta["recipe"]["swap_batch"] == 16
+    del meta["recipe"]["swap_batch"]  # as an older version wrote it
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match=r"swap_batch=None.*asks for 16"):
+        collect_proxy_table(replace(cfg, networks=2))
+
+
+def test_swap_takes_the_first_16_images_of_the_batch():
+    """The pass scores the reference's 16 images whatever batch it is given."""
+    from eznas_store.collect.proxies.swap import SWAP_BATCH
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(20, 3, 8, 8, generator=g)
+    factory = nb201_factory("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|none~1|nor_conv_3x3~2|",
+                            num_classes=10, C=4, N=1)
+    whole = compute_all(factory, images, None, seed=3, names=["swap"])["swap"][0]
+    first = compute_all(factory, images[:SWAP_BATCH], None, seed=3, names=["swap"])["swap"][0]
+    assert SWAP_BATCH == 16 and whole == first and 1.0 < whole <= 2 ** 16

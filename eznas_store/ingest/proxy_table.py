@@ -64,7 +64,7 @@ HEAD_FREE: tuple[str, ...] = ("az_expressivity", "az_progressivity", "az_trainab
 #: computed (or derived) per label set's head
 PER_HEAD: tuple[str, ...] = ("az_complexity", "zico", "swap_reg")
 _RECIPE_KEYS = ("benchmark", "suitezero", "data_root", "seed", "batch_size", "proxies", "label_sets",
-                "channels", "cells_per_stage")
+                "channels", "cells_per_stage", "swap_batch")
 
 
 @dataclass(frozen=True)
@@ -118,11 +118,15 @@ class ProxyTableConfig:
 
     def recipe(self) -> dict[str, Any]:
         """What must match for a rerun to continue a table (everything but ``networks``)."""
+        from eznas_store.collect.proxies.swap import SWAP_BATCH
+
         d = asdict(self)
         d["benchmark"] = os.path.abspath(self.benchmark)
         d["suitezero"] = os.path.abspath(self.suitezero)
         d["data_root"] = os.path.abspath(self.data_root)
         d["proxies"], d["label_sets"] = list(self.proxies), list(self.label_sets)
+        # SWAP's images (16 since issue 13's measurement; a table without it used the whole batch)
+        d["swap_batch"] = min(SWAP_BATCH, self.batch_size) if "swap" in self.proxies else None
         return {k: d[k] for k in _RECIPE_KEYS}
 
 
@@ -242,7 +246,7 @@ def _start(cfg: ProxyTableConfig, cells: list[str], columns: list[str], naslib: 
 
 _PROTOCOL = ("images: a seeded sample of 2*batch_size CIFAR-10 training images (normalised as NB201); "
              "az_nas: N(0,1) input of the first batch_size images' shape, Kaiming fan_in, train mode; "
-             "meco: the first image, PyTorch default init, train mode; swap: the first batch_size images, "
+             "meco: the first image, PyTorch default init, train mode; swap: the first 16 images, "
              "32 N(0,1) re-inits; zico: two batches of batch_size images with their CIFAR-10 labels, "
              "PyTorch default init, one head per label set; head-free proxies use the 10-class head; "
              "NASLib's 13 proxies joined from Suite-Zero (not recomputed)")
