@@ -203,6 +203,17 @@ def _evolved(table: Path, test, problems, a, sizes, out: Path) -> list[dict]:
     return runs
 
 
+def _shipped(run: dict, table: Path):
+    """The chosen formula with what a search needs to compute its terminals on the same scale:
+    NASLib's 13 come from Suite-Zero, i.e. PyTorch's default init (``search`` reads
+    ``meta["proxy_init"]``)."""
+    import dataclasses
+
+    meta = {"proxy_init": "default", "evolved_on": str(table), "training_split_seed": run["seed"],
+            "validation_min_tau": run["validation_min_tau"], "chosen_as": run["role"]}
+    return dataclasses.replace(run["program"], name=f"proxies-nb201-evolved-seed{run['seed']}", meta=meta)
+
+
 def _fmt(x: float) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{x:.3f}"
 
@@ -250,7 +261,7 @@ def main() -> None:
     runs = _evolved(table, test, problems, a, sizes, out) if a.seeds else []
     if runs and a.ship:  # shipped before the slow on-the-fly scoring, so a search can start with it
         best = max(runs, key=lambda r: r["validation_min_tau"])
-        save_program(best["program"], a.ship)
+        save_program(_shipped(best, table), a.ship)
         print(f"shipped seed {best['seed']}'s formula to {a.ship}", flush=True)
     for stat, f in (("mean", np.mean), ("worst", np.min)):
         if runs:

@@ -380,3 +380,26 @@ def test_az_nas_aggregate_drives_the_search_against_a_reference_sample(bench30: 
     assert 4 * math.log(1 / 4) <= res.score <= 0.0
     with pytest.raises(ConfigError, match="az_nas"):
         tiny(bench30, proxy="az-nas", max_evaluations=3)
+
+
+def test_a_formula_is_computed_on_the_init_its_values_came_from(bench30: Path, tmp_path: Path):
+    """A formula combines values, so their scale matters: one evolved on Suite-Zero / proxy-table
+    values (NASLib's PyTorch-default init) says ``meta["proxy_init"] = "default"`` and the search
+    computes NASLib's proxies on that init (l2_norm differs by ~2x between the two inits)."""
+    from eznas_store.programs.codec import program_to_json
+    from eznas_store.programs.tree import Program, Terminal
+
+    prog = Program(Terminal("l2_norm"), terminal_set="proxies", name="l2", meta={"proxy_init": "default"})
+    path = tmp_path / "l2.json"
+    path.write_text(json.dumps(program_to_json(prog)))
+    kw = dict(max_evaluations=2, population=2, sample=2)
+    default = run_search(tiny(bench30, proxy=str(path), **kw))
+    assert default.config.proxy_init == "default"
+    eznas = run_search(tiny(bench30, proxy=str(path), proxy_init="eznas", **kw))
+    named = run_search(tiny(bench30, proxy="l2_norm", **kw))
+    assert eznas.config.proxy_init == named.config.proxy_init == "eznas"
+    assert [e.cell for e in default.history] == [e.cell for e in eznas.history]
+    assert [e.score for e in eznas.history] == [e.score for e in named.history]
+    assert all(not math.isclose(a.score, b.score) for a, b in zip(default.history, eznas.history))
+    with pytest.raises(ConfigError, match="--proxy-init"):
+        tiny(bench30, proxy_init="kaiming", max_evaluations=2)

@@ -135,6 +135,7 @@ def search(
     sample: Annotated[int, typer.Option("--sample", help="Tournament size of aging evolution.")] = 16,
     seed: Annotated[int, typer.Option("--seed", help=HELP["--seed"])] = 0,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Default 64 for proxies, 16 for statistics programs.")] = None,
+    proxy_init: Annotated[Optional[str], typer.Option("--proxy-init", help="Init of the networks NASLib's 13 proxies are computed on: eznas (as ingest stores them) or default (PyTorch's, as NASLib/Suite-Zero). Default: a proxy program's own meta proxy_init, else eznas.")] = None,
     reference_size: Annotated[int, typer.Option("--reference-size", help="Proxy programs and az_nas: random cells that rank ops (and AZ-NAS's ranks) compare with.")] = 64,
     device: Annotated[str, typer.Option("--device", help=HELP["--device"])] = "auto",
     threads: Annotated[int, typer.Option("--threads", help=HELP["--threads"])] = 1,
@@ -155,7 +156,7 @@ def search(
     cfg = SearchConfig(proxy=proxy, benchmark=benchmark, budget=budget, max_evaluations=max_evaluations,
                        dataset=dataset, data_root=data_root, accuracy_column=accuracy_column, space=space,
                        population=population, sample=sample, seed=seed, batch_size=batch_size,
-                       reference_size=reference_size, device=device, threads=threads, image_size=image_size,
+                       reference_size=reference_size, proxy_init=proxy_init, device=device, threads=threads, image_size=image_size,
                        C=channels, N=cells, out=out, progress=not no_progress)
     typer.echo(format_result(run_search(cfg)))
 

@@ -104,6 +104,10 @@ class SearchConfig:
     seed: int = 0
     batch_size: int | None = None
     reference_size: int = DEFAULT_REFERENCE_SIZE
+    #: init of the networks NASLib's 13 proxies are computed on: "eznas" (as ingest stores them),
+    #: "default" (PyTorch's, as NASLib and Suite-Zero), or None: a proxy program's own
+    #: ``meta["proxy_init"]`` (the init of the values it was evolved on), else "eznas"
+    proxy_init: str | None = None
     #: stop after this many cycles in a row met only cells already scored (0: never)
     patience: int = DEFAULT_PATIENCE
     direction: str = "max"
@@ -177,6 +181,8 @@ class SearchConfig:
         if not (isinstance(self.perturb_scale, (int, float)) and math.isfinite(self.perturb_scale)
                 and self.perturb_scale >= 0):
             raise ConfigError(f"--perturb-scale must be a finite number >= 0, got {self.perturb_scale!r}")
+        if self.proxy_init not in (None, "eznas", "default"):
+            raise ConfigError(f"--proxy-init must be 'eznas' or 'default', got {self.proxy_init!r}")
         if self.to_scalar not in (None, "mean", "l2"):
             raise ConfigError(f"--to-scalar must be 'mean' or 'l2', got {self.to_scalar!r}")
         check_sizes(C=self.C, N=self.N, image_size=self.image_size, batch_size=self.batch_size)

@@ -18,6 +18,8 @@ Example
 
 from __future__ import annotations
 
+import dataclasses
+
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -137,6 +139,8 @@ def run_search(cfg: SearchConfig) -> SearchResult:
     cost = RunCost(wall_seconds=elapsed(), setup_seconds=setup_seconds, stop_reason=stop_reason,
                    batch_size=run.batch_size, device=str(run.device),
                    reference_evaluations=run.scorer.reference_evaluations)
+    if cfg.proxy_init is None and run.scorer.proxy_init is not None:  # the result says which init was used
+        cfg = dataclasses.replace(cfg, proxy_init=run.scorer.proxy_init)
     result = judge(cfg, evo, run.table, run.acc_col, canonical=run.space.canonical,
                    fitness=run.scorer.name, kind=run.kind, cost=cost)
     if cfg.out:

@@ -81,6 +81,8 @@ class CellScorer:
     kind = ""
     batch_size = DEFAULT_PROXY_BATCH
     name = ""
+    #: init NASLib's 13 proxies are computed on, where this scorer computes them (else None)
+    proxy_init: str | None = None
     reference_evaluations = 0
     reference_seconds = 0.0
 
@@ -95,9 +97,10 @@ def _cell_seed(setup: CellScoringSetup, cell: str) -> int:
     return network_seed(setup.cfg.seed, setup.space.index_of(cell))
 
 
-def _proxy_values(setup: CellScoringSetup, cell: str,
-                  names: tuple[str, ...]) -> dict[str, tuple[float, str | None]]:
-    factory = network_factory(setup.space.name, cell, num_classes=setup.num_classes, C=setup.C, N=setup.N)
+def _proxy_values(setup: CellScoringSetup, cell: str, names: tuple[str, ...],
+                  init: str = "eznas") -> dict[str, tuple[float, str | None]]:
+    factory = network_factory(setup.space.name, cell, num_classes=setup.num_classes, C=setup.C, N=setup.N,
+                              init=init)
     return compute_all(factory, setup.images, setup.labels, seed=_cell_seed(setup, cell),
                        names=names, device=setup.device)
 
@@ -122,9 +125,10 @@ class NamedProxyCellScorer(CellScorer):
 
     def __init__(self, setup: CellScoringSetup, name: str) -> None:
         self.setup, self.name = setup, name
+        self.proxy_init = setup.cfg.proxy_init or "eznas"
 
     def __call__(self, cell: str) -> tuple[float, str | None]:
-        return _proxy_values(self.setup, cell, (self.name,))[self.name]
+        return _proxy_values(self.setup, cell, (self.name,), self.proxy_init)[self.name]
 
 
 class StatisticsCellScorer(CellScorer):
@@ -168,11 +172,16 @@ class ProxyProgramCellScorer(CellScorer):
         self.values: dict[str, dict[str, tuple[float, str | None]]] = {}
         self.reference: dict[str, np.ndarray] | None = None
         self.reference_cells: list[str] = []
+        # a formula combines values, so their scale must be the one it was evolved on
+        self.proxy_init = setup.cfg.proxy_init or str(program.meta.get("proxy_init", "eznas"))
+        if self.proxy_init not in ("eznas", "default"):
+            raise ConfigError(f"proxy program {self.name!r}: meta proxy_init must be 'eznas' or 'default', "
+                              f"got {self.proxy_init!r}")
 
     def _values(self, cell: str) -> dict[str, tuple[float, str | None]]:
         got = self.values.get(cell)
         if got is None:
-            got = _proxy_values(self.setup, cell, self.names)
+            got = _proxy_values(self.setup, cell, self.names, self.proxy_init)
             floors = floor_failed({k: np.array([v]) for k, (v, _) in got.items()})
             got = self.values[cell] = {k: (float(floors[k][0]), r) for k, (_, r) in got.items()}
         return got
