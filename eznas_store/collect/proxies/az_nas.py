@@ -208,15 +208,9 @@ def az_nas_against(values: Mapping[str, float], reference: Mapping[str, np.ndarr
     value for that network over the R + 1 networks, so a search can score cells one at a
     time (the reference aggregate is defined over a whole population).
     """
-    total = 0.0
-    for m in AZ_COMPONENTS:
-        ref = np.asarray(reference[m], dtype=np.float64).reshape(-1)
-        ref = np.where(np.isnan(ref), -np.inf, ref)
-        x = float(values[m])
-        x = -math.inf if math.isnan(x) else x
-        r = 1.0 + float(np.sum(ref < x)) + float(np.sum(ref == x)) / 2.0
-        total += math.log(r / (ref.size + 1))
-    return total
+    both = {m: np.append(np.asarray(reference[m], dtype=np.float64).reshape(-1), float(values[m]))
+            for m in AZ_COMPONENTS}
+    return float(az_nas_aggregate(both)[-1])
 
 
 def _run_az_pass(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None,
