@@ -9,7 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from eznas_store.programs.ops import OPS, OPS_BY_ID, Op, apply_op
+from eznas_store.programs.ops import EXTENSION_OPS, OPS, OPS_BY_ID, PAPER_OPS, Op, apply_op, op_set
+
+EXTENSION_NAMES = {"channel_cov", "channel_corr", "eig_min", "eig_max", "eig_entropy", "eff_rank"}
 
 T = torch.tensor
 NAN, INF = float("nan"), float("inf")
@@ -33,7 +35,12 @@ def close(got: torch.Tensor, want: torch.Tensor | float | list, **kw) -> None:
 def test_table_ids_names_and_arity():
     assert [OPS_BY_ID[i].name for i in range(34)] == PAPER_NAMES
     assert OPS_BY_ID[34].name == "logdet_lastdims"
-    assert set(OPS) == set(PAPER_NAMES) | {"logdet_lastdims"}
+    assert set(PAPER_OPS) == set(PAPER_NAMES) | {"logdet_lastdims"}
+    assert set(EXTENSION_OPS) == EXTENSION_NAMES and set(OPS) == set(PAPER_OPS) | EXTENSION_NAMES
+    assert [OPS_BY_ID[i].name for i in range(35, 41)] == sorted(EXTENSION_NAMES, key=lambda n: OPS[n].id)
+    assert op_set("paper") is PAPER_OPS and op_set("extended") == OPS
+    with pytest.raises(KeyError, match="paper, extended"):
+        op_set("everything")
     for op in OPS.values():
         assert isinstance(op, Op) and OPS[op.name] is op and OPS_BY_ID[op.id] is op
         assert op.arity == (2 if op.name in BINARY else 1), op.name

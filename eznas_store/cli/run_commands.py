@@ -51,6 +51,7 @@ def evolve(
     subtree_cache_mb: Annotated[float, typer.Option("--subtree-cache-mb", help="--over statistics: keep small per-block subtree outputs across generations, up to this many MB in-process (0: off). Scores do not change.")] = 256,
     seed_programs: Annotated[Optional[str], typer.Option("--seed-programs", help="Comma-separated programs (names such as eznas-a, or JSON files) put into the first population.")] = None,
     evolve_aggregate: Annotated[bool, typer.Option("--evolve-aggregate", help="--representation tree: evolve each program's network aggregate (mean, sum, depth-weighted mean) with its tree.")] = False,
+    op_set: Annotated[str, typer.Option("--op-set", help="--over statistics, trees: paper (the seed paper's Table 1 + the released logdet) or extended (+ channel covariance/correlation, eigenvalue min/max/entropy, effective rank).")] = "paper",
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress", help=HELP["--no-progress"])] = False,
     job: JobOption = None,

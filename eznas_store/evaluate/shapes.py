@@ -69,6 +69,17 @@ def _unary_rule(name: str, s: tuple[int, ...], dtype: torch.dtype) -> TensorSpec
         if len(s) < 2 or s[-1] != s[-2]:
             return f"needs square matrices in the last two dims, got shape {s}"
         return (s[:-2], dtype)
+    if name in ("channel_cov", "channel_corr"):
+        if len(s) not in (2, 3, 4):
+            return f"channel statistics need a 2-, 3- or 4-D feature map, got shape {s}"
+        c = s[0] if len(s) == 3 else s[1]
+        return ((c, c), dtype)
+    if name in ("eig_min", "eig_max", "eig_entropy"):
+        if len(s) < 2 or s[-1] != s[-2]:
+            return f"needs square matrices in the last two dims, got shape {s}"
+        return (s[:-2], dtype)
+    if name == "eff_rank":
+        return f"needs at least 2 dims, got shape {s}" if len(s) < 2 else (s[:-2], dtype)
     if name == "symeig_ratio":
         if len(s) < 2:
             return f"needs at least 2 dims, got shape {s}"

@@ -14,6 +14,7 @@ __all__ = [
     "COMMUTATIVE",
     "ELEMENTWISE_1",
     "ELEMENTWISE_2",
+    "EXTENSION",
     "LASTDIMS_1",
     "RAISE_ON_VALUES",
     "SHAPE_ONLY",
@@ -49,7 +50,9 @@ SHAPE_ONLY = frozenset({"numel", "ones_like", "zeros_like"})
 #: ops that can raise for some values of well-shaped arguments (eigvalsh on NaN). Any
 #: other table op raises for shapes only, which the shape pass settles; so a shape-only
 #: op over a subtree free of these needs no values at all.
-RAISE_ON_VALUES = frozenset({"symeig_ratio"})
+RAISE_ON_VALUES = frozenset({"symeig_ratio", "eig_min", "eig_max", "eig_entropy", "eff_rank"})
+#: the opt-in extension's ops (``programs.ops_extension``): shape rules only, no fast paths
+EXTENSION = frozenset({"channel_cov", "channel_corr", "eig_min", "eig_max", "eig_entropy", "eff_rank"})
 
 
 def is_table_op(op: Op) -> bool:

@@ -11,6 +11,7 @@ score; both are bounded, so memory stays bounded by the options, not by the stor
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 
 import torch
@@ -20,6 +21,7 @@ from eznas_store.evaluate.population import ChunkScores, evaluate_population
 from eznas_store.evaluate.runner import SubtreeCache
 from eznas_store.evaluate.shapes import ShapeCache
 from eznas_store.programs.codec import program_from_json
+from eznas_store.programs.tree import Program
 from eznas_store.store.reader import Store, open_store
 
 #: stores kept open per cache: the tasks of one run, with room to spare
@@ -28,6 +30,8 @@ STORE_CACHE_SIZE = 8
 #: networks) and of the subtree-output cache; elsewhere (one-shot scoring) both are off
 CHUNK_CACHE_MB = 1024
 SUBTREE_CACHE_MB = 256
+#: decoded programs kept per cache (a few generations of a large population)
+PROGRAM_CACHE_SIZE = 4096
 
 
 class StoreCache:
@@ -45,7 +49,21 @@ class StoreCache:
         #: (url, lo, hi) -> decoded chunk and its bytes when last measured; first come, kept
         #: while they fit (generations visit chunks in a cycle, where LRU would keep none)
         self._chunks: dict[tuple, tuple[Chunk, int]] = {}
+        #: program JSON text -> decoded program: a population is scored chunk after chunk,
+        #: and validating its JSON against the schema once per chunk cost more than reading
+        self._programs: OrderedDict[str, Program] = OrderedDict()
         self.configure(chunk_mb, subtree_mb)
+
+    def program(self, doc: dict) -> Program:
+        """``program_from_json(doc)``, decoded (and validated) once per distinct document."""
+        key = json.dumps(doc, sort_keys=True)
+        prog = self._programs.pop(key, None)
+        if prog is None:
+            prog = program_from_json(doc)
+        self._programs[key] = prog
+        while len(self._programs) > PROGRAM_CACHE_SIZE:
+            self._programs.popitem(last=False)
+        return prog
 
     def configure(self, chunk_mb: float, subtree_mb: float) -> None:
         """Set the two byte bounds (MB; 0: off), emptying both caches."""
@@ -106,7 +124,7 @@ def score_chunk(stores: StoreCache, url: str, lo: int, hi: int, programs: list[d
     if threads:
         torch.set_num_threads(threads)
     chunk = stores.chunk(url, lo, hi)
-    progs = [program_from_json(p) for p in programs]
+    progs = [stores.program(p) for p in programs]
     res = evaluate_population(progs, chunk, to_scalar=to_scalar, shape_cache=stores.shapes,
                               subtree_cache=stores.subtrees)
     stores.remeasure(chunk)

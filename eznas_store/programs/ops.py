@@ -38,64 +38,21 @@ logdet that EZNAS-A actually used.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Op", "OPS", "OPS_BY_ID", "apply_op"]
+from eznas_store.programs.op_base import (
+    Op,
+    _finite_or_eye,
+    _float,
+    _linalg,
+    _nan_to_zero,
+    _rows,
+    _spectrum,
+)
+from eznas_store.programs.ops_extension import EXTENSION_TABLE
 
-
-@dataclass(frozen=True)
-class Op:
-    """One primitive: a stable id (the paper's table index), its name, arity and function.
-
-    ``vmappable`` is False only for an op the evaluator must loop over block by block;
-    every op of this table is vmappable.
-    """
-
-    id: int
-    name: str
-    arity: int
-    fn: Callable[..., torch.Tensor]
-    doc: str
-    vmappable: bool = True
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _float(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A bool/int result as the float dtype of ``like`` (float32 for non-float inputs)."""
-    dtype = like.dtype if like.is_floating_point() else torch.float32
-    return t.to(dtype)
-
-
-def _rows(a: torch.Tensor) -> torch.Tensor:
-    """``A`` reshaped to ``(A.shape[0], -1)``; a 0-d tensor becomes a 1x1 matrix.
-
-    The paper's reshape needs a leading dimension; treating a scalar as 1x1 keeps the
-    ops that use it defined on scalars (and matches torch's KLDivLoss on 0-d inputs).
-    """
-    if a.dim() == 0:
-        return a.reshape(1, 1)
-    return a.reshape(a.shape[0], -1)
-
-
-def _linalg(fn: Callable[[torch.Tensor], torch.Tensor], a: torch.Tensor) -> torch.Tensor:
-    """``fn(a)`` computed in float64, returned in ``a``'s float dtype.
-
-    Eigenvalue ratios and log-determinants of ill-conditioned float32 matrices differ in
-    the 4th digit between a batched and a per-matrix call (different BLAS paths); in
-    float64 a block's value no longer depends on which blocks share its stack.
-    """
-    dtype = a.dtype if a.is_floating_point() else torch.float32
-    return fn(a.to(torch.float64)).to(dtype)
-
-
-def _nan_to_zero(t: torch.Tensor) -> torch.Tensor:
-    return torch.where(torch.isnan(t), torch.zeros_like(t), t)
+__all__ = ["EXTENSION_OPS", "OP_SETS", "Op", "OPS", "OPS_BY_ID", "PAPER_OPS", "apply_op", "op_set"]
 
 
 def _softmax_dim(ndim: int) -> int:
@@ -223,28 +180,6 @@ def _logdet(a: torch.Tensor) -> torch.Tensor:
         return torch.logdet(r @ r.mT)
 
     return _nan_to_zero(_linalg(gram_logdet, a))
-
-
-def _finite_or_eye(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Matrices with a NaN/Inf entry replaced by the identity, and which ones were finite.
-
-    LAPACK must never see non-finite input: MKL's eigen solvers print "Parameter 3 was
-    incorrect" and can crash the process, which on a Dask worker kills the worker.
-    """
-    ok = torch.isfinite(m).all(dim=-1).all(dim=-1)
-    eye = torch.eye(m.shape[-1], dtype=m.dtype, device=m.device).expand_as(m)
-    return torch.where(ok[..., None, None], m, eye), ok
-
-
-def _spectrum(m: torch.Tensor) -> torch.Tensor:
-    """Ascending eigenvalues of symmetric ``m``, with those below rounding noise
-    (|e| <= n * eps * max|e|) set to exactly 0. Without this, the ratio of a singular
-    matrix is max / (±1e-16 * max): a number like ±1e15 whose value and sign depend on how
-    the solver was batched, so the fast and reference evaluators disagreed. With it, a
-    singular matrix gives ±inf (or NaN for 0/0), the same in every evaluator."""
-    e = torch.linalg.eigvalsh(m)
-    tol = e.abs().amax(-1, keepdim=True) * (e.shape[-1] * torch.finfo(e.dtype).eps)
-    return torch.where(e.abs() <= tol, torch.zeros_like(e), e)
 
 
 def _symeig_ratio(a: torch.Tensor) -> torch.Tensor:
@@ -380,13 +315,26 @@ _TABLE: tuple[Op, ...] = (
        "the others; NaN (negative determinant) -> 0, a singular matrix stays -inf."),
 )
 
-#: name -> Op
-OPS: dict[str, Op] = {op.name: op for op in _TABLE}
+#: the paper's table plus the released logdet: what evolve draws from by default
+PAPER_OPS: dict[str, Op] = {op.name: op for op in _TABLE}
+#: the opt-in extension (``evolve --op-set extended``), ids after the paper's
+EXTENSION_OPS: dict[str, Op] = {op.name: op for op in EXTENSION_TABLE}
+#: name -> Op, every op a program may name (programs are validated and evaluated against it)
+OPS: dict[str, Op] = {**PAPER_OPS, **EXTENSION_OPS}
 #: id -> Op
-OPS_BY_ID: dict[int, Op] = {op.id: op for op in _TABLE}
+OPS_BY_ID: dict[int, Op] = {op.id: op for op in OPS.values()}
+#: the op sets evolve can draw from (``--op-set``)
+OP_SETS: dict[str, dict[str, Op]] = {"paper": PAPER_OPS, "extended": OPS}
 
-assert len(OPS) == len(OPS_BY_ID) == len(_TABLE)
-assert sorted(OPS_BY_ID) == list(range(len(_TABLE)))
+assert len(OPS) == len(OPS_BY_ID) == len(_TABLE) + len(EXTENSION_TABLE)
+assert sorted(OPS_BY_ID) == list(range(len(OPS)))
+
+
+def op_set(name: str) -> dict[str, Op]:
+    """The ops of one op set by name ("paper" or "extended"); KeyError names the choices."""
+    if name not in OP_SETS:
+        raise KeyError(f"unknown op set {name!r}; choose one of {', '.join(OP_SETS)}")
+    return OP_SETS[name]
 
 
 def apply_op(name: str, *args: torch.Tensor, ops: dict[str, Op] | None = None) -> torch.Tensor:

@@ -84,7 +84,7 @@ from typing import Any
 from eznas_store.errors import ProgramError
 from eznas_store.terminals import TERMINALS
 from eznas_store.programs.names import check_labels, short
-from eznas_store.programs.ops import OPS_BY_ID
+from eznas_store.programs.ops import OPS_BY_ID, PAPER_OPS
 from eznas_store.programs.tree import MAX_DEPTH, MAX_NODES, TO_SCALAR, Apply, Node, Program, Terminal
 
 __all__ = [
@@ -123,8 +123,9 @@ OUTPUT = SCALAR.start  # 102
 
 #: op ids whose result is always a 0-d tensor: they write scalar addresses
 SCALAR_OPS: frozenset[int] = frozenset({17, 19, 21, 22, 23, 24, 25, 26})
-#: every op id a sequential program may use (the tree GP's table)
-OP_IDS: tuple[int, ...] = tuple(sorted(OPS_BY_ID))
+#: every op id a sequential program may use: the paper's table (the opt-in extension of
+#: trees, ``--op-set extended``, is not offered to instruction lists)
+OP_IDS: tuple[int, ...] = tuple(sorted(op.id for op in PAPER_OPS.values()))
 assert SCALAR_OPS <= set(OP_IDS)
 assert OPS_BY_ID[17].name == "frobenius" and OPS_BY_ID[19].name == "logdet"
 assert OPS_BY_ID[26].name == "cosine" and OPS_BY_ID[34].name == "logdet_lastdims"
@@ -196,7 +197,7 @@ def check_instructions(instructions: Any, *, path: str = "$.instructions") -> tu
                 f"got {short(ins)}"
             )
         op, w, r1, r2 = (_int(v, f"{p}[{k}]") for k, v in enumerate(ins))
-        if op not in OPS_BY_ID:
+        if op not in OP_IDS:
             raise ProgramError(f"{p}[0]: unknown operation id {op} (ids are {OP_IDS[0]}..{OP_IDS[-1]})")
         if w not in write_range(op):
             name = OPS_BY_ID[op].name
@@ -424,7 +425,7 @@ def from_tree(tree: Node, *, to_scalar: str = "mean", name: str | None = None) -
     return SequentialProgram(tuple(code), to_scalar=to_scalar, name=name)
 
 
-_OP_ID_BY_NAME: dict[str, int] = {op.name: i for i, op in OPS_BY_ID.items()}
+_OP_ID_BY_NAME: dict[str, int] = {OPS_BY_ID[i].name: i for i in OP_IDS}
 
 
 # --------------------------------------------------------------------------- statistics

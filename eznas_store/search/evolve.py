@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 from eznas_store.errors import ConfigError, ProgramError
 from eznas_store.outputs import ensure_dir, package_versions
 from eznas_store.programs.codec import load_program, save_program
+from eznas_store.programs.ops import OP_SETS, op_set
 from eznas_store.programs.tree import Program
 from eznas_store.search.aggregate_variation import AggregateTreeRepresentation
 from eznas_store.search.checkpoint import (
@@ -128,6 +129,9 @@ class EvolveConfig:
     seed_programs: tuple[str, ...] = ()
     #: the network aggregate (mean, sum, depth-weighted mean) is part of the genome
     evolve_aggregate: bool = False
+    #: ops trees are drawn from: "paper" (Table 1 + the released logdet) or "extended" (+ the
+    #: channel statistics and spectra of ``programs.ops_extension``)
+    op_set: str = "paper"
 
     def __post_init__(self) -> None:
         if self.mu is None:
@@ -184,6 +188,10 @@ class EvolveConfig:
             (0 <= self.racing < 1, f"--racing must be a fraction in [0, 1) of the train networks, got {self.racing}"),
             (not (self.evolve_aggregate and self.representation != "tree"),
              "--evolve-aggregate evolves the aggregate of tree programs; use --representation tree"),
+            (self.op_set in OP_SETS, f"--op-set must be one of {', '.join(OP_SETS)}, got {self.op_set!r}"),
+            (self.op_set == "paper" or (self.over == "statistics" and self.representation == "tree"),
+             "--op-set extended adds statistics ops to tree programs: use it with --over statistics "
+             "--representation tree"),
             (len(self.seed_programs) <= self.population,
              f"--seed-programs names {len(self.seed_programs)} programs, more than --population {self.population}"),
         ]
@@ -229,7 +237,8 @@ def _representation(cfg: EvolveConfig, scorer):
         return SequentialRepresentation(min_length=cfg.min_length, max_length=cfg.max_length,
                                         to_scalar=cfg.to_scalar)
     kind = AggregateTreeRepresentation if cfg.evolve_aggregate else TreeRepresentation
-    return kind(scorer.terminals, scorer.ops, scorer.terminal_set, min_depth=cfg.min_depth,
+    ops = op_set(cfg.op_set) if cfg.over == "statistics" else scorer.ops
+    return kind(scorer.terminals, ops, scorer.terminal_set, min_depth=cfg.min_depth,
                 max_depth=cfg.max_depth, to_scalar=cfg.to_scalar)
 
 
@@ -429,7 +438,7 @@ def _save_results(out: Path, cfg: EvolveConfig, scorer, rep, best_final, state: 
             "role": role, "fitness": rec["value"] if rec else None,
             "taus": rec["taus"] if rec else [], "rhos": rec["rhos"] if rec else [],
             "reason": rec["reason"] if rec else None, "tasks": train, "over": cfg.over,
-            "representation": cfg.representation,
+            "representation": cfg.representation, "op_set": cfg.op_set if cfg.over == "statistics" else None,
             "seed": cfg.seed, "generations": cfg.generations, "generation": getattr(ind, "generation", None),
         }
         if final is not None:
