@@ -60,12 +60,12 @@ def test_eig_entropy_of_channel_cov_is_az_nas_expressivity():
 
 def test_eff_rank_is_exp_entropy_of_singular_values():
     rng = np.random.default_rng(2)
-    w = rng.normal(size=(3, 5, 7))
-    got = _op("eff_rank", torch.from_numpy(w)).numpy()
-    for i in range(3):
-        s = np.linalg.svd(w[i], compute_uv=False)
-        p = s / s.sum()
-        assert math.isclose(got[i], math.exp(-(p * np.log(p + 1e-8)).sum()), rel_tol=1e-9)
+    w = rng.normal(size=(6, 3, 2, 2))  # a conv weight: rows are the 6 output channels
+    s = np.linalg.svd(w.reshape(6, -1), compute_uv=False)
+    p = s / s.sum()
+    got = float(_op("eff_rank", torch.from_numpy(w)))
+    assert math.isclose(got, math.exp(-(p * np.log(p + 1e-8)).sum()), rel_tol=1e-9)
+    assert math.isclose(float(_op("eff_rank", torch.eye(5, dtype=torch.float64))), 5.0, rel_tol=1e-6)
 
 
 def test_degenerate_inputs_give_numbers_or_nan_never_a_crash():
@@ -74,7 +74,7 @@ def test_degenerate_inputs_give_numbers_or_nan_never_a_crash():
     assert float(_op("eig_entropy", _op("channel_cov", zero))) == 0.0
     bad = torch.full((4, 4), float("nan"))
     assert math.isnan(float(_op("eig_min", bad))) and math.isnan(float(_op("eff_rank", bad)))
-    for name, shape in [("channel_cov", (5,)), ("eig_min", (3, 4)), ("eff_rank", (3,))]:
+    for name, shape in [("channel_cov", (5,)), ("eig_min", (3, 4)), ("eig_max", (2, 3, 3))]:
         with pytest.raises(ValueError):
             _op(name, torch.ones(shape))
 
@@ -152,3 +152,27 @@ def test_cli_bad_op_set_is_one_line_exit_2(tiny_store, tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--op-set" in err
+
+
+def test_named_statistics_twins_score_a_store_as_computed_by_hand(tiny_store):
+    """meco-statistics on a store = the sum over blocks of lambda_min(corrcoef(act_D)) read back
+    with ``Store.tensor``; both twins load by name and record what they are."""
+    from eznas_store.fitness.engine import score_store
+    from eznas_store.programs.codec import load_program
+    from eznas_store.store.reader import open_store
+
+    meco = load_program("meco-statistics")
+    az = load_program("az-expressivity-statistics")
+    assert (meco.aggregate, az.aggregate) == ("sum", "sum") and meco.meta["op_set"] == "extended"
+    [res] = score_store(tiny_store, [meco])
+    store = open_store(tiny_store)
+    nb = store.block_table()["n_blocks"]
+    for net in range(2):
+        total = 0.0
+        for b in range(int(nb[net])):
+            fmap = store.tensor(net, b, "act_D").astype(np.float64)
+            c = fmap.shape[1]
+            r = np.corrcoef(fmap.transpose(1, 0, 2, 3).reshape(c, -1))
+            total += np.linalg.eigvalsh(np.nan_to_num(r, nan=0.0, posinf=0.0, neginf=0.0))[0]
+        pos = list(res.networks).index(net)
+        assert math.isclose(res.scores[pos], total, rel_tol=1e-6, abs_tol=1e-9)

@@ -75,11 +75,9 @@ def _unary_rule(name: str, s: tuple[int, ...], dtype: torch.dtype) -> TensorSpec
         c = s[0] if len(s) == 3 else s[1]
         return ((c, c), dtype)
     if name in ("eig_min", "eig_max", "eig_entropy"):
-        if len(s) < 2 or s[-1] != s[-2]:
-            return f"needs square matrices in the last two dims, got shape {s}"
-        return (s[:-2], dtype)
-    if name == "eff_rank":
-        return f"needs at least 2 dims, got shape {s}" if len(s) < 2 else (s[:-2], dtype)
+        if len(s) != 2 or s[0] != s[1]:
+            return f"needs a square matrix, got shape {s}"
+        return ((), dtype)
     if name == "symeig_ratio":
         if len(s) < 2:
             return f"needs at least 2 dims, got shape {s}"

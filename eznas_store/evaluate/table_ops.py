@@ -32,7 +32,7 @@ UNARY_SAME = frozenset({
     "log", "abslog", "abs", "power", "exp", "normalize", "relu", "sign", "heaviside",
     "invert", "softmax", "sigmoid", "ones_like", "zeros_like", "gt0", "lt0",
 })
-UNARY_SCALAR = frozenset({"frobenius", "normalized_sum", "l1_norm", "logdet", "eig_ratio"})
+UNARY_SCALAR = frozenset({"frobenius", "normalized_sum", "l1_norm", "logdet", "eig_ratio", "eff_rank"})
 BINARY_BROADCAST = frozenset({"sum", "difference", "product", "less", "greater", "equal"})
 
 #: ops whose function is already correct on stacked blocks (it acts elementwise, or on

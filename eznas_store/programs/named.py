@@ -47,5 +47,27 @@ def _eznas_a() -> Program:
     )
 
 
+def _statistics_twin(name: str, formula: str, source: str, why: str) -> Program:
+    """A published hand-crafted proxy written over the stored statistics with the opt-in
+    extension ops (``evolve --op-set extended``), to seed or compare with; not the proxy itself
+    (which ``collect/proxies`` computes with its paper's protocol), see its ``meta``."""
+    return Program(tree=parse_formula(formula), to_scalar="mean", terminal_set="statistics", aggregate="sum",
+                   name=name, meta={"source": source, "differs_from_the_paper": why, "op_set": "extended"})
+
+
 #: registered programs, loadable by name with :func:`load_program`
-NAMED_PROGRAMS: dict[str, Program] = {"eznas-a": _eznas_a()}
+NAMED_PROGRAMS: dict[str, Program] = {
+    "eznas-a": _eznas_a(),
+    "meco-statistics": _statistics_twin(
+        "meco-statistics", "eig_min(channel_corr(act_D))", "MeCo (Jiang et al., NeurIPS 2023): the sum over "
+        "layers of the smallest eigenvalue of a feature map's channel Pearson matrix, one real image",
+        "read on each R-C-B block's BN output of the D pass (EZNAS init, train-mode BN) instead of every "
+        "module's output of MeCo's own network and init; at batch > 1 the channels' observations pool the batch"),
+    "az-expressivity-statistics": _statistics_twin(
+        "az-expressivity-statistics", "eig_entropy(channel_cov(act_N))", "AZ-NAS expressivity (Lee & Ham, "
+        "CVPR 2024): the sum over feature maps of the entropy of their channel covariance's eigenvalues, "
+        "Gaussian input",
+        "read on each R-C-B block's BN output of the N pass (Gaussian input, EZNAS init) instead of the "
+        "18 cell outputs of AZ-NAS's network and init; negative eigenvalues are clamped at 0 instead of "
+        "giving NaN"),
+}

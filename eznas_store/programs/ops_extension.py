@@ -19,7 +19,9 @@ Conventions. A feature map is ``(N, C, H, W)`` (or ``(N, C)``, or one sample ``(
 the channel statistics treat the C channels as variables and every other axis (samples and
 pixels) as observations, so at batch 1 they are MeCo's per-image matrices and at batch 16
 they pool the batch, as AZ-NAS does. A conv weight ``(Cout, Cin, k, k)`` reads as a map of
-Cin channels. The spectra act on the last two dims (batched over the others), like ``det``.
+Cin channels. The spectra take a square matrix (a channel covariance, a correlation, a
+Gram matrix); the effective rank takes any tensor as the rows of ``A.shape[0]`` (conv weights:
+output channels; a batch of activations: its samples, as the paper's ``logdet`` reshapes).
 All compute in float64 (:func:`~eznas_store.programs.op_base._linalg`), keep non-finite
 matrices away from LAPACK (NaN out, never a crash), and are vmappable.
 """
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import torch
 
-from eznas_store.programs.op_base import Op, _finite_or_eye, _linalg, _spectrum
+from eznas_store.programs.op_base import Op, _finite_or_eye, _linalg, _rows, _spectrum
 
 __all__ = ["EXTENSION_TABLE"]
 
@@ -74,14 +76,14 @@ def _channel_corr(a: torch.Tensor) -> torch.Tensor:
     return _linalg(corr, a)
 
 
-def _square(x: torch.Tensor, name: str) -> None:
-    if x.dim() < 2 or x.shape[-1] != x.shape[-2]:
-        raise ValueError(f"{name} needs square matrices in the last two dims, got shape {tuple(x.shape)}")
-
-
 def _sym_spectrum(x: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ascending eigenvalues of the symmetric part of the last two dims, and which were finite."""
-    _square(x, name)
+    """Ascending eigenvalues of the symmetric part of a square matrix, and whether it was finite.
+
+    A matrix only (2-D): a feature map's per-channel H x W planes are not what these ops are
+    for, and their thousands of small eigenproblems were most of an extended generation's time.
+    """
+    if x.dim() != 2 or x.shape[0] != x.shape[1]:
+        raise ValueError(f"{name} needs a square matrix, got shape {tuple(x.shape)}")
     m, ok = _finite_or_eye((x + x.mT) / 2)
     return _spectrum(m), ok
 
@@ -124,9 +126,8 @@ def _eig_entropy(a: torch.Tensor) -> torch.Tensor:
 
 def _eff_rank(a: torch.Tensor) -> torch.Tensor:
     def f(x: torch.Tensor) -> torch.Tensor:
-        if x.dim() < 2:
-            raise ValueError(f"eff_rank needs at least 2 dims, got shape {tuple(x.shape)}")
-        gram = x @ x.mT if x.shape[-2] <= x.shape[-1] else x.mT @ x
+        r = _rows(x)
+        gram = r @ r.mT if r.shape[0] <= r.shape[1] else r.mT @ r
         m, ok = _finite_or_eye(gram)
         s = torch.sqrt(_spectrum(m).clamp(min=0))
         return _nan_unless(ok, torch.exp(_entropy(s)))
@@ -143,15 +144,15 @@ EXTENSION_TABLE: tuple[Op, ...] = (
        "C x C Pearson correlation of the channels (as channel_cov), clamped to [-1, 1], NaN/Inf "
        "-> 0 as MeCo does (a constant channel's row and diagonal are 0)."),
     Op(37, "eig_min", 1, _eig_min,
-       "Smallest eigenvalue of the symmetric part (A + A^T)/2 of the last two dims, batched "
-       "over the others; raises unless square; NaN for a non-finite matrix; eigenvalues "
-       "within rounding noise of 0 are 0."),
+       "Smallest eigenvalue of the symmetric part (A + A^T)/2 of a square matrix (raises for "
+       "any other shape); NaN for a non-finite matrix; eigenvalues within rounding noise of 0 "
+       "are 0."),
     Op(38, "eig_max", 1, _eig_max, "Largest eigenvalue, as eig_min."),
     Op(39, "eig_entropy", 1, _eig_entropy,
-       "Entropy -sum p ln(p + 1e-8) of the eigenvalues of the symmetric part of the last two "
-       "dims, clamped at 0 and normalised to sum 1 (AZ-NAS expressivity on a covariance); "
-       "0 for an all-zero spectrum; NaN for a non-finite matrix."),
+       "Entropy -sum p ln(p + 1e-8) of the eigenvalues of the symmetric part of a square matrix, "
+       "clamped at 0 and normalised to sum 1 (AZ-NAS expressivity on a covariance); 0 for an "
+       "all-zero spectrum; NaN for a non-finite matrix."),
     Op(40, "eff_rank", 1, _eff_rank,
        "Effective rank (Roy & Vetterli): exp of the entropy of the normalised singular values "
-       "of the last two dims (any shape of at least 2 dims), batched over the others."),
+       "of R = A reshaped to (A.shape[0], -1) (a 0-d tensor is 1 x 1), a 0-d tensor."),
 )
