@@ -49,6 +49,8 @@ DATA = ROOT.parent / "shared" / "data"
 LABELS = {"cifar10": "cifar10_test", "cifar100": "cifar100_test", "imagenet16": "imagenet16_test"}
 BASELINES = ("params", "nwot", "jacov")
 RIVALS = ("eznas-a", *BASELINES)
+#: scored beside the seeds' programs in the same pass: the published proxies written as statistics
+TWINS = ("meco-statistics", "az-expressivity-statistics")
 SZ_TASK = {"cifar10": "cifar10", "cifar100": "cifar10", "imagenet16": "ImageNet16-120"}
 
 
@@ -61,7 +63,10 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--population", type=int, default=50)
     ap.add_argument("--generations", type=int, default=15)
     ap.add_argument("--op-set", default="extended")
-    ap.add_argument("--seed-programs", default="eznas-a")
+    ap.add_argument("--seed-programs", default="eznas-a,meco-statistics,az-expressivity-statistics",
+                    help="programs put into every seed's first population")
+    ap.add_argument("--extra", nargs="*", default=[], metavar="LABEL=PROGRAM",
+                    help="more programs scored on the same cells in the same pass (e.g. another arm's)")
     ap.add_argument("--racing", type=float, default=0.3)
     ap.add_argument("--chunk-cache-mb", type=float, default=6000)
     ap.add_argument("--test", type=int, default=500)
@@ -211,15 +216,17 @@ def main() -> None:
         files.append(f)
         print(f"seed {k}: {prog.formula()} ({prog.aggregate}), validation tau {prog.meta.get('validation_tau')}, "
               f"evolve {secs:.0f} s")
-    report = {"cells": cells, "seeds": seeds, "batches": {}}
+    report = {"cells": cells, "seeds": seeds, "extra": a.extra, "batches": {}}
     md = [f"# Statistics programs on held-out NB201 cells\n\nstore `{a.store}`, split {a.split}, "
           f"population {a.population}, generations {a.generations}, op set {a.op_set}\n"]
+    extra = dict(e.split("=", 1) for e in a.extra)
     for batch in a.batches:
         t0 = time.perf_counter()
-        scores = _on_the_fly(a, cells, [*files, "eznas-a"], batch)
+        scores = _on_the_fly(a, cells, [*files, *extra.values(), "eznas-a", *TWINS], batch)
         print(f"batch {batch}: collected and scored {len(cells)} cells in {time.perf_counter() - t0:.0f} s")
         rows = {f"seed {s['seed']}": _corr({lab: scores[s['file']] for lab in LABELS}, acc) for s in seeds}
-        rows["eznas-a"] = _corr({lab: scores["eznas-a"] for lab in LABELS}, acc)
+        for label, f in {**extra, **{t: t for t in ("eznas-a", *TWINS)}}.items():
+            rows[label] = _corr({lab: scores[f] for lab in LABELS}, acc)
         rows |= _baselines(a, cells, acc)
         for s in seeds:
             ok, miss = _judge(rows[f"seed {s['seed']}"], rows)
