@@ -31,6 +31,7 @@ def evolve(
     generations: Annotated[int, typer.Option("--generations", help=HELP["--generations"])] = 15,
     seed: Annotated[int, typer.Option("--seed", help=HELP["--seed"])] = 0,
     combine: Annotated[str, typer.Option("--combine", help="min (EZNAS) or mean over tasks.")] = "min",
+    fitness: Annotated[str, typer.Option("--fitness", help="--over proxies: what each task's fitness measures: tau (Kendall tau, EZNAS) or weighted_tau (weighted Kendall tau, hyperbolic weights on the top of the score and accuracy rankings: ordering the top networks counts most).")] = "tau",
     accuracy_column: Annotated[Optional[list[str]], typer.Option("--accuracy-column", help="Label column of the STOREs (default: the one chosen at ingest). Repeatable: each store x each column is one task.")] = None,
     abs_tau: Annotated[bool, typer.Option("--abs-tau", help="Use |tau| as the released EZNAS code did.")] = False,
     to_scalar: Annotated[str, typer.Option("--to-scalar", help="Per-block reduction: mean or l2.")] = "mean",
@@ -90,7 +91,7 @@ def _evolve_summary(cfg, res) -> str:
         names = [f"{t.get('name')} (label {t['label']})" if t.get("label") else str(t.get("name")) for t in tasks]
         where = f" ({cfg.combine} over {'; '.join(names)})" if len(names) > 1 else f" (on {''.join(names)})"
     return (f"evolved {res.generations} generations in {res.seconds:.1f} s; best of the final population: "
-            f"tau {fit}{where}: {best.formula()}")
+            f"{cfg.fitness} {fit}{where}: {best.formula()}")
 
 
 def _evolve_options(o: dict) -> dict:

@@ -23,7 +23,7 @@ import numpy as np
 
 from eznas_store.errors import ConfigError
 from eznas_store.evaluate.columns import evaluate_columns
-from eznas_store.fitness.correlations import COMBINES, Fitness, population_fitness
+from eznas_store.fitness.correlations import COMBINES, FITNESSES, Fitness, population_fitness
 from eznas_store.fitness.problems import ProxyProblem
 from eznas_store.programs.proxy_ops import PROXY_OPS
 from eznas_store.programs.tree import Program
@@ -36,14 +36,18 @@ class ProxyTableScorer:
 
     Holds the problems' columns as tensors once; scores each distinct program (by
     ``Program.key()``) once per call. Fitness is :func:`population_fitness`: Kendall tau
-    per problem, combined by ``combine`` ("min"/"mean") of tau or ``abs_tau`` |tau|;
-    a program that is NaN on any network of a problem is invalid there.
+    (or with ``fitness="weighted_tau"`` the top-weighted tau) per problem, combined by
+    ``combine`` ("min"/"mean") of it or ``abs_tau`` its absolute value; a program that is
+    NaN on any network of a problem is invalid there.
     """
 
     def __init__(self, problems: Sequence[ProxyProblem], *, combine: str = "min",
-                 abs_tau: bool = False) -> None:
+                 abs_tau: bool = False, fitness: str = "tau") -> None:
         if combine not in COMBINES:
             raise ConfigError(f"combine must be one of {COMBINES}, got {combine!r}")
+        if fitness not in FITNESSES:
+            raise ConfigError(f"fitness must be one of {FITNESSES}, got {fitness!r}")
+        self.fitness_kind = fitness
         self.problems = tuple(problems)
         if not self.problems:
             raise ConfigError("ProxyTableScorer needs at least one problem")
@@ -71,7 +75,7 @@ class ProxyTableScorer:
     def fitness(self, programs: Sequence[Program], desc: str = "") -> list[Fitness]:
         """Fitness of every program (``desc`` is accepted for the scorer interface; no bar: it is fast).
 
-        Kendall tau and Spearman rho depend only on the order of the scores, so programs
+        Kendall tau, weighted tau and Spearman rho depend only on the order of the scores, so programs
         whose finite, non-constant scores order every problem's networks the same way
         (``x``, ``rank(x)``, ``sqrt_abs(x)`` for positive ``x``, ...) are given one
         :func:`population_fitness` computation -- a functional-equivalence cache in the
@@ -88,7 +92,7 @@ class ProxyTableScorer:
                 reps.append(i)
         fits = population_fitness([x[reps] for x in s], [p.accuracy for p in self.problems],
                                   combine=self.combine, abs_tau=self.abs_tau,
-                                  reasons=[[rr[i] for i in reps] for rr in r])
+                                  reasons=[[rr[i] for i in reps] for rr in r], fitness=self.fitness_kind)
         return [fits[k] for k in which]
 
 

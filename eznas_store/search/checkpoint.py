@@ -33,7 +33,7 @@ PATH_OPTIONS = frozenset({"stores", "test_stores"})
 #: options added after checkpoints were first written, with the value a checkpoint
 #: without them was made with (so such a checkpoint can still be resumed)
 ADDED_OPTIONS: dict[str, Any] = {"split": None, "test_stores": [], "equivalence_cache": False, "racing": 0.0,
-                                 "seed_programs": [], "evolve_aggregate": False, "op_set": "paper"}
+                                 "seed_programs": [], "evolve_aggregate": False, "op_set": "paper", "fitness": "tau"}
 #: a checkpoint larger than this is not one of ours (a population of 100,000 is ~100 MB)
 MAX_CHECKPOINT_BYTES = 1 << 30
 

@@ -46,6 +46,7 @@ from deap import tools
 from tqdm.auto import tqdm
 
 from eznas_store.errors import ConfigError, ProgramError
+from eznas_store.fitness.correlations import FITNESSES
 from eznas_store.outputs import ensure_dir, package_versions
 from eznas_store.programs.codec import load_program, save_program
 from eznas_store.programs.ops import OP_SETS, op_set
@@ -98,6 +99,9 @@ class EvolveConfig:
     seed: int = 0
     combine: str = "min"
     abs_tau: bool = False
+    #: what each task's fitness measures: "tau" (Kendall tau, EZNAS) or, with --over proxies,
+    #: "weighted_tau" (hyperbolic weights: the top of the score and accuracy rankings counts most)
+    fitness: str = "tau"
     to_scalar: str = "mean"
     workers: int = 0
     scheduler: str | None = None
@@ -154,6 +158,8 @@ class EvolveConfig:
             (1 <= self.min_depth <= self.max_depth <= 17, "need 1 <= --min-depth <= --max-depth <= 17"),
             (0 <= self.generations <= MAX_GENERATIONS, f"--generations must be between 0 and {MAX_GENERATIONS:,}"),
             (self.combine in ("min", "mean"), "--combine must be min or mean"),
+            (self.fitness in FITNESSES, f"--fitness must be one of {', '.join(FITNESSES)}, got {self.fitness!r}"),
+            (self.fitness == "tau" or self.over == "proxies", "--fitness weighted_tau: with --over proxies only"),
             (self.to_scalar in ("mean", "l2"), "--to-scalar must be mean or l2"),
             (self.workers >= 0, "--workers must be >= 0"),
             (self.max_networks is None or self.max_networks >= 2,
@@ -229,7 +235,8 @@ def _population_scorer(cfg: EvolveConfig):
             accuracy_columns=cfg.accuracy_columns, split=cfg.split, seed=cfg.seed, test_stores=cfg.test_stores,
             racing=cfg.racing, cache_mb=(cfg.chunk_cache_mb, cfg.subtree_cache_mb))
     return ProxyTablePopulationScorer(cfg.stores, problems=cfg.problems, train_networks=cfg.train_networks,
-                                      seed=cfg.seed, combine=cfg.combine, abs_tau=cfg.abs_tau)
+                                      seed=cfg.seed, combine=cfg.combine, abs_tau=cfg.abs_tau,
+                                      fitness=cfg.fitness)
 
 
 def _representation(cfg: EvolveConfig, scorer):
@@ -438,6 +445,7 @@ def _save_results(out: Path, cfg: EvolveConfig, scorer, rep, best_final, state: 
             "role": role, "fitness": rec["value"] if rec else None,
             "taus": rec["taus"] if rec else [], "rhos": rec["rhos"] if rec else [],
             "reason": rec["reason"] if rec else None, "tasks": train, "over": cfg.over,
+            "fitness_measure": cfg.fitness,
             "representation": cfg.representation, "op_set": cfg.op_set if cfg.over == "statistics" else None,
             "seed": cfg.seed, "generations": cfg.generations, "generation": getattr(ind, "generation", None),
         }

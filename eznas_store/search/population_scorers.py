@@ -174,7 +174,7 @@ class ProxyTablePopulationScorer:
     ops = PROXY_OPS
 
     def __init__(self, sources: Sequence[str], *, problems: Sequence[str], train_networks: int, seed: int,
-                 combine: str, abs_tau: bool) -> None:
+                 combine: str, abs_tau: bool, fitness: str = "tau") -> None:
         loaded = [p for src in sources for p in load_problems(src)]
         names = [p.name for p in loaded]
         if len(set(names)) != len(names):
@@ -191,7 +191,7 @@ class ProxyTablePopulationScorer:
                 self.test.append(te)
             else:
                 self.test.append(p)
-        self.scorer = ProxyTableScorer(self.train, combine=combine, abs_tau=abs_tau)
+        self.scorer = ProxyTableScorer(self.train, combine=combine, abs_tau=abs_tau, fitness=fitness)
         self.terminals = tuple(self.scorer.terminals)
         if not self.terminals:
             raise ConfigError("the training problems share no proxy column")
