@@ -83,8 +83,10 @@ def _evolve(a, store: str, seed: int, out: Path) -> tuple[dict, float]:
     """The seed's run (reused when finished), and its wall seconds."""
     run = out / f"seed{seed}" / "run"
     done = run / "run.json"
-    if done.exists() and json.loads(done.read_text()).get("finished"):
-        return json.loads(done.read_text()), float(json.loads(done.read_text()).get("seconds") or 0)
+    if done.exists():
+        meta = json.loads(done.read_text())
+        if meta.get("finished"):
+            return meta, float(meta.get("seconds") or 0)
     t0 = time.perf_counter()
     cfg = EvolveConfig(stores=(store,), out=str(run), population=a.population, generations=a.generations,
                        seed=seed, split=a.split, accuracy_columns=tuple(LABELS.values()), op_set=a.op_set,
@@ -95,8 +97,7 @@ def _evolve(a, store: str, seed: int, out: Path) -> tuple[dict, float]:
     return json.loads(done.read_text()), time.perf_counter() - t0
 
 
-def _test_cells(a, store_archs: set[str]) -> list[str]:
-    zc = read_zc(a.suitezero)
+def _test_cells(a, zc: dict, store_archs: set[str]) -> list[str]:
     both = set(zc["cifar10"].archs) & set(zc["ImageNet16-120"].archs)
     pool = sorted(both - store_archs)
     order = np.random.default_rng(a.test_seed).permutation(len(pool))[: a.test]
@@ -142,8 +143,7 @@ def _corr(scores_by_label: dict[str, np.ndarray], acc: dict[str, np.ndarray]) ->
     return out
 
 
-def _baselines(a, cells: list[str], acc) -> dict[str, dict]:
-    zc = read_zc(a.suitezero)
+def _baselines(zc: dict, cells: list[str], acc) -> dict[str, dict]:
     rows = {}
     for name in ("params", "nwot", "jacov", "synflow", "flops", "snip", "zen"):
         by_label = {}
@@ -199,7 +199,8 @@ def main() -> None:
     a = _args()
     out = ensure_dir(Path(a.out), "--out")
     store = open_store(a.store)
-    cells = _test_cells(a, set(store.plan.archs))
+    zc = read_zc(a.suitezero)  # read once: the test cells and the baselines' values
+    cells = _test_cells(a, zc, set(store.plan.archs))
     table = read_benchmark(a.benchmark)
     row = {arch: i for i, arch in enumerate(table.archs)}
     acc = {lab: np.array([table.columns[col][row[c]] for c in cells], dtype=np.float64)
@@ -227,7 +228,7 @@ def main() -> None:
         rows = {f"seed {s['seed']}": _corr({lab: scores[s['file']] for lab in LABELS}, acc) for s in seeds}
         for label, f in {**extra, **{t: t for t in ("eznas-a", *TWINS)}}.items():
             rows[label] = _corr({lab: scores[f] for lab in LABELS}, acc)
-        rows |= _baselines(a, cells, acc)
+        rows |= _baselines(zc, cells, acc)
         for s in seeds:
             ok, miss = _judge(rows[f"seed {s['seed']}"], rows)
             s["wins"][str(batch)], s["misses"][str(batch)] = ok, miss

@@ -14,7 +14,6 @@ __all__ = [
     "COMMUTATIVE",
     "ELEMENTWISE_1",
     "ELEMENTWISE_2",
-    "EXTENSION",
     "LASTDIMS_1",
     "RAISE_ON_VALUES",
     "SHAPE_ONLY",
@@ -51,8 +50,6 @@ SHAPE_ONLY = frozenset({"numel", "ones_like", "zeros_like"})
 #: other table op raises for shapes only, which the shape pass settles; so a shape-only
 #: op over a subtree free of these needs no values at all.
 RAISE_ON_VALUES = frozenset({"symeig_ratio", "eig_min", "eig_max", "eig_entropy", "eff_rank"})
-#: the opt-in extension's ops (``programs.ops_extension``): shape rules only, no fast paths
-EXTENSION = frozenset({"channel_cov", "channel_corr", "eig_min", "eig_max", "eig_entropy", "eff_rank"})
 
 
 def is_table_op(op: Op) -> bool:

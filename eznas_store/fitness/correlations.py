@@ -188,7 +188,7 @@ def _task_stats(
         for i in np.flatnonzero(ok):
             taus[i] = stats.kendalltau(s[i], a).statistic
             if fitness == "weighted_tau":
-                values[i] = stats.weightedtau(s[i], a, rank=True).statistic
+                values[i] = weighted_tau(s[i], a)
     why: list[str | None] = []
     for i in range(p):
         if ok[i]:

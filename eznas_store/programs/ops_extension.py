@@ -49,10 +49,14 @@ def _channel_matrix(a: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1)
 
 
-def _cov(x: torch.Tensor) -> torch.Tensor:
+def _centred(x: torch.Tensor) -> torch.Tensor:
     m = _channel_matrix(x)
-    c = m - m.mean(dim=1, keepdim=True)
-    return c @ c.mT / m.shape[1]
+    return m - m.mean(dim=1, keepdim=True)
+
+
+def _cov(x: torch.Tensor) -> torch.Tensor:
+    c = _centred(x)
+    return c @ c.mT / c.shape[1]
 
 
 def _channel_cov(a: torch.Tensor) -> torch.Tensor:
@@ -61,8 +65,7 @@ def _channel_cov(a: torch.Tensor) -> torch.Tensor:
 
 def _channel_corr(a: torch.Tensor) -> torch.Tensor:
     def corr(x: torch.Tensor) -> torch.Tensor:
-        m = _channel_matrix(x)
-        c = m - m.mean(dim=1, keepdim=True)
+        c = _centred(x)
         # correlation is scale-free per channel: scaling each row to max |x| = 1 first keeps
         # tiny channels from underflowing to a variance of 0 beside a non-zero covariance
         peak = c.abs().amax(dim=1, keepdim=True)
@@ -92,20 +95,20 @@ def _nan_unless(ok: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return torch.where(ok, v, torch.full_like(v, float("nan")))
 
 
-def _eig_min(a: torch.Tensor) -> torch.Tensor:
-    def f(x: torch.Tensor) -> torch.Tensor:
-        e, ok = _sym_spectrum(x, "eig_min")
-        return _nan_unless(ok, e[..., 0])
+def _extreme_eigenvalue(name: str, position: int):
+    """The op returning the eigenvalue at ``position`` of the ascending spectrum (0: smallest, -1: largest)."""
+    def op(a: torch.Tensor) -> torch.Tensor:
+        def f(x: torch.Tensor) -> torch.Tensor:
+            e, ok = _sym_spectrum(x, name)
+            return _nan_unless(ok, e[..., position])
 
-    return _linalg(f, a)
+        return _linalg(f, a)
+
+    return op
 
 
-def _eig_max(a: torch.Tensor) -> torch.Tensor:
-    def f(x: torch.Tensor) -> torch.Tensor:
-        e, ok = _sym_spectrum(x, "eig_max")
-        return _nan_unless(ok, e[..., -1])
-
-    return _linalg(f, a)
+_eig_min = _extreme_eigenvalue("eig_min", 0)
+_eig_max = _extreme_eigenvalue("eig_max", -1)
 
 
 def _entropy(w: torch.Tensor) -> torch.Tensor:
