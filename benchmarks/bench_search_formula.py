@@ -32,15 +32,17 @@ from eznas_store.fitness.correlations import kendall_tau, weighted_tau
 from eznas_store.programs.codec import load_program
 from eznas_store.programs.proxy_ops import PROXY_OPS
 from eznas_store.sources.suitezero import read_zc
+from eznas_store.sources.tables import read_benchmark
 
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CHEAP = ("synflow", "params", "flops", "zen", "jacov", "nwot", "snip", "grad_norm")
 ROLES = ("best_final", "best_ever_1", "best_ever_2")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--suitezero", default="/work/shared/data/suite-zero/zc_nasbench201.json.gz")
-    ap.add_argument("--benchmark", default="/work/shared/data/nb201_accuracies.csv")
+    ap.add_argument("--suitezero", default=str(DATA / "suite-zero" / "zc_nasbench201.json.gz"))
+    ap.add_argument("--benchmark", default=str(DATA / "nb201_accuracies.csv"))
     ap.add_argument("--out", required=True)
     ap.add_argument("--fitness", default="weighted_tau", choices=("tau", "weighted_tau"))
     ap.add_argument("--seeds", default="0-9", help="evolve seeds, e.g. 0-9 or 0,3")
@@ -72,8 +74,8 @@ def split_cells(args, out: Path) -> tuple[dict, np.ndarray, np.ndarray, np.ndarr
     with gzip.open(zc, "wt") as f:
         json.dump({"cifar10": {keys[i]: {k: v for k, v in raw[keys[i]].items() if k in keep} for i in tr}}, f)
     table = read_zc(args.suitezero)["cifar10"]
-    bench = pd.read_csv(args.benchmark)
-    test_acc = dict(zip(bench["arch"], bench["cifar10_test"]))
+    bench = read_benchmark(args.benchmark)
+    test_acc = dict(zip(bench.archs, bench.columns["cifar10_test"]))
     data = {"cols": {k: np.asarray(v, dtype=np.float64) for k, v in table.proxies.items() if k in keep},
             "val": np.asarray(table.val_accuracy, dtype=np.float64),
             "test": np.array([test_acc[a] for a in table.archs])}
