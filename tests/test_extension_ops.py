@@ -176,3 +176,10 @@ def test_named_statistics_twins_score_a_store_as_computed_by_hand(tiny_store):
             total += np.linalg.eigvalsh(np.nan_to_num(r, nan=0.0, posinf=0.0, neginf=0.0))[0]
         pos = list(res.networks).index(net)
         assert math.isclose(res.scores[pos], total, rel_tol=1e-6, abs_tol=1e-9)
+
+
+def test_a_named_extension_seed_in_a_paper_run_says_which_op_set(tiny_store, tmp_path, capsys):
+    rc = main(["evolve", tiny_store, "--out", str(tmp_path / "r"), "--seed-programs", "meco-statistics",
+               "--generations", "0", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.count("\n") == 0 and "--op-set extended" in err and "eig_min" in err

@@ -387,7 +387,13 @@ def load_program(
     :class:`~eznas_store.programs.sequential.SequentialProgram` (see :func:`program_from_json`).
     """
     if isinstance(path_or_name, str) and path_or_name in NAMED_PROGRAMS:
-        return NAMED_PROGRAMS[path_or_name]
+        program = NAMED_PROGRAMS[path_or_name]
+        if ops is not None:  # a registered program is held to ``ops`` like a file (e.g. an op set)
+            try:
+                program.validate(ops=ops)
+            except ProgramError as e:
+                raise ProgramError(f"{path_or_name}: {e}") from None
+        return program
     path = Path(path_or_name)
     try:
         is_file = path.is_file()

@@ -293,7 +293,12 @@ def _seed_individuals(cfg: EvolveConfig, rep) -> list:
     """``seed_programs`` (registered names or files) as individuals of the representation."""
     out = []
     for name in cfg.seed_programs:
-        program = load_program(name, ops=rep.ops if hasattr(rep, "ops") else None)
+        try:
+            program = load_program(name, ops=rep.ops if hasattr(rep, "ops") else None)
+        except ProgramError as e:
+            if cfg.op_set == "paper" and _loads(name):
+                raise ProgramError(f"--seed-programs {e}: it needs --op-set extended") from None
+            raise
         try:
             if hasattr(rep, "pset") != isinstance(program, Program):
                 raise TypeError
@@ -302,6 +307,15 @@ def _seed_individuals(cfg: EvolveConfig, rep) -> list:
             raise ConfigError(f"--seed-programs {name}: not a program of this run's representation "
                               f"({cfg.representation}) over its terminals ({cfg.over})") from None
     return out
+
+
+def _loads(name: str) -> bool:
+    """Whether ``name`` loads against every op a program may name (the extended set)."""
+    try:
+        load_program(name)
+    except ProgramError:
+        return False
+    return True
 
 
 def _started(cfg: EvolveConfig, out: Path, rep) -> Checkpoint:
