@@ -42,9 +42,10 @@ from eznas_store.programs.codec import load_program  # noqa: E402
 from eznas_store.programs.formula import parse_formula  # noqa: E402
 from eznas_store.programs.tree import Program  # noqa: E402
 from eznas_store.search.evolve import EvolveConfig, run_evolve  # noqa: E402
-from eznas_store.store.group import dir_bytes, quiet_zarr, tensor_codecs  # noqa: E402
-from eznas_store.store.plan import CREATION, FORMAT, canonical_codec, plan_fingerprint, plan_to_json  # noqa: E402
+from eznas_store.store.group import dir_bytes  # noqa: E402
+from eznas_store.store.plan import canonical_codec  # noqa: E402
 from eznas_store.store.reader import open_store  # noqa: E402
+from eznas_store.store.transcode import transcode_store  # noqa: E402
 
 #: statistics programs found by earlier evolves of this project (other stores, other seeds),
 #: chosen to touch every stored kind, P-D differences, determinants and logdets
@@ -78,31 +79,10 @@ def ingest(args, url: str, *, networks: int, batch_size: int) -> dict:
 
 
 def transcode(src: str, dst: str, codec: str) -> dict:
-    """``src`` (any codec) re-encoded into ``dst`` with ``codec`` on the float32 tensor arrays:
-    every other file copied as it is, tensor chunks decoded and re-encoded one chunk of
-    networks at a time, plan and fingerprint rewritten; the store ``ingest --codec`` makes."""
+    """``src`` re-encoded into ``dst`` with ``codec`` (``store.transcode.transcode_store``: the
+    store ``ingest --codec`` makes, P kept as P − D when lossy); its sizes and seconds."""
     t0 = time.perf_counter()
-    codec = canonical_codec(codec)
-    s = open_store(src)
-    stored = list(s.meta["stored"])
-    shutil.copytree(src, dst, ignore=lambda d, names: stored if os.path.samefile(d, src) else [])
-    g, old = zarr.open_group(dst, mode="r+"), zarr.open_group(src, mode="r")
-    for name in stored:
-        a = old[name]
-        with quiet_zarr():
-            b = g.create_array(name, shape=a.shape, chunks=a.chunks, dtype=a.dtype, fill_value=a.fill_value,
-                               dimension_names=a.metadata.dimension_names, attributes=dict(a.attrs),
-                               **tensor_codecs(codec))
-        step = a.chunks[0]
-        for lo in range(0, a.shape[0], step):
-            b[lo:lo + step] = a[lo:lo + step]
-    plan = s.plan.__class__(**{**s.plan.__dict__, "codec": codec})
-    want = plan_fingerprint(plan)
-    attrs = dict(g.attrs[FORMAT])
-    attrs.update(plan=plan_to_json(plan), fingerprint=want["fingerprint"])
-    g.attrs.update({FORMAT: attrs, CREATION: {**dict(g.attrs[CREATION]), **want}})
-    with quiet_zarr():
-        zarr.consolidate_metadata(dst)
+    transcode_store(src, dst, codec)
     return {**sizes(dst), "transcode_s": time.perf_counter() - t0, "make": "transcode"}
 
 

@@ -47,11 +47,16 @@ def _tensor_codecs(url: str, name: str = "act_D") -> list[dict]:
 def test_bitround_reads_back_within_its_relative_error(pair):
     _, lossless, lossy = pair
     a, b = store_arrays(lossless), store_arrays(lossy)
-    tensors = open_store(lossless).meta["stored"]
-    assert tensors and open_store(lossy).meta["stored"] == tensors
+    raw = open_store(lossless).meta["stored"]
+    # the lossy store keeps the P pass as P - D, the terminal itself, under the terminal's name
+    assert open_store(lossy).meta["stored"] == [n.removeprefix("raw_") for n in raw]
     changed = 0
-    for name in tensors:
-        x, y = a[name].astype(np.float64), b[name].astype(np.float64)
+    for name in raw:
+        x = a[name]
+        if name.startswith("raw_"):  # the lossless P terminal, as the evaluator computes it (float32)
+            name = name.removeprefix("raw_")
+            x = x - a[name.replace("_P", "_D")]
+        x, y = x.astype(np.float64), b[name].astype(np.float64)
         assert np.all(np.abs(y - x) <= 2.0 ** -K * np.abs(x)), name
         changed += int((x != y).sum())
     assert changed > 0  # it did round
@@ -59,6 +64,29 @@ def test_bitround_reads_back_within_its_relative_error(pair):
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
     s_a, s_b = open_store(lossless), open_store(lossy)
     np.testing.assert_array_equal(s_a.group["data_batch"][...], s_b.group["data_batch"][...])
+
+
+def test_p_terminals_keep_their_relative_error_through_every_reader(pair):
+    """A lossy store keeps P - D (not P): rounding P and D apart would be a ~10x larger error in
+    the P terminals, which are their difference. Store.tensor (and so the evaluator, through
+    read_rows) gives the P terminals within 2^-K of the lossless ones, and the raw P pass back."""
+    _, lossless, lossy = pair
+    a, b = open_store(lossless), open_store(lossy)
+    assert b.plan.p_difference and not a.plan.p_difference
+    assert "raw_act_P" in a.group and "raw_act_P" not in b.group and "act_P" in b.group
+    for n, blk in ((0, 0), (3, 2)):
+        for t in ("act_P", "wtgrad_P", "preactgrad_P", "inpact_P", "preact_P"):
+            x, y = a.tensor(n, blk, t).astype(np.float64), b.tensor(n, blk, t).astype(np.float64)
+            d = np.abs(a.tensor(n, blk, "inpact_D" if t == "preact_P" else t.replace("_P", "_D"))).astype(np.float64)
+            # 2^-K of the difference itself, plus the float32 rounding of rebuilding P = D + (P - D);
+            # preact_P = relu(P) - relu(D) also carries D's own rounding where the ReLU cuts one side
+            bound = 2.0 ** -K * (np.abs(x) + (d if t == "preact_P" else 0)) + 2.0 ** -22 * (d + np.abs(x))
+            assert np.all(np.abs(y - x) <= bound), t
+        rows = {k: v.astype(np.float64) for k, v in a.read_rows(n, n + 1, ["act_P", "act_D"]).items()}
+        back = b.read_rows(n, n + 1, ["act_P"])["act_P"].astype(np.float64)  # the raw P pass, rebuilt
+        diff = np.abs(rows["act_P"] - rows["act_D"])
+        assert np.all(np.abs(back - rows["act_P"]) <= 2.0 ** -K * (np.abs(rows["act_D"]) + diff)
+                      + 2.0 ** -22 * np.abs(rows["act_P"]))
 
 
 def test_lossy_codec_is_a_bitround_filter_before_blosc_and_crc_last(pair):
@@ -123,6 +151,7 @@ def test_plain_xarray_without_this_package_opens_a_lossy_store(pair):
         ds = xarray.open_zarr({lossy!r})
         x = ds["act_D"].values
         assert ds.sizes["network"] == 5 and numpy.isfinite(x).all()
+        assert "P - D difference" in ds["act_P"].attrs["description"]  # says what the array holds
         numpy.save(sys.argv[1], x)
         assert not any(m.startswith("eznas_store") for m in sys.modules), "eznas_store was imported"
     """)

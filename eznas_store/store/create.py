@@ -295,7 +295,7 @@ def _tensor_arrays(make: MakeArray, plan: StorePlan, layout: Layout) -> None:
     for name in STORED:
         fam = ARRAY_FAMILY[name]
         w = max(layout.widths[fam], 1)
-        make(array_name(name), shape=(n, w), dtype=np.float32, chunks=(K, w), dims=("network", FAMILIES[fam][0]),
+        make(array_name(name, plan.p_difference), shape=(n, w), dtype=np.float32, chunks=(K, w), dims=("network", FAMILIES[fam][0]),
              codec=plan.codec)
 
 
@@ -315,8 +315,16 @@ def _attributes(plan: StorePlan, layout: Layout) -> dict[str, Any]:
         "layout": {"chunk_networks": layout.chunk_networks, "widths": layout.widths},
         "created_with": package_versions(),
         "terminals": list(TERMINALS),
-        "stored": [array_name(s) for s in STORED],
-        "derived": "preact=relu(inpact), inpactgrad=preactgrad*(inpact>0) (rcb; identity for cbr); "
-                   "X_P terminals are P-D differences: act_P = raw_act_P - act_D (raw_* arrays hold the "
-                   "raw P pass, every other tensor array is the terminal of its name)",
+        **stored_attributes(plan),
     }
+
+
+def stored_attributes(plan: StorePlan) -> dict[str, Any]:
+    """The ``stored`` and ``derived`` attributes: which arrays hold tensors, how terminals follow."""
+    diff = plan.p_difference
+    derived = ("X_P terminals are P-D differences, stored as such (lossy codec): the arrays act_P, ... ARE the "
+               "terminals; the raw P pass is act_P + act_D" if diff else
+               "X_P terminals are P-D differences: act_P = raw_act_P - act_D (raw_* arrays hold the "
+               "raw P pass, every other tensor array is the terminal of its name)")
+    return {"stored": [array_name(s, diff) for s in STORED],
+            "derived": "preact=relu(inpact), inpactgrad=preactgrad*(inpact>0) (rcb; identity for cbr); " + derived}

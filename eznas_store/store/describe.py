@@ -71,7 +71,7 @@ _TABLES = {
 
 def array_attributes(name: str, plan: StorePlan, dims: tuple[str, ...]) -> dict[str, Any]:
     """The attributes of array ``name`` of a store made for ``plan``, with dims ``dims``."""
-    stored = {array_name(s): s for s in STORED}
+    stored = {array_name(s, plan.p_difference): s for s in STORED}
     if name in stored:
         attrs = _tensor(stored[name], plan)
     elif name in _TABLES:
@@ -79,7 +79,7 @@ def array_attributes(name: str, plan: StorePlan, dims: tuple[str, ...]) -> dict[
         attrs = {"long_name": long_name, "description": text}
     elif name.startswith("off_") and name[4:] in FAMILIES:
         fam = name[4:]
-        arrays = ", ".join(array_name(s) for s in STORED if ARRAY_FAMILY[s] == fam)
+        arrays = ", ".join(array_name(s, plan.p_difference) for s in STORED if ARRAY_FAMILY[s] == fam)
         attrs = {"long_name": f"offset of the block's {fam} tensors",
                  "description": f"element offset in its network's row where the block's tensor of {arrays} "
                                 "starts (equal offsets: one tensor shared by several blocks)"}
@@ -117,13 +117,22 @@ def _tensor(stored: str, plan: StorePlan) -> dict[str, Any]:
     text = (f"{what}{'' if x is None else ', ' + _PASSES[x]}; float32. One row per network: each block's "
             f"tensor of shape ({', '.join(map(str, shape))}) flattened (C order) from column off_{fam} "
             "of the block table, zero-padded after the network's last block.")
-    if x == "P":
+    if x == "P" and plan.p_difference:
+        terminal = stored
+        text += (f" Equals the terminal {stored}: the P - D difference itself, kept instead of the raw P pass "
+                 f"because the codec is lossy (the raw P pass is {stored} + {kind}_D).")
+    elif x == "P":
         terminal = ""
         text += f" RAW P pass, not a terminal: the terminal {stored} is {RAW_PREFIX}{stored} - {kind}_D."
     else:
         terminal = stored
         text += f" Equals the terminal {stored}."
     if kind in _DERIVED and x is not None:
-        text += " Derived from it: " + (_DERIVED_P[kind] if x == "P" else _DERIVED[kind].format(x=x)) + "."
-    return {"long_name": long_name + ("" if x is None else f" ({x} pass{', raw' if x == 'P' else ''})"),
+        rule = _DERIVED[kind].format(x=x) if x != "P" else _DERIVED_P[kind]
+        if x == "P" and plan.p_difference:
+            rule = rule.replace(f"{RAW_PREFIX}inpact_P", "(inpact_P + inpact_D)").replace(
+                f"{RAW_PREFIX}preactgrad_P", "(preactgrad_P + preactgrad_D)")
+        text += " Derived from it: " + rule + "."
+    tag = "" if x is None else f" ({x} pass{(' - D' if plan.p_difference else ', raw') if x == 'P' else ''})"
+    return {"long_name": long_name + tag,
             "description": text, "terminal": terminal, "offset": f"off_{fam}", "block_shape": shape}

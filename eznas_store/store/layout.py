@@ -37,10 +37,19 @@ assert set(ARRAY_FAMILY) == set(STORED)
 RAW_PREFIX = "raw_"
 
 
-def array_name(stored: str) -> str:
+def array_name(stored: str, p_difference: bool = False) -> str:
     """The Zarr array holding ``STORED`` tensor ``stored`` (format 2): ``raw_act_P`` for
-    ``act_P``; D, N and ``wt`` arrays are named as the terminals they are."""
-    return RAW_PREFIX + stored if stored.endswith("_P") else stored
+    ``act_P``; D, N and ``wt`` arrays are named as the terminals they are. A store that keeps
+    the P pass as its difference from D (``p_difference``: lossy codecs) holds the terminal
+    ``act_P`` itself, so it is named ``act_P``."""
+    return RAW_PREFIX + stored if stored.endswith("_P") and not p_difference else stored
+
+
+def array_names(format_version: int, p_difference: bool = False) -> dict[str, str]:
+    """``STORED`` name → Zarr array name of a store of this format and P layout."""
+    if format_version == 1:
+        return ARRAY_NAMES[1]
+    return {s: array_name(s, p_difference) for s in STORED}
 
 
 #: ``STORED`` name → Zarr array name, per store format version (version 1 used the bare names)

@@ -63,6 +63,13 @@ class StorePlan:
     #: left out of the JSON (and so of the fingerprint) when lossless, as stores before it
     codec: str = LOSSLESS
 
+    @property
+    def p_difference(self) -> bool:
+        """True when the P pass is stored as its difference from D (P − D, the P terminal
+        itself): every lossy codec. Rounding P and D separately by 2^-K would be a ~10x larger
+        error in their difference, which every P terminal is (README "Lossy codecs")."""
+        return self.codec != LOSSLESS
+
     def identity(self) -> dict[str, Any]:
         """The fields two shards must agree on (paths may differ between nodes)."""
         d = plan_to_json(self)

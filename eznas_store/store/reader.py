@@ -20,9 +20,9 @@ from eznas_store.config import schema_validator
 from eznas_store.errors import CorruptChunkError, StoreError, UnknownNameError
 from eznas_store.store import views
 from eznas_store.store.group import normalise_url, open_group, quiet_zarr
-from eznas_store.store.layout import ARRAY_FAMILY, ARRAY_NAMES, FAMILIES, SHAPE_COLUMNS, block_shapes
+from eznas_store.store.layout import ARRAY_FAMILY, FAMILIES, SHAPE_COLUMNS, array_names, block_shapes
 from eznas_store.store.plan import FORMAT, FORMAT_VERSION, READABLE_VERSIONS, StorePlan, plan_from_json
-from eznas_store.terminals import STORED, TERMINALS, numpy_relu, terminal_value
+from eznas_store.terminals import STORED, TERMINALS, numpy_relu, split, terminal_value
 
 
 def open_store(url: str, *, storage_options: dict | None = None) -> "Store":
@@ -85,8 +85,9 @@ class Store:
 
     @property
     def array_names(self) -> dict[str, str]:
-        """``STORED`` name → the Zarr array holding it (``raw_act_P`` for ``act_P`` from format 2)."""
-        return ARRAY_NAMES[self.format_version]
+        """``STORED`` name → the Zarr array holding it (``raw_act_P`` for ``act_P`` from format 2;
+        ``act_P``, the P − D difference, in a lossy store: ``StorePlan.p_difference``)."""
+        return array_names(self.format_version, self.plan.p_difference)
 
     @property
     def n_networks(self) -> int:
@@ -178,18 +179,26 @@ class Store:
     # -- stored rows ----------------------------------------------------------------------
     def read_rows(self, lo: int, hi: int, names: Sequence[str] = STORED) -> dict[str, np.ndarray]:
         """Rows ``lo..hi`` of the stored arrays, keyed by ``STORED`` name (raw: ``act_P`` is
-        the P pass itself); an unreadable chunk is a ``CorruptChunkError``."""
-        out = {}
+        the P pass itself, rebuilt as ``act_D + (P − D)`` where the store keeps the difference);
+        an unreadable chunk is a ``CorruptChunkError``."""
+        names = list(names)
+        diff = self.plan.p_difference
+        partners = [f"{split(n)[0]}_D" for n in names if diff and n.endswith("_P")]
+        out = {name: self._read_array(name, lo, hi) for name in dict.fromkeys(names + partners)}
         for name in names:
-            array = self.array_names[name]
-            try:
-                out[name] = np.asarray(self.group[array][lo:hi])
-            except Exception as e:
-                raise CorruptChunkError(
-                    f"store {self.url}: array {array!r}, networks {lo}..{hi - 1} cannot be read "
-                    f"({type(e).__name__}: {e}); rerun ingest with --redo-broken"
-                ) from None
-        return out
+            if diff and name.endswith("_P"):
+                out[name] = out[name] + out[f"{split(name)[0]}_D"]
+        return {name: out[name] for name in names}
+
+    def _read_array(self, name: str, lo: int, hi: int) -> np.ndarray:
+        array = self.array_names[name]
+        try:
+            return np.asarray(self.group[array][lo:hi])
+        except Exception as e:
+            raise CorruptChunkError(
+                f"store {self.url}: array {array!r}, networks {lo}..{hi - 1} cannot be read "
+                f"({type(e).__name__}: {e}); rerun ingest with --redo-broken"
+            ) from None
 
     def network_rows(self, n: int, rows: dict[str, np.ndarray] | None = None, row: int = 0,
                      names: Sequence[str] = STORED) -> list[dict[str, np.ndarray]]:

@@ -19,7 +19,7 @@ from eznas_store.errors import StoreError
 from eznas_store.store.group import quiet_zarr
 from eznas_store.store.layout import ARRAY_FAMILY
 from eznas_store.store.reader import Store
-from eznas_store.terminals import STORED
+from eznas_store.terminals import STORED, split
 
 #: per proxy name: (value, reason it failed or None)
 ProxyValues = dict[str, tuple[float, str | None]]
@@ -71,6 +71,10 @@ def _tensor_rows(store: Store, lo: int, networks: Sequence[NetworkArrays]) -> di
                 flat = np.asarray(block[name]).reshape(-1)
                 off = int(bt[f"off_{ARRAY_FAMILY[name]}"][start + b])
                 rows[name][j, off:off + flat.size] = flat
+    if store.plan.p_difference:  # float32 P − D: bit-equal to the P terminal a lossless store gives
+        for name in STORED:
+            if name.endswith("_P"):
+                rows[name] -= rows[f"{split(name)[0]}_D"]
     return rows
 
 
