@@ -291,3 +291,48 @@ def test_transcoded_store_is_the_store_ingest_writes(pair, tmp_path):
     assert t.plan == d.plan and plan_fingerprint(t.plan) == plan_fingerprint(d.plan)
     assert _tensor_codecs(url) == _tensor_codecs(lossy)
     assert verify_store(t).ok
+
+
+@pytest.fixture(scope="module")
+def sumround(pair, tmp_path_factory):
+    """The pair's 5 networks ingested with ``sumround:3``."""
+    bench, lossless, _ = pair
+    url = str(tmp_path_factory.mktemp("sumround") / "s.zarr")
+    run_ingest(tiny_ingest_config(url, bench, networks=5, codec="sumround:3"))
+    return url
+
+
+def test_sumround_keeps_block_sums_where_bitround_drifts(pair, sumround):
+    """sumround keeps K bits, signs and zeros, each value within 2^-K, and a block's sum
+    far closer to the lossless one than nearest rounding with the same K does."""
+    from numcodecs import BitRound
+
+    _, lossless, _ = pair
+    a, s = open_store(lossless), open_store(sumround)
+    assert s.plan.codec == "sumround:3" and s.plan.p_difference
+    drift_sum, drift_near = [], []
+    for n in range(5):
+        for blk in range(3):
+            x = a.tensor(n, blk, "preactgrad_D").astype(np.float64)
+            y = s.tensor(n, blk, "preactgrad_D").astype(np.float64)
+            assert np.array_equal(np.sign(x), np.sign(y))
+            assert np.all(np.abs(y - x) <= 2.0 ** -3 * np.abs(x))
+            near = BitRound(keepbits=3).decode(BitRound(keepbits=3).encode(x.astype(np.float32).copy()))
+            drift_sum.append(abs(y.sum() - x.sum()) / np.abs(x).sum())
+            drift_near.append(abs(near.astype(np.float64).sum() - x.sum()) / np.abs(x).sum())
+    assert np.mean(drift_sum) < 0.25 * np.mean(drift_near)
+
+
+def test_sumround_transcoded_is_the_store_ingest_writes(pair, sumround, tmp_path):
+    from eznas_store.store.transcode import transcode_store
+
+    _, lossless, _ = pair
+    url = str(tmp_path / "t.zarr")
+    transcode_store(lossless, url, "sumround:3")
+    a, b = store_arrays(url), store_arrays(sumround)
+    assert set(a) == set(b)
+    for k in set(a) - {"seconds"}:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert open_store(url).plan == open_store(sumround).plan
+    with pytest.raises(StoreError, match="exists"):
+        transcode_store(lossless, url, "sumround:3")

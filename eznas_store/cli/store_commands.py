@@ -38,7 +38,7 @@ def ingest(
     no_proxies: Annotated[bool, typer.Option("--no-proxies", help="Skip the 13 hand-crafted proxies.")] = False,
     proxy_batch_size: Annotated[int, typer.Option("--proxy-batch-size", help="Batch of the proxies (0: the statistics batch; NASLib used 64).")] = 0,
     redo_broken: Annotated[bool, typer.Option("--redo-broken", help="Recollect networks whose chunks 'verify' finds broken.")] = False,
-    codec: Annotated[str, typer.Option("--codec", help="Codec of the float32 tensor arrays: lossless, compact (= bitround:4), bitround:K[+zstd:L] (K = 1..23 mantissa bits kept, L = Blosc zstd level 1..9, default 3) or zfp:TOL (absolute error bound; needs zfpy).")] = "lossless",
+    codec: Annotated[str, typer.Option("--codec", help="Codec of the float32 tensor arrays: lossless, compact (the measured default lossy spec), sumround:K[+zstd:L] (K = 1..23 mantissa bits kept, rounded so sums keep their value; L = Blosc zstd level 1..9, default 3), bitround:K[+zstd:L] (the same bits, each value to nearest) or zfp:TOL (absolute error bound; needs zfpy).")] = "lossless",
     no_progress: Annotated[bool, typer.Option("--no-progress", help=HELP["--no-progress"])] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Ingest even if the estimated size exceeds the free disk.")] = False,
     job: JobOption = None,

@@ -39,7 +39,7 @@ class IngestConfig:
     proxy_batch_size: int = 0
     #: recollect the networks ``verify`` finds broken (unreadable chunks), even if flagged
     redo_broken: bool = False
-    #: codec of the float32 tensor arrays: lossless, bitround:K or zfp:TOL (``store.plan.parse_codec``)
+    #: codec of the float32 tensor arrays: lossless, sumround:K, bitround:K or zfp:TOL (``store.plan.parse_codec``)
     codec: str = "lossless"
     progress: bool = True
 

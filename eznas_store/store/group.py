@@ -17,7 +17,7 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 
 from eznas_store.errors import StoreError
-from eznas_store.store.plan import FORMAT, LOSSLESS, codec_level, parse_codec
+from eznas_store.store.plan import FORMAT, LOSSLESS, ROUNDINGS, codec_level, parse_codec
 
 
 @contextlib.contextmanager
@@ -40,7 +40,8 @@ def tensor_codecs(codec: str = LOSSLESS) -> dict[str, Any]:
 
     lossless: ``compressors()``, exactly as before ``--codec``. ``bitround:K``: numcodecs'
     BitRound (K mantissa bits kept, relative error <= 2^-K) as an array-to-array filter before
-    them (``+zstd:L``: Blosc at level L). ``zfp:TOL``: numcodecs' ZFPY (fixed-accuracy mode,
+    them (``+zstd:L``: Blosc at level L). ``sumround:K``: the same chain; the writer rounded the
+    values already (``store.rounding.sum_round``), so the filter changes nothing and says K. ``zfp:TOL``: numcodecs' ZFPY (fixed-accuracy mode,
     absolute error <= TOL) as the serializer, then the CRC32C alone (Blosc gains nothing on
     ZFP's output). All are registered zarr v3 codecs (``numcodecs.*``), so zarr and xarray read
     them without this package; the CRC32C stays last."""
@@ -48,7 +49,7 @@ def tensor_codecs(codec: str = LOSSLESS) -> dict[str, Any]:
     if kind == LOSSLESS:
         return {"compressors": compressors()}
     numcodecs_v3 = _numcodecs_zarr3()
-    if kind == "bitround":
+    if kind in ROUNDINGS:  # sumround's values arrive rounded (store.rounding); BitRound keeps them as they are
         with quiet_zarr():  # "numcodecs codecs are not in the v3 specification"
             return {"filters": [numcodecs_v3.BitRound(keepbits=int(arg))],
                     "compressors": compressors(codec_level(codec))}

@@ -29,6 +29,10 @@ CREATION = "eznas-store-creation"
 LOSSLESS = "lossless"
 #: mantissa bits ``bitround:K`` may keep (float32 has 23)
 BITROUND_BITS = (1, 23)
+#: the K-mantissa-bit codecs: ``bitround`` rounds each value to nearest (numcodecs' BitRound);
+#: ``sumround`` picks the lower or upper K-bit neighbour by error diffusion so sums keep their
+#: value (``store.rounding``), then the same BitRound filter (a no-op on it) records K
+ROUNDINGS = ("bitround", "sumround")
 #: Blosc zstd levels ``bitround:K+zstd:L`` may ask for; 3 is the level of every other array
 ZSTD_LEVELS, DEFAULT_LEVEL = (1, 9), 3
 #: the named lossy preset and the spec it stands for (recorded as the spec, never the name),
@@ -59,7 +63,7 @@ class StorePlan:
     proxies: tuple[str, ...] = ()
     #: 0: proxies used the statistics batch; else their own seeded batch of this size
     proxy_batch_size: int = 0
-    #: codec of the float32 tensor arrays (``parse_codec``): lossless, bitround:K or zfp:TOL;
+    #: codec of the float32 tensor arrays (``parse_codec``): lossless, sumround:K, bitround:K or zfp:TOL;
     #: left out of the JSON (and so of the fingerprint) when lossless, as stores before it
     codec: str = LOSSLESS
 
@@ -159,11 +163,11 @@ def _parse(text: str) -> tuple[str, float | int | None, int]:
     if text == LOSSLESS:
         return LOSSLESS, None, DEFAULT_LEVEL
     lo, hi = BITROUND_BITS
-    if kind == "bitround":
+    if kind in ROUNDINGS:
         if not (arg.isascii() and arg.isdigit()) or not lo <= int(arg) <= hi:
-            raise ConfigError(f"--codec bitround:K needs K, the mantissa bits kept, an integer from {lo} to "
+            raise ConfigError(f"--codec {kind}:K needs K, the mantissa bits kept, an integer from {lo} to "
                               f"{hi}; got {text!r}")
-        return "bitround", int(arg), _level(text, stage) if plus else DEFAULT_LEVEL
+        return kind, int(arg), _level(text, stage) if plus else DEFAULT_LEVEL
     if kind == "zfp" and not plus:
         try:
             tol = float(arg)
@@ -173,8 +177,8 @@ def _parse(text: str) -> tuple[str, float | int | None, int]:
             raise ConfigError(f"--codec zfp:TOL needs TOL, the absolute error bound, a finite number > 0; "
                               f"got {text!r}")
         return "zfp", tol, DEFAULT_LEVEL
-    raise ConfigError(f"--codec must be lossless, {PRESET}, bitround:K[+zstd:L] (K = 1..{hi} mantissa bits kept, "
-                      f"L = zstd level 1..9) or zfp:TOL (absolute error bound > 0); got {text!r}")
+    raise ConfigError(f"--codec must be lossless, {PRESET}, sumround:K[+zstd:L] or bitround:K[+zstd:L] (K = 1..{hi} "
+                      f"mantissa bits kept, L = zstd level 1..9) or zfp:TOL (absolute error bound > 0); got {text!r}")
 
 
 def _level(text: str, stage: str) -> int:
@@ -182,7 +186,7 @@ def _level(text: str, stage: str) -> int:
     name, _, level = stage.partition(":")
     lo, hi = ZSTD_LEVELS
     if name != "zstd" or not (level.isascii() and level.isdigit()) or not lo <= int(level) <= hi:
-        raise ConfigError(f"--codec bitround:K+zstd:L needs L, the Blosc zstd level, an integer from {lo} to "
+        raise ConfigError(f"--codec {text.partition(':')[0]}:K+zstd:L needs L, the Blosc zstd level, an integer from {lo} to "
                           f"{hi}; got {text!r}")
     return int(level)
 

@@ -22,6 +22,7 @@ from eznas_store.store.describe import array_attributes
 from eznas_store.store.group import normalise_url, quiet_zarr, store_exists, tensor_codecs
 from eznas_store.store.plan import CREATION, FORMAT, canonical_codec, plan_fingerprint, plan_to_json
 from eznas_store.store.reader import Store, open_store
+from eznas_store.store.rounding import for_codec
 from eznas_store.terminals import STORED, split
 
 
@@ -64,7 +65,7 @@ def _reencode(old: Store, new: Store, name: str, codec: str) -> None:
         values = rows[name]  # raw: read_rows rebuilds the P pass of a store that keeps P − D
         if name.endswith("_P") and new.plan.p_difference:
             values = values - rows[partner]
-        b[lo:hi] = values
+        b[lo:hi] = for_codec(values, codec)
 
 
 def _rewrite_attributes(g: zarr.Group, plan) -> None:

@@ -19,6 +19,7 @@ from eznas_store.errors import StoreError
 from eznas_store.store.group import quiet_zarr
 from eznas_store.store.layout import ARRAY_FAMILY
 from eznas_store.store.reader import Store
+from eznas_store.store.rounding import for_codec
 from eznas_store.terminals import STORED, split
 
 #: per proxy name: (value, reason it failed or None)
@@ -46,7 +47,7 @@ def write_chunk(store: Store, lo: int, networks: Sequence[NetworkArrays],
         raise StoreError(f"networks {lo}..{hi} are not one chunk of {store.url}")
     g = store.group
     for name, rows in _tensor_rows(store, lo, networks).items():
-        g[store.array_names[name]][lo:hi] = rows
+        g[store.array_names[name]][lo:hi] = for_codec(rows, store.plan.codec)
     g["params"][lo:hi] = np.array([r.params for r in networks], dtype=np.int64)
     g["flops"][lo:hi] = np.array([r.flops for r in networks], dtype=np.float64)
     g["seconds"][lo:hi] = np.array([r.seconds for r in networks], dtype=np.float32)
