@@ -28,11 +28,18 @@ def quiet_zarr() -> Iterator[None]:
         yield
 
 
-def compressors(level: int = 3) -> list[Any]:
+#: Blosc block of the lossy tensor arrays: 1 MiB blocks instead of Blosc's default for level 3
+#: compress rounded values 6 % smaller at the same speed (README "Lossy codecs"); lossless
+#: arrays keep the default, so they stay byte-identical to every store before
+LOSSY_BLOCKSIZE = 1 << 20
+
+
+def compressors(level: int = 3, blocksize: int = 0) -> list[Any]:
     """The codecs of every numeric array: Blosc zstd (``level``, 3 but for ``bitround:K+zstd:L``)
     with byte shuffle of 4-byte values, then a CRC32C checksum (last, so a flipped bit anywhere
-    in a chunk file fails to decode)."""
-    return [BloscCodec(cname="zstd", clevel=level, shuffle="shuffle", typesize=4), Crc32cCodec()]
+    in a chunk file fails to decode). ``blocksize`` 0 is Blosc's own choice."""
+    blosc = BloscCodec(cname="zstd", clevel=level, shuffle="shuffle", typesize=4, blocksize=blocksize)
+    return [blosc, Crc32cCodec()]
 
 
 def tensor_codecs(codec: str = LOSSLESS) -> dict[str, Any]:
@@ -52,7 +59,7 @@ def tensor_codecs(codec: str = LOSSLESS) -> dict[str, Any]:
     if kind in ROUNDINGS:  # sumround's values arrive rounded (store.rounding); BitRound keeps them as they are
         with quiet_zarr():  # "numcodecs codecs are not in the v3 specification"
             return {"filters": [numcodecs_v3.BitRound(keepbits=int(arg))],
-                    "compressors": compressors(codec_level(codec))}
+                    "compressors": compressors(codec_level(codec), LOSSY_BLOCKSIZE)}
     zfp_missing()
     import zfpy
 

@@ -3,17 +3,20 @@
 BitRound rounds every value to its nearest K-bit neighbour. Each error is small (<= 2^-(K+1)
 relative), but they are independent, so a sum of n values drifts by ~sqrt(n) of them; a
 statistic that cancels (the mean of a gradient, a P - D difference summed over a block) can
-lose its sign. ``sum_round`` keeps the same K bits but picks, for each value, the lower or
-the upper K-bit neighbour by error diffusion (the carried rounding error of the values
-before it, as in Floyd-Steinberg dithering): the running sum along each run stays within one
-value's quantum of the exact one. Its cost is a per-value error bound of 2^-K instead of
-2^-(K+1). Signs and zeros are kept (both neighbours of a value share its sign; a zero is its
-own neighbour), so sign-based programs such as EZNAS-A read exactly what they read losslessly.
+lose its sign. ``sum_round`` keeps the same K bits and rounds to nearest, except that in each
+run of ``RUN`` consecutive values (C order) it sends to the *other* K-bit neighbour the fewest
+values, those closest to their midpoint, that cancel the run's summed error (the largest
+remainder method): a run's sum keeps its value to about one quantum, while every value's
+error stays <= 2^-K relative and most stay nearest, so the spread of the errors, which norms,
+determinants and spectra feel, stays close to nearest rounding's. A first version diffused
+the error from value to value (Floyd-Steinberg): sums were as good, but the spread doubled
+and programs built on logdets and norms moved by 0.05-0.12 tau (README "Lossy codecs").
+Signs and zeros are kept (both neighbours of a value share its sign; a zero is its own
+neighbour), so sign-based programs such as EZNAS-A read exactly what they read losslessly.
 
-Runs are ``RUN`` consecutive values in C order; the runs of an array are processed side by
-side (a Python loop over positions, numpy across runs), which keeps it fast without a
-compiler. The output is ordinary float32 with zero low bits: numcodecs' BitRound with the
-same K leaves it unchanged, so the stored chain still says what precision it holds.
+Vectorised over runs (numpy sorts each run's candidates), no compiler needed. The output is
+ordinary float32 with zero low bits: numcodecs' BitRound with the same K leaves it as it is,
+so the stored chain still says what precision it holds.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ import numpy as np
 
 from eznas_store.store.plan import parse_codec
 
-#: values per error-diffusion run: a block's tensor spans few runs, so its sum drifts by a
-#: few quanta, not sqrt(size) of them
+#: values per run whose summed rounding error is cancelled: a block's tensor spans few runs,
+#: so its sum drifts by a few quanta, not sqrt(size) of them
 RUN = 1024
 
 
@@ -35,32 +38,42 @@ def for_codec(values: np.ndarray, codec: str) -> np.ndarray:
 
 
 def sum_round(values: np.ndarray, keepbits: int) -> np.ndarray:
-    """``values`` (float32) rounded to ``keepbits`` mantissa bits by error diffusion; same shape.
-    Non-finite values pass through unchanged and carry no error."""
+    """``values`` (float32) rounded to ``keepbits`` mantissa bits: to nearest, except the fewest
+    values, those nearest their midpoint, that bring each run's summed error to its smallest;
+    same shape. Non-finite values pass through unchanged."""
     x = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
     n = x.size
     runs = max(-(-n // RUN), 1)
     padded = np.zeros(runs * RUN, np.float32)
     padded[:n] = x
-    cols = padded.reshape(runs, RUN).T.copy()  # column j: position j of every run
-    shift = 23 - int(keepbits)
-    mask, unit = np.uint32((0xFFFFFFFF << shift) & 0xFFFFFFFF), np.uint32(1 << shift)
-    carry = np.zeros(runs, np.float64)
-    with np.errstate(invalid="ignore", over="ignore"):  # non-finite values are masked in _step
-        for j in range(RUN):
-            cols[j], carry = _step(cols[j], carry, mask, unit)
-    return cols.T.reshape(-1)[:n].reshape(np.shape(values))
+    rows = padded.reshape(runs, RUN)
+    busy = np.any(rows != 0, axis=1)  # runs of zeros (a row's padding) have nothing to round
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite values are masked below
+        rows[busy] = _round_runs(rows[busy], int(keepbits))
+    return rows.reshape(-1)[:n].reshape(np.shape(values))
 
 
-def _step(v: np.ndarray, carry: np.ndarray, mask: np.uint32, unit: np.uint32) -> tuple[np.ndarray, np.ndarray]:
-    """One position of every run: the K-bit neighbour of ``v`` nearer to ``v + carry``; new carry."""
-    bits = v.view(np.uint32)
-    lo = bits & mask  # toward zero
-    hi = lo + unit  # away from zero (the next K-bit magnitude)
+def _round_runs(x: np.ndarray, keepbits: int) -> np.ndarray:
+    """Rows of ``x`` rounded to K bits: nearest, then the cheapest flips to the other neighbour
+    (by added error per unit of correction) that minimise each row's summed error."""
+    shift = 23 - keepbits
+    bits = x.view(np.uint32)
+    lo = bits & np.uint32((0xFFFFFFFF << shift) & 0xFFFFFFFF)  # toward zero
+    hi = lo + np.uint32(1 << shift)  # away from zero: the next K-bit magnitude
     lo_f, hi_f = lo.view(np.float32).astype(np.float64), hi.view(np.float32).astype(np.float64)
-    target = v.astype(np.float64) + carry
-    up = (np.abs(target - hi_f) < np.abs(target - lo_f)) & (lo != bits)
-    finite = np.isfinite(v)
-    out = np.where(finite, np.where(up, hi, lo), bits).view(np.float32)
-    carry = np.where(finite, target - np.where(up, hi_f, lo_f), 0.0)
-    return out, carry
+    xf = x.astype(np.float64)
+    movable = (lo != bits) & np.isfinite(x)
+    up = np.abs(hi_f - xf) < np.abs(xf - lo_f)
+    near, alt = np.where(up, hi_f, lo_f), np.where(up, lo_f, hi_f)
+    err = np.where(movable, near - xf, 0.0)
+    total = err.sum(axis=1, keepdims=True)
+    step = np.where(movable, alt - near, 0.0)  # what flipping a value adds to its row's error
+    useful = movable & (step * total < 0)
+    cost = np.where(useful, (np.abs(alt - xf) - np.abs(err)) / np.maximum(np.abs(step), 1e-300), np.inf)
+    order = np.argsort(cost, axis=1, kind="stable")
+    reach = total + np.cumsum(np.take_along_axis(np.where(useful, step, 0.0), order, axis=1), axis=1)
+    flips = np.argmin(np.abs(np.concatenate([total, reach], axis=1)), axis=1)  # per row
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.broadcast_to(np.arange(order.shape[1]), order.shape), axis=1)
+    flip = useful & (rank < flips[:, None])
+    return np.where(movable, np.where(up != flip, hi, lo), bits).view(np.float32)
