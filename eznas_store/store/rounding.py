@@ -55,25 +55,27 @@ def sum_round(values: np.ndarray, keepbits: int) -> np.ndarray:
 
 def _round_runs(x: np.ndarray, keepbits: int) -> np.ndarray:
     """Rows of ``x`` rounded to K bits: nearest, then the cheapest flips to the other neighbour
-    (by added error per unit of correction) that minimise each row's summed error."""
+    (those nearest their midpoint) that minimise each row's summed error. Float32 throughout
+    but the sums: a K-bit neighbour minus the value is exact (Sterbenz)."""
     shift = 23 - keepbits
     bits = x.view(np.uint32)
-    lo = bits & np.uint32((0xFFFFFFFF << shift) & 0xFFFFFFFF)  # toward zero
-    hi = lo + np.uint32(1 << shift)  # away from zero: the next K-bit magnitude
-    lo_f, hi_f = lo.view(np.float32).astype(np.float64), hi.view(np.float32).astype(np.float64)
-    xf = x.astype(np.float64)
-    movable = (lo != bits) & np.isfinite(x)
-    up = np.abs(hi_f - xf) < np.abs(xf - lo_f)
-    near, alt = np.where(up, hi_f, lo_f), np.where(up, lo_f, hi_f)
-    err = np.where(movable, near - xf, 0.0)
-    total = err.sum(axis=1, keepdims=True)
-    step = np.where(movable, alt - near, 0.0)  # what flipping a value adds to its row's error
+    unit = np.uint32(1 << shift)
+    lo = bits & np.uint32((0xFFFFFFFF << shift) & 0xFFFFFFFF)  # toward zero; lo + unit: away
+    rem = bits - lo  # the dropped low bits of the magnitude
+    movable = (rem != 0) & np.isfinite(x)
+    up = rem > (unit >> np.uint32(1))  # nearest: past the midpoint, away from zero
+    near_bits, alt_bits = np.where(up, lo + unit, lo), np.where(up, lo, lo + unit)
+    near = near_bits.view(np.float32)
+    total = np.where(movable, near - x, np.float32(0)).sum(axis=1, dtype=np.float64, keepdims=True)
+    step = np.where(movable, alt_bits.view(np.float32) - near, np.float32(0))  # a flip's change
     useful = movable & (step * total < 0)
-    cost = np.where(useful, (np.abs(alt - xf) - np.abs(err)) / np.maximum(np.abs(step), 1e-300), np.inf)
-    order = np.argsort(cost, axis=1, kind="stable")
-    reach = total + np.cumsum(np.take_along_axis(np.where(useful, step, 0.0), order, axis=1), axis=1)
+    step = np.where(useful, step, np.float32(0))
+    # a flip's added error per unit of correction: 0 at the midpoint, 1 at a K-bit value
+    cost = np.where(useful, np.abs(1 - 2 * (rem.astype(np.float32) / np.float32(unit))), np.float32(np.inf))
+    order = np.argsort(cost, axis=1)
+    reach = total + np.cumsum(np.take_along_axis(step, order, axis=1), axis=1, dtype=np.float64)
     flips = np.argmin(np.abs(np.concatenate([total, reach], axis=1)), axis=1)  # per row
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.broadcast_to(np.arange(order.shape[1]), order.shape), axis=1)
-    flip = useful & (rank < flips[:, None])
-    return np.where(movable, np.where(up != flip, hi, lo), bits).view(np.float32)
+    ranked = np.concatenate([np.take_along_axis(cost, order, axis=1),
+                             np.full((len(x), 1), np.inf, np.float32)], axis=1)
+    flip = useful & (cost < ranked[np.arange(len(x)), flips][:, None])
+    return np.where(movable, np.where(flip, alt_bits, near_bits), bits).view(np.float32)
