@@ -333,3 +333,18 @@ def test_sumround_transcoded_is_the_store_ingest_writes(pair, sumround, tmp_path
     assert open_store(url).plan == open_store(sumround).plan
     with pytest.raises(StoreError, match="exists"):
         transcode_store(lossless, url, "sumround:3")
+
+
+def test_transcode_command_writes_the_lossy_store_and_refuses_one_line(pair, tmp_path, capsys):
+    from eznas_store.cli import main
+    from eznas_store.store.plan import COMPACT
+
+    _, lossless, _ = pair
+    url = str(tmp_path / "c.zarr")
+    assert main(["transcode", lossless, url]) == 0  # --codec compact by default
+    out = capsys.readouterr().out
+    assert "transcoded 5 networks" in out and COMPACT in out
+    assert open_store(url).plan.codec == COMPACT
+    assert main(["transcode", lossless, url]) == 2  # the target exists
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "exists" in err[0]

@@ -119,6 +119,27 @@ def info(
     typer.echo(store_summary(open_store(store)))
 
 
+@app.command()
+def transcode(
+    source: Annotated[str, typer.Argument(help="A complete local store (any codec).")],
+    target: Annotated[str, typer.Argument(help="The new local store to write.")],
+    codec: Annotated[str, typer.Option("--codec", help="Codec of the new store's tensor arrays, as ingest --codec (compact, sumround:K, bitround:K, zfp:TOL, lossless).")] = "compact",
+) -> None:
+    """Write a copy of a store with another tensor codec: tables, flags and proxies as they are,
+    tensors re-encoded chunk by chunk; the store 'ingest --codec' would have written."""
+    import time
+
+    from eznas_store.ingest.config import check_codec
+    from eznas_store.store.transcode import transcode_store
+    from eznas_store.store.verify import codec_line
+
+    spec = check_codec(codec)
+    t0 = time.perf_counter()
+    s = transcode_store(source, target, spec)
+    typer.echo(f"transcoded {s.n_networks} networks in {time.perf_counter() - t0:.0f} s → {target}: "
+               f"{codec_line(s.plan.codec)}")
+
+
 def _info_json(s) -> dict:
     """``info --json``: the plan's main fields, completion and every accuracy column's range."""
     import numpy as np

@@ -66,11 +66,16 @@ class IngestConfig:
 
 
 def _check_codec(cfg: IngestConfig) -> None:
-    """Validate ``cfg.codec`` and record it in its canonical form (``zfp:1e-3`` → ``zfp:0.001``);
-    ``zfp`` is refused at once where zfpy is missing."""
+    """Validate ``cfg.codec`` and record it in its canonical form."""
+    object.__setattr__(cfg, "codec", check_codec(cfg.codec))
+
+
+def check_codec(text: str) -> str:
+    """A ``--codec`` spec in its canonical form (``zfp:1e-3`` → ``zfp:0.001``), or a one-line
+    ``ConfigError``; ``zfp`` is refused at once where zfpy is missing."""
     from eznas_store.store.plan import canonical_codec
 
-    codec = canonical_codec(cfg.codec)
+    codec = canonical_codec(text)
     if codec.startswith("zfp:"):
         from eznas_store.store.group import zfp_missing
 
@@ -78,7 +83,7 @@ def _check_codec(cfg: IngestConfig) -> None:
             zfp_missing()
         except Exception as e:
             raise ConfigError(str(e)) from None
-    object.__setattr__(cfg, "codec", codec)
+    return codec
 
 
 def parse_shard(text: str) -> tuple[int, int]:
