@@ -200,6 +200,23 @@ class Store:
                 f"({type(e).__name__}: {e}); rerun ingest with --redo-broken"
             ) from None
 
+    def tensor_segments(self, lo: int, hi: int, name: str) -> np.ndarray:
+        """Where each block's tensor of ``STORED`` array ``name`` lies in rows ``lo..hi``: one
+        ``(row - lo, offset, size)`` per distinct tensor (a shared one once), shape (k, 3)."""
+        bt = self.block_table()
+        B, fam = self.plan.collect.batch_size, ARRAY_FAMILY[name]
+        seen: set[tuple[int, int]] = set()
+        out = []
+        for n in range(lo, hi):
+            start, nb = int(bt["block_start"][n]), int(bt["n_blocks"][n])
+            for b in range(start, start + nb):
+                shapes = block_shapes(*(int(bt[c][b]) for c in ("c_in", "c_out", "kernel", "h_in", "h_out")), B)
+                off = int(bt[f"off_{fam}"][b])
+                if (n, off) not in seen:
+                    seen.add((n, off))
+                    out.append((n - lo, off, int(np.prod(shapes[FAMILIES[fam][1]]))))
+        return np.asarray(out, dtype=np.int64).reshape(-1, 3)
+
     def network_rows(self, n: int, rows: dict[str, np.ndarray] | None = None, row: int = 0,
                      names: Sequence[str] = STORED) -> list[dict[str, np.ndarray]]:
         """The stored (raw) tensors of network ``n``'s blocks, one dict per block keyed by

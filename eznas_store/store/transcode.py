@@ -65,7 +65,7 @@ def _reencode(old: Store, new: Store, name: str, codec: str) -> None:
         values = rows[name]  # raw: read_rows rebuilds the P pass of a store that keeps P − D
         if name.endswith("_P") and new.plan.p_difference:
             values = values - rows[partner]
-        b[lo:hi] = for_codec(values, codec)
+        b[lo:hi] = for_codec(values, codec, new.tensor_segments(lo, hi, name))
 
 
 def _rewrite_attributes(g: zarr.Group, plan) -> None:

@@ -47,7 +47,7 @@ def write_chunk(store: Store, lo: int, networks: Sequence[NetworkArrays],
         raise StoreError(f"networks {lo}..{hi} are not one chunk of {store.url}")
     g = store.group
     for name, rows in _tensor_rows(store, lo, networks).items():
-        g[store.array_names[name]][lo:hi] = for_codec(rows, store.plan.codec)
+        g[store.array_names[name]][lo:hi] = for_codec(rows, store.plan.codec, store.tensor_segments(lo, hi, name))
     g["params"][lo:hi] = np.array([r.params for r in networks], dtype=np.int64)
     g["flops"][lo:hi] = np.array([r.flops for r in networks], dtype=np.float64)
     g["seconds"][lo:hi] = np.array([r.seconds for r in networks], dtype=np.float32)
