@@ -37,7 +37,7 @@ ROUNDINGS = ("bitround", "sumround")
 ZSTD_LEVELS, DEFAULT_LEVEL = (1, 9), 3
 #: the named lossy preset and the spec it stands for (recorded as the spec, never the name),
 #: chosen from ``benchmarks/bench_codecs.py`` (README "Lossy codecs")
-PRESET, COMPACT = "compact", "bitround:4"
+PRESET, COMPACT = "compact", "sumround:2"
 
 
 @dataclass(frozen=True, kw_only=True)
