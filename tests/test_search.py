@@ -143,8 +143,12 @@ def test_time_budget_is_respected(bench30: Path):
     res = run_search(tiny(bench30, budget=1.5, population=4, sample=2))
     assert res.stop_reason == "time budget spent"
     assert res.evaluations > 4  # evolution ran past the initial population
-    assert res.wall_seconds <= 1.5 + 0.25
-    assert max(e.seconds for e in res.history) <= 1.5 + 0.25
+    # a scoring in flight is finished, never cut: the run may pass its budget by the longest
+    # scoring (measured, so a busy machine only makes both longer), plus bookkeeping
+    done = sorted(e.seconds for e in res.history)
+    longest = max(b - a for a, b in zip([0.0, *done], done))
+    assert res.wall_seconds <= 1.5 + longest + 0.25
+    assert done[-1] - longest <= 1.5 + 0.25  # the last scoring began before the budget ran out
 
 
 def test_converged_search_stops_early(bench30: Path, monkeypatch):
