@@ -30,8 +30,9 @@ LOSSLESS = "lossless"
 #: mantissa bits ``bitround:K`` may keep (float32 has 23)
 BITROUND_BITS = (1, 23)
 #: the K-mantissa-bit codecs: ``bitround`` rounds each value to nearest (numcodecs' BitRound);
-#: ``sumround`` picks the lower or upper K-bit neighbour by error diffusion so sums keep their
-#: value (``store.rounding``), then the same BitRound filter (a no-op on it) records K
+#: ``sumround`` rounds to nearest but for a few values per block tensor sent to their other
+#: K-bit neighbour, so the block's sum keeps its value (``store.rounding``), then the same
+#: BitRound filter (a no-op on it) records K
 ROUNDINGS = ("bitround", "sumround")
 #: Blosc zstd levels ``bitround:K+zstd:L`` may ask for; 3 is the level of every other array
 ZSTD_LEVELS, DEFAULT_LEVEL = (1, 9), 3

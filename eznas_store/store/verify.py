@@ -252,9 +252,8 @@ def codec_line(codec: str) -> str:
         return (f"{codec} (tensors: BitRound keeps {arg} mantissa bits, relative error <= 2^-{arg}, "
                 f"then Blosc zstd level {codec_level(codec)}, CRC32C; P kept as P - D)")
     if kind == "sumround":
-        return (f"{codec} (tensors: {arg} mantissa bits, each value rounded up or down by error diffusion so "
-                f"sums keep their value, relative error <= 2^-{arg}, then Blosc zstd level {codec_level(codec)}, "
-                "CRC32C; P kept as P - D)")
+        return (f"{codec} (tensors: {arg} mantissa bits, each block tensor rounded so its sum keeps its value, "
+                f"relative error <= 2^-{arg}, then Blosc zstd level {codec_level(codec)}, CRC32C; P kept as P - D)")
     if kind == "zfp":
         return f"{codec} (tensors: ZFP fixed accuracy, absolute error <= {arg:g}, then CRC32C; P kept as P - D)"
     return "lossless (Blosc zstd, CRC32C)"
