@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    python benchmarks/bench_codecs.py --networks 200 --codecs bitround:7 bitround:3+zstd:9 \
+    python benchmarks/bench_codecs.py --networks 200 --codecs bitround:2 sumround:2 sumround:3 \
         --benchmark ../shared/data/nb201_accuracies.csv --data-root ../shared/data/cifar10-images
 
 Ingests the seeded NB201 networks (CIFAR-10, batch 1 unless ``--batch-size``) ONCE losslessly
@@ -15,14 +15,14 @@ store (``--generations`` x ``--population``, or ``--evolved DIR`` of a finished 
 ``--formula``, and prints bytes per network, ingest / transcode / scoring seconds, Kendall tau,
 delta tau and the largest per-network score difference side by side. ``--evolve-on`` codecs
 also get a timed evolve (seconds per generation). Last line: the smallest store whose |delta
-tau| <= ``--max-dtau`` (0.005) for every program.
+tau| <= ``--max-dtau`` (0.005) for EZNAS-A, every evolved and every issue-14 program (the
+stress ``--formula`` programs are reported apart, with a Markdown summary per store).
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
-import json
 import os
 import shutil
 import sys
@@ -33,7 +33,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
-import zarr  # noqa: E402
 
 from eznas_store.fitness.engine import Engine, score_store  # noqa: E402
 from eznas_store.ingest.config import IngestConfig  # noqa: E402
@@ -253,7 +252,7 @@ def _label(store: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--networks", type=int, default=200)
-    ap.add_argument("--codecs", nargs="+", default=["bitround:7", "bitround:3+zstd:9"])
+    ap.add_argument("--codecs", nargs="+", default=["bitround:2", "sumround:2", "sumround:3"])
     ap.add_argument("--bits", type=int, nargs="*", default=[], help="also bitround:K for each K")
     ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--lossless", help="reuse this lossless store (made with ingest) instead of ingesting")
