@@ -37,10 +37,12 @@ _DERIVED = {
     "inpact": "preact_{x} = relu(inpact_{x}) (rcb; = inpact_{x} for cbr)",
     "preactgrad": "inpactgrad_{x} = preactgrad_{x} * (inpact_{x} > 0) (rcb; = preactgrad_{x} for cbr)",
 }
+#: ``{inpact}``/``{preactgrad}``: the raw P pass, ``raw_inpact_P`` or, where the store keeps P - D,
+#: ``(inpact_P + inpact_D)``
 _DERIVED_P = {
-    "inpact": "preact_P = relu(raw_inpact_P) - relu(inpact_D) (rcb; raw_inpact_P - inpact_D for cbr)",
-    "preactgrad": "inpactgrad_P = raw_preactgrad_P * (raw_inpact_P > 0) - preactgrad_D * (inpact_D > 0) "
-                  "(rcb; raw_preactgrad_P - preactgrad_D for cbr)",
+    "inpact": "preact_P = relu({inpact}) - relu(inpact_D) (rcb; {inpact} - inpact_D for cbr)",
+    "preactgrad": "inpactgrad_P = {preactgrad} * ({inpact} > 0) - preactgrad_D * (inpact_D > 0) "
+                  "(rcb; {preactgrad} - preactgrad_D for cbr)",
 }
 _TABLES = {
     "arch": ("architecture", "the network's architecture string in its search space"),
@@ -128,10 +130,8 @@ def _tensor(stored: str, plan: StorePlan) -> dict[str, Any]:
         terminal = stored
         text += f" Equals the terminal {stored}."
     if kind in _DERIVED and x is not None:
-        rule = _DERIVED[kind].format(x=x) if x != "P" else _DERIVED_P[kind]
-        if x == "P" and plan.p_difference:
-            rule = rule.replace(f"{RAW_PREFIX}inpact_P", "(inpact_P + inpact_D)").replace(
-                f"{RAW_PREFIX}preactgrad_P", "(preactgrad_P + preactgrad_D)")
+        raw_p = {k: f"({k}_P + {k}_D)" if plan.p_difference else f"{RAW_PREFIX}{k}_P" for k in _DERIVED}
+        rule = _DERIVED[kind].format(x=x) if x != "P" else _DERIVED_P[kind].format(**raw_p)
         text += " Derived from it: " + rule + "."
     tag = "" if x is None else f" ({x} pass{(' - D' if plan.p_difference else ', raw') if x == 'P' else ''})"
     return {"long_name": long_name + tag,

@@ -203,19 +203,23 @@ class Store:
     def tensor_segments(self, lo: int, hi: int, name: str) -> np.ndarray:
         """Where each block's tensor of ``STORED`` array ``name`` lies in rows ``lo..hi``: one
         ``(row - lo, offset, size)`` per distinct tensor (a shared one once), shape (k, 3)."""
-        bt = self.block_table()
-        B, fam = self.plan.collect.batch_size, ARRAY_FAMILY[name]
+        bt, fam = self.block_table(), ARRAY_FAMILY[name]
         seen: set[tuple[int, int]] = set()
         out = []
         for n in range(lo, hi):
             start, nb = int(bt["block_start"][n]), int(bt["n_blocks"][n])
             for b in range(start, start + nb):
-                shapes = block_shapes(*(int(bt[c][b]) for c in ("c_in", "c_out", "kernel", "h_in", "h_out")), B)
                 off = int(bt[f"off_{fam}"][b])
                 if (n, off) not in seen:
                     seen.add((n, off))
-                    out.append((n - lo, off, int(np.prod(shapes[FAMILIES[fam][1]]))))
+                    out.append((n - lo, off, int(np.prod(self._block_shapes(b)[FAMILIES[fam][1]]))))
         return np.asarray(out, dtype=np.int64).reshape(-1, 3)
+
+    def _block_shapes(self, b: int) -> dict[str, tuple[int, ...]]:
+        """The weight, input and output tensor shapes of block ``b`` (row of the block table)."""
+        bt = self.block_table()
+        cols = (int(bt[c][b]) for c in ("c_in", "c_out", "kernel", "h_in", "h_out"))
+        return block_shapes(*cols, self.plan.collect.batch_size)
 
     def network_rows(self, n: int, rows: dict[str, np.ndarray] | None = None, row: int = 0,
                      names: Sequence[str] = STORED) -> list[dict[str, np.ndarray]]:
@@ -225,11 +229,10 @@ class Store:
         if rows is None:
             rows, row = self.read_rows(n, n + 1, names), 0
         bt = self.block_table()
-        B = self.plan.collect.batch_size
         start, nb = int(bt["block_start"][n]), int(bt["n_blocks"][n])
         out = []
         for b in range(start, start + nb):
-            shapes = block_shapes(*(int(bt[c][b]) for c in ("c_in", "c_out", "kernel", "h_in", "h_out")), B)
+            shapes = self._block_shapes(b)
             d = {}
             for name in names:
                 fam = ARRAY_FAMILY[name]

@@ -28,33 +28,40 @@ from __future__ import annotations
 import numpy as np
 
 from eznas_store.store.plan import parse_codec
+from eznas_store.store.reader import Store
 
 #: values per run whose summed rounding error is cancelled: a block's tensor spans few runs,
 #: so its sum drifts by a few quanta, not sqrt(size) of them
 RUN = 1024
 
 
-def for_codec(rows: np.ndarray, codec: str, segments: np.ndarray) -> np.ndarray:
-    """The rows (networks x row width) a tensor array of a ``codec`` store is written with:
-    for ``sumround:K`` each block's tensor (``segments``: ``(row, offset, size)``, as
-    ``Store.tensor_segments`` gives) rounded as one run by ``sum_round_segments``; as they are
-    for every other codec (their rounding is in the zarr chain)."""
-    kind, arg = parse_codec(codec)
-    return sum_round_segments(rows, segments, int(arg)) if kind == "sumround" else rows
+def for_codec(rows: np.ndarray, store: Store, lo: int, name: str) -> np.ndarray:
+    """The rows ``lo..`` (networks x row width) of ``STORED`` array ``name`` as ``store`` writes
+    them: for ``sumround:K`` each block's tensor rounded as one run (``sum_round_segments``);
+    as they are for every other codec (their rounding is in the zarr chain)."""
+    kind, arg = parse_codec(store.plan.codec)
+    if kind != "sumround":
+        return rows
+    return sum_round_segments(rows, store.tensor_segments(lo, lo + len(rows), name), int(arg))
 
 
 def sum_round_segments(rows: np.ndarray, segments: np.ndarray, keepbits: int) -> np.ndarray:
     """``rows`` with each segment ``(row, offset, size)`` rounded as one run (its summed error
-    cancelled as a whole: a block's tensor keeps its sum, not only each ``RUN`` of it); values
-    outside every segment (a row's zero padding) by ``sum_round``. Segments of one size are
-    rounded together, so the loop is over the few distinct tensor sizes of a search space."""
-    out = sum_round(rows, keepbits)
+    cancelled as a whole: a block's tensor keeps its sum, not only each ``RUN`` of it); any
+    non-zero value outside every segment by ``sum_round`` (a row's padding is zeros, which need
+    none). Segments of one size are rounded together, so the loop is over the few distinct
+    tensor sizes of a search space."""
     rows = np.ascontiguousarray(rows, dtype=np.float32)
+    out, covered = rows.copy(), np.zeros(rows.shape, dtype=bool)
     for size in np.unique(segments[:, 2]):
         seg = segments[segments[:, 2] == size]
         r, cols = seg[:, :1], seg[:, 1:2] + np.arange(int(size))
         with np.errstate(invalid="ignore", over="ignore"):
             out[r, cols] = _round_runs(rows[r, cols], int(keepbits))
+        covered[r, cols] = True
+    loose = ~covered & (rows != 0)
+    if loose.any():
+        out[loose] = sum_round(rows[loose], keepbits)
     return out
 
 

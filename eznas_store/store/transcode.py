@@ -22,8 +22,8 @@ from eznas_store.store.describe import array_attributes
 from eznas_store.store.group import normalise_url, quiet_zarr, store_exists, tensor_codecs
 from eznas_store.store.plan import CREATION, FORMAT, canonical_codec, plan_fingerprint, plan_to_json
 from eznas_store.store.reader import Store, open_store
-from eznas_store.store.rounding import for_codec
-from eznas_store.terminals import STORED, split
+from eznas_store.store.writer import encode_rows
+from eznas_store.terminals import STORED
 
 
 def transcode_store(src: str, dst: str, codec: str) -> Store:
@@ -44,28 +44,24 @@ def transcode_store(src: str, dst: str, codec: str) -> Store:
     shutil.copytree(src, dst, ignore=lambda d, names: list(old_names.values()) if os.path.samefile(d, src) else [])
     g = zarr.open_group(dst, mode="r+")
     new = Store(url=dst, group=g, plan=plan, meta={**s.meta, "plan": plan_to_json(plan)})
-    for name in STORED:
-        _reencode(s, new, name, codec)
+    arrays = {name: _create(s, new, name) for name in STORED}
+    for lo, hi in s.chunk_ranges():  # each chunk read once (read_rows gives the raw P pass)
+        for name, rows in encode_rows(new, lo, s.read_rows(lo, hi)).items():
+            arrays[name][lo:hi] = rows
     _rewrite_attributes(g, plan)
     return open_store(dst)
 
 
-def _reencode(old: Store, new: Store, name: str, codec: str) -> None:
-    """One tensor array, chunk by chunk: raw rows read from ``old``, written as ``new`` keeps them."""
+def _create(old: Store, new: Store, name: str) -> zarr.Array:
+    """``new``'s array for ``STORED`` tensor ``name``: ``old``'s shape and chunks, ``new``'s name,
+    attributes and codec."""
     a = old.group[old.array_names[name]]
     dims = tuple(a.metadata.dimension_names)
     target = new.array_names[name]
     with quiet_zarr():
-        b = new.group.create_array(target, shape=a.shape, chunks=a.chunks, dtype=a.dtype, fill_value=a.fill_value,
-                                   dimension_names=dims, attributes=array_attributes(target, new.plan, dims),
-                                   **tensor_codecs(codec))
-    partner = f"{split(name)[0]}_D"
-    for lo, hi in old.chunk_ranges():
-        rows = old.read_rows(lo, hi, [name, partner] if name.endswith("_P") else [name])
-        values = rows[name]  # raw: read_rows rebuilds the P pass of a store that keeps P − D
-        if name.endswith("_P") and new.plan.p_difference:
-            values = values - rows[partner]
-        b[lo:hi] = for_codec(values, codec, new.tensor_segments(lo, hi, name))
+        return new.group.create_array(target, shape=a.shape, chunks=a.chunks, dtype=a.dtype, fill_value=a.fill_value,
+                                      dimension_names=dims, attributes=array_attributes(target, new.plan, dims),
+                                      **tensor_codecs(new.plan.codec))
 
 
 def _rewrite_attributes(g: zarr.Group, plan) -> None:

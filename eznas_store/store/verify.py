@@ -248,15 +248,13 @@ def table_problems(store: Store) -> list[str]:
 def codec_line(codec: str) -> str:
     """How the float32 tensor arrays are encoded, for ``info``."""
     kind, arg = parse_codec(codec)
-    if kind == "bitround":
-        return (f"{codec} (tensors: BitRound keeps {arg} mantissa bits, relative error <= 2^-{arg}, "
-                f"then Blosc zstd level {codec_level(codec)}, CRC32C; P kept as P - D)")
-    if kind == "sumround":
-        return (f"{codec} (tensors: {arg} mantissa bits, each block tensor rounded so its sum keeps its value, "
-                f"relative error <= 2^-{arg}, then Blosc zstd level {codec_level(codec)}, CRC32C; P kept as P - D)")
-    if kind == "zfp":
-        return f"{codec} (tensors: ZFP fixed accuracy, absolute error <= {arg:g}, then CRC32C; P kept as P - D)"
-    return "lossless (Blosc zstd, CRC32C)"
+    if arg is None:
+        return "lossless (Blosc zstd, CRC32C)"
+    blosc = f"relative error <= 2^-{arg}, then Blosc zstd level {codec_level(codec)}, CRC32C"
+    how = {"bitround": f"BitRound keeps {arg} mantissa bits, {blosc}",
+           "sumround": f"{arg} mantissa bits, each block tensor rounded so its sum keeps its value, {blosc}",
+           "zfp": f"ZFP fixed accuracy, absolute error <= {arg:g}, then CRC32C"}
+    return f"{codec} (tensors: {how[kind]}; P kept as P - D)"
 
 
 def store_summary(store: Store) -> str:

@@ -46,8 +46,8 @@ def write_chunk(store: Store, lo: int, networks: Sequence[NetworkArrays],
     if (lo, hi) not in store.chunk_ranges():
         raise StoreError(f"networks {lo}..{hi} are not one chunk of {store.url}")
     g = store.group
-    for name, rows in _tensor_rows(store, lo, networks).items():
-        g[store.array_names[name]][lo:hi] = for_codec(rows, store.plan.codec, store.tensor_segments(lo, hi, name))
+    for name, rows in encode_rows(store, lo, _tensor_rows(store, lo, networks)).items():
+        g[store.array_names[name]][lo:hi] = rows
     g["params"][lo:hi] = np.array([r.params for r in networks], dtype=np.int64)
     g["flops"][lo:hi] = np.array([r.flops for r in networks], dtype=np.float64)
     g["seconds"][lo:hi] = np.array([r.seconds for r in networks], dtype=np.float32)
@@ -72,11 +72,19 @@ def _tensor_rows(store: Store, lo: int, networks: Sequence[NetworkArrays]) -> di
                 flat = np.asarray(block[name]).reshape(-1)
                 off = int(bt[f"off_{ARRAY_FAMILY[name]}"][start + b])
                 rows[name][j, off:off + flat.size] = flat
-    if store.plan.p_difference:  # float32 P − D: bit-equal to the P terminal a lossless store gives
+    return rows
+
+
+def encode_rows(store: Store, lo: int, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Raw stored rows (P the pass itself) of networks ``lo..`` as ``store`` keeps them: P as
+    float32 P − D where the codec is lossy (bit-equal to the P terminal a lossless store gives),
+    then rounded as its codec asks (``rounding.for_codec``). Ingest and transcode both write these."""
+    rows = dict(raw)
+    if store.plan.p_difference:
         for name in STORED:
             if name.endswith("_P"):
-                rows[name] -= rows[f"{split(name)[0]}_D"]
-    return rows
+                rows[name] = raw[name] - raw[f"{split(name)[0]}_D"]
+    return {name: for_codec(v, store, lo, name) for name, v in rows.items()}
 
 
 def _write_proxies(store: Store, lo: int, hi: int, proxies: Sequence[ProxyValues] | None) -> None:
