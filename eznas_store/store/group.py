@@ -77,7 +77,7 @@ def zfp_missing() -> None:
     except Exception as e:
         why = " ".join(str(e).split())[:120]
         raise StoreError(f"--codec zfp needs the zfpy package, which is missing or unusable here ({why}); "
-                         "pip install 'zfpy==1.0.1' or use --codec bitround:K") from None
+                         "pip install 'zfpy==1.0.1' or use --codec compact") from None
 
 
 def _numcodecs_zarr3() -> Any:
