@@ -48,6 +48,7 @@ def test_help_of_every_command_exits_0(capsys, command):
     (["transcode", "S.zarr"], "Missing argument"),
     (["transcode", "S.zarr", "T.zarr", "--codec", "bitround:99"], "bitround:K needs K"),
     (["transcode", "no/such.zarr", "T.zarr"], "no/such.zarr"),
+    (["score", "--roundoff", "--dataset", "cifar10"], "--roundoff needs a STORE"),
     (["score", "S.zarr", "--program", "eznas-a", "--accuracy-column"], "--accuracy-column"),
     (["--no-such-global"], "--no-such-global"),
     (["proxy-table"], "Missing option '--out'"),

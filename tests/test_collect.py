@@ -113,3 +113,19 @@ def test_collection_does_not_depend_on_the_callers_thread_count():
     for a, b in zip(outs[0].blocks, outs[1].blocks):
         for k in a.tensors:
             assert torch.equal(a.tensors[k], b.tensors[k]), k
+
+
+def test_collection_keeps_full_float32_and_restores_the_callers_settings():
+    """cuDNN convolutions may run in TF32 (10 mantissa bits) by default; a collection turns
+    it off, so GPU statistics are float32 like CPU ones, and gives the setting back after."""
+    from eznas_store.collect.statistics import deterministic
+
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = (cudnn.allow_tf32, matmul.allow_tf32, cudnn.benchmark)
+    try:
+        cudnn.allow_tf32, matmul.allow_tf32, cudnn.benchmark = True, True, True
+        with deterministic(1):
+            assert not cudnn.allow_tf32 and not matmul.allow_tf32 and not cudnn.benchmark
+        assert cudnn.allow_tf32 and matmul.allow_tf32 and cudnn.benchmark
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32, cudnn.benchmark = saved

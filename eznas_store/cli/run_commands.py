@@ -139,15 +139,21 @@ def score(
     channels: Annotated[Optional[int], typer.Option("--channels", help=HELP["--channels"])] = None,
     cells: Annotated[Optional[int], typer.Option("--cells", help=HELP["--cells"])] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help=HELP["--no-progress"])] = False,
+    roundoff: Annotated[bool, typer.Option("--roundoff", help="Also score each program with every stored statistic nudged by one float32 ulp, and say which programs' rankings are set by round-off (a score moving by over 1 % of the scores' spread).")] = False,
 ) -> None:
     """Kendall tau and Spearman rho of programs and proxies, from a store or straight from networks (no store)."""
     from eznas_store.programs.codec import load_program
 
     if store is None and dataset is None:
         fail("score without a STORE needs --dataset (and --benchmark, --data-root) to collect on the fly")
+    if roundoff and store is None:
+        fail("--roundoff needs a STORE: it rescores the stored statistics nudged by one float32 ulp")
     programs = [load_program(p) for p in (program or ([] if proxy else ["eznas-a"]))]
+    checks: dict = {}
     if store is not None:
         results = _score_store(store, programs, proxy or [], accuracy_column, to_scalar, workers, no_progress)
+        if roundoff and programs:
+            checks = _roundoff(store, programs, results[len(results) - len(programs):], accuracy_column, to_scalar)
     else:
         from eznas_store.ingest.config import IngestConfig
         from eznas_store.sources.tables import parse_network_selection
@@ -158,7 +164,7 @@ def score(
                            batch_size=batch_size, structure=structure, device=device, image_size=image_size,
                            C=channels, N=cells, accuracy_column=accuracy_column, progress=not no_progress)
         results = _score_on_the_fly(cfg, programs, proxy or [], to_scalar, no_progress)
-    _print_results(results, out, json_out)
+    _print_results(results, out, json_out, checks)
 
 
 def _score_store(store: str, programs: list, proxies: list[str], accuracy_column: str | None,
@@ -175,6 +181,15 @@ def _score_store(store: str, programs: list, proxies: list[str], accuracy_column
     return results
 
 
+def _roundoff(store: str, programs: list, results: list, accuracy_column: str | None,
+              to_scalar: str | None) -> dict:
+    """``score --roundoff``: each program's round-off check, keyed by ``id`` of its result."""
+    from eznas_store.fitness.roundoff import roundoff_check
+
+    found = roundoff_check(store, programs, results, accuracy_column=accuracy_column, to_scalar=to_scalar)
+    return dict(zip(map(id, results), found))
+
+
 def _score_on_the_fly(cfg, programs: list, proxies: list[str], to_scalar: str | None, no_progress: bool) -> list:
     """``score`` without a STORE: proxies and statistics collected network by network, discarded."""
     from eznas_store.fitness.storeless import score_storeless, score_storeless_proxies
@@ -185,20 +200,25 @@ def _score_on_the_fly(cfg, programs: list, proxies: list[str], to_scalar: str | 
     return results
 
 
-def _print_results(results: list, out: str | None, json_out: bool) -> None:
-    """One line per result (4 decimals), or with ``json_out`` only JSON on stdout; then the CSV."""
+def _print_results(results: list, out: str | None, json_out: bool, checks: dict | None = None) -> None:
+    """One line per result (4 decimals) and its round-off check (``checks``: by ``id`` of the
+    result), or with ``json_out`` only JSON on stdout; then the CSV."""
     from eznas_store.fitness.scores import json_text, result_json, write_scores_csv
     from eznas_store.outputs import ensure_dir, write_atomic
 
+    checks = checks or {}
+    docs = [result_json(r) | ({"roundoff": checks[id(r)].json()} if id(r) in checks else {}) for r in results]
     if json_out:
-        typer.echo(json_text([result_json(r) for r in results]))
+        typer.echo(json_text(docs))
     else:
         for r in results:
             typer.echo(r.line())
+            if id(r) in checks:
+                typer.echo("  " + checks[id(r)].line())
     if out:
         folder = ensure_dir(out)
         write_scores_csv(folder / "scores.csv", results)
-        write_atomic(folder / "scores.json", json_text([result_json(r) for r in results]) + "\n")
+        write_atomic(folder / "scores.json", json_text(docs) + "\n")
         typer.echo(f"per-network scores → {folder / 'scores.csv'}; summary → {folder / 'scores.json'}", err=json_out)
 
 

@@ -232,20 +232,24 @@ def collect(
 
 @contextlib.contextmanager
 def deterministic(threads: int):
-    """Fixed CPU thread count and deterministic cuDNN for one collection, then restore.
+    """Fixed CPU thread count, deterministic cuDNN and no TF32 for one collection, then restore.
 
     Bit-identical tensors across reruns, shards and machines need the same reduction
     order: on CPU that follows the thread count, on CUDA cuDNN must not pick kernels by
-    benchmarking or use atomics.
+    benchmarking or use atomics. cuDNN convolutions and CUDA matmuls may also run in TF32
+    (10 mantissa bits; PyTorch allows it for convolutions by default): statistics ingested
+    so would differ from CPU ones by ~1e-3, which moves programs whose ranking is set by
+    round-off (``fitness.roundoff``), so a collection keeps full float32 on every device.
     """
-    saved = (torch.get_num_threads(), torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = (torch.get_num_threads(), cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32)
     torch.set_num_threads(threads)
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = True, False, False, False
     try:
         yield
     finally:
         torch.set_num_threads(saved[0])
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[1], saved[2]
+        cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = saved[1:]
 
 
 def _collect(model: nn.Module, data: torch.Tensor, *, config: CollectConfig, init_seed: int,

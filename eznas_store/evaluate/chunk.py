@@ -177,9 +177,15 @@ def network_tensors(store: Store, n: int, rows: dict[str, np.ndarray] | None = N
             for block in store.network_rows(n, rows, row)]
 
 
-def read_chunk(store: Store, lo: int, hi: int) -> Chunk:
-    """Networks ``lo..hi`` of a store as a ``Chunk``: blocks grouped by shape, all 22 terminals (lazy)."""
+def read_chunk(store: Store, lo: int, hi: int, *,
+               transform: Callable[[str, np.ndarray], np.ndarray] | None = None) -> Chunk:
+    """Networks ``lo..hi`` of a store as a ``Chunk``: blocks grouped by shape, all 22 terminals (lazy).
+
+    ``transform(name, rows)``: applied to each stored array's rows first (the round-off check
+    nudges every statistic by one float32 ulp to see whether a program's scores follow)."""
     rows = store.read_rows(lo, hi)
+    if transform is not None:
+        rows = {name: transform(name, v) for name, v in rows.items()}
     networks = [network_tensors(store, n, rows, j) for j, n in enumerate(range(lo, hi))]
     chunk = chunk_from_raw(networks, structure=store.plan.collect.structure, network_ids=np.arange(lo, hi))
     chunk.key = (str(store.url), int(lo), int(hi))

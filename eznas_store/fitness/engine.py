@@ -215,10 +215,9 @@ class Engine:
                 self._score_on_workers(jobs, tasks, payload, to_scalar, parts, bar)
         scores, reasons = [], []
         for t, task in enumerate(tasks):
-            merged = merge_chunk_scores(parts[t])
-            pos = {int(n): i for i, n in enumerate(merged.network_ids)}
-            scores.append(merged.scores[:, [pos[int(n)] for n in task.networks]])
-            reasons.append(merged.reasons)
+            s, r = task_scores(task, parts[t])
+            scores.append(s)
+            reasons.append(r)
         peak = max((v["peak"] for v in self.worker_rss_mb().values()), default=0.0)
         self.worker_peak_rss_mb = max(self.worker_peak_rss_mb, peak)
         return PopulationScores(scores, reasons, time.perf_counter() - t0, peak)
@@ -248,6 +247,14 @@ class Engine:
         fits = population_fitness(res.scores, [t.accuracy for t in tasks], combine=combine,
                                   abs_tau=abs_tau, reasons=res.reasons)
         return fits, res
+
+
+def task_scores(task: Task, parts: Sequence[ChunkScores]) -> tuple[np.ndarray, list[str | None]]:
+    """The chunks' scores of one task merged, columns in the task's network order, and the
+    first failure reason of each program."""
+    merged = merge_chunk_scores(parts)
+    pos = {int(n): i for i, n in enumerate(merged.network_ids)}
+    return merged.scores[:, [pos[int(n)] for n in task.networks]], merged.reasons
 
 
 def score_store(url: str, programs: Sequence[Program], *, engine: Engine | None = None,
