@@ -14,9 +14,13 @@ Then on every store it scores EZNAS-A, the programs of one short evolve on the l
 store (``--generations`` x ``--population``, or ``--evolved DIR`` of a finished run) and every
 ``--formula``, and prints bytes per network, ingest / transcode / scoring seconds, Kendall tau,
 delta tau and the largest per-network score difference side by side. ``--evolve-on`` codecs
-also get a timed evolve (seconds per generation). Last line: the smallest store whose |delta
-tau| <= ``--max-dtau`` (0.005) for EZNAS-A, every evolved and every issue-14 program (the
-stress ``--formula`` programs are reported apart, with a Markdown summary per store).
+also get a timed evolve (seconds per generation). Every program then gets the round-off
+check on the lossless store (``score --roundoff``: every statistic nudged by one float32 ulp);
+one whose scores move by over 1 % of their spread ranks by round-off, which no second copy of
+the statistics keeps, lossy or lossless on other hardware, so it is reported apart. Last line:
+the smallest store whose |delta tau| <= ``--max-dtau`` (0.005) for EZNAS-A and every evolved
+and issue-14 program not set by round-off (the stress ``--formula`` programs are reported
+apart too, with a Markdown summary per store).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from eznas_store.fitness.engine import Engine, score_store  # noqa: E402
+from eznas_store.fitness.roundoff import Roundoff, roundoff_check  # noqa: E402
 from eznas_store.ingest.config import IngestConfig  # noqa: E402
 from eznas_store.ingest.driver import run_ingest  # noqa: E402
 from eznas_store.programs.codec import load_program  # noqa: E402
@@ -183,20 +188,37 @@ def _dtau(tau: float, base: float) -> float:
     return abs(tau - base) if np.isfinite(tau - base) else float("inf")
 
 
-def passing(args, stores: list[dict], scored: dict[str, list]) -> list[dict]:
-    """The lossy stores whose |dtau| <= max_dtau for EZNAS-A, every evolved and every issue-14
-    program (the goal's set; stress programs are reported apart), smallest first."""
-    goal = {k: v for k, v in scored.items() if not k.startswith("stress")}
-    ok = [s for j, s in enumerate(stores) if j and all(_dtau(r[j].tau, r[0].tau) <= args.max_dtau
-                                                        for r in goal.values())]
+def check_roundoff(store: dict, programs: dict[str, Program], scored: dict[str, list]) -> dict[str, Roundoff]:
+    """Each program's round-off check on the lossless store (``fitness.roundoff``: every
+    statistic nudged by one float32 ulp); a program it flags ranks by round-off on any store."""
+    results = [scored[name][0] for name in programs]
+    found = roundoff_check(store["url"], list(programs.values()), results)
+    return dict(zip(programs, found))
+
+
+def goal_set(scored: dict[str, list], roundoff: dict[str, Roundoff]) -> list[str]:
+    """EZNAS-A, the evolved and issue 14's programs, less those whose ranking the round-off
+    check finds set by float32 round-off (no copy of the statistics but the same bits keeps
+    their tau; they are reported apart)."""
+    return [k for k in scored if not k.startswith("stress") and not roundoff[k].determined]
+
+
+def passing(args, stores: list[dict], scored: dict[str, list], roundoff: dict[str, Roundoff]) -> list[dict]:
+    """The lossy stores whose |dtau| <= max_dtau for every program of the goal's set, smallest first."""
+    goal = goal_set(scored, roundoff)
+    ok = [s for j, s in enumerate(stores) if j and all(_dtau(scored[k][j].tau, scored[k][0].tau) <= args.max_dtau
+                                                        for k in goal)]
     return sorted(ok, key=lambda s: s["bytes"])
 
 
-def summary(args, stores: list[dict], scored: dict[str, list]) -> list[str]:
+def summary(args, stores: list[dict], scored: dict[str, list], roundoff: dict[str, Roundoff]) -> list[str]:
     """One Markdown row per store: size, and per program set the largest |dtau| and how many
-    programs stay within ``max_dtau`` (NaN on both stores counts as unchanged)."""
-    sets = {"EZNAS-A": ["eznas-a"], "evolved": [k for k in scored if k.startswith("evolved")],
-            "issue 14": [k for k in scored if k.startswith("i14")],
+    programs stay within ``max_dtau`` (NaN on both stores counts as unchanged); programs the
+    round-off check flags form their own set, whatever they came from."""
+    goal = set(goal_set(scored, roundoff))
+    sets = {"EZNAS-A": ["eznas-a"], "evolved": [k for k in scored if k.startswith("evolved") and k in goal],
+            "issue 14": [k for k in scored if k.startswith("i14") and k in goal],
+            "round-off-determined": [k for k in scored if not k.startswith("stress") and k not in goal],
             "stress": [k for k in scored if k.startswith("stress")]}
     sets = {k: v for k, v in sets.items() if v}
     head = "| store | MB/network | " + " | ".join(f"{k}: max abs dtau (within {args.max_dtau})" for k in sets) + " |"
@@ -237,12 +259,18 @@ def batch_run(args, tmp: str, batch_size: int, networks: int, codecs: list[str],
             print(f"  evolve on {s['codec']}: {s['evolve_s_per_gen']:.0f} s/generation", flush=True)
     programs = programs_to_test(args, evolved)
     scored = score_all(stores, programs)
+    t0 = time.perf_counter()
+    roundoff = check_roundoff(base, programs, scored)
     print("\n".join(table(stores, scored)))
-    print("\n" + "\n".join(summary(args, stores, scored)))
-    ok = passing(args, stores, scored)
-    n_goal = sum(not k.startswith("stress") for k in programs)
-    print(f"lossy stores with |dtau| <= {args.max_dtau} for EZNAS-A and all {n_goal - 1} evolved and issue-14 "
-          f"programs, smallest first: {', '.join(_label(s) for s in ok) or 'none'}", flush=True)
+    print(f"\nround-off check on the lossless store ({time.perf_counter() - t0:.0f} s):")
+    print("\n".join(f"  {name}: {c.line()}" for name, c in roundoff.items()))
+    print("\n" + "\n".join(summary(args, stores, scored, roundoff)))
+    ok = passing(args, stores, scored, roundoff)
+    goal = goal_set(scored, roundoff)
+    apart = [k for k in programs if not k.startswith("stress") and k not in goal]
+    print(f"lossy stores with |dtau| <= {args.max_dtau} for EZNAS-A and all {len(goal) - 1} evolved and issue-14 "
+          f"programs not set by round-off ({len(apart)} set apart: {', '.join(apart) or 'none'}), smallest "
+          f"first: {', '.join(_label(s) for s in ok) or 'none'}", flush=True)
 
 
 def _label(store: dict) -> str:

@@ -106,3 +106,18 @@ def test_score_command_prints_and_writes_the_check(store, tmp_path, capsys):
     assert "round-off eznas-a: one float32 ulp" in out and "stable" in out
     doc = json.loads((tmp_path / "o" / "scores.json").read_text())
     assert doc[0]["roundoff"]["round_off_determined"] is False
+
+
+def test_evolve_says_what_the_check_found(store, tmp_path, capsys):
+    from eznas_store.cli import main
+
+    out = tmp_path / "run"
+    assert main(["evolve", store, "--out", str(out), "--population", "4", "--generations", "1",
+                 "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "round-off check (every statistic nudged by one float32 ulp):" in text
+    metas = [json.loads(p.read_text())["meta"] for p in sorted((out / "programs").glob("*.json"))]
+    assert metas and all("round_off_determined" in m["roundoff"] for m in metas)
+    assert main(["report", str(out)]) == 0
+    html = (out / "report.html").read_text()
+    assert "Round-off check: " in html

@@ -65,6 +65,11 @@ def test_evolve_writes_programs_that_score_accepts(tiny_store, tmp_path, capsys)
     assert all(r["peak_rss_mb"] > 0 for r in log)
     best = load_program(out / "programs" / "best_final.json")
     assert best.meta["fitness"] == res.best_final.meta["fitness"]
+    # every saved program carries its round-off check, and it agrees with the check run alone
+    from eznas_store.fitness.roundoff import roundoff_check
+
+    [alone] = roundoff_check(tiny_store, [best])
+    assert best.meta["roundoff"] == alone.json()
     assert (out / "scores" / "eznas-a.csv").exists()
     assert main(["score", tiny_store, "--program", str(out / "programs" / "best_final.json")]) == 0
     assert "Kendall tau" in capsys.readouterr().out

@@ -71,7 +71,7 @@ def evolve(
     cfg = EvolveConfig(**_evolve_options(o), progress=not no_progress)
     res = run_evolve(cfg, resume=resume)
     typer.echo(_evolve_summary(cfg, res))
-    for line in _generalisation_lines(res.out):
+    for line in [*_roundoff_lines(res), *_generalisation_lines(res.out)]:
         typer.echo(line)
     if cfg.over == "proxies":
         typer.echo((res.out / "cross_problem" / "matrix.txt").read_text().rstrip())
@@ -92,6 +92,23 @@ def _evolve_summary(cfg, res) -> str:
         where = f" ({cfg.combine} over {'; '.join(names)})" if len(names) > 1 else f" (on {''.join(names)})"
     return (f"evolved {res.generations} generations in {res.seconds:.1f} s; best of the final population: "
             f"{cfg.fitness} {fit}{where}: {best.formula()}")
+
+
+def _roundoff_lines(res) -> list[str]:
+    """What the round-off check said of the saved programs (statistics evolves): one line, and
+    one per program whose ranking is set by float32 round-off."""
+    checked = [p for p in (res.best_final, *res.best_ever) if "roundoff" in p.meta]
+    if not checked:
+        return []
+    bad = [p for p in checked if p.meta["roundoff"]["round_off_determined"]]
+    lines = [f"round-off check (every statistic nudged by one float32 ulp): {len(checked) - len(bad)} of "
+             f"{len(checked)} saved programs stable"]
+    for p in bad:
+        shift = p.meta["roundoff"]["shift"]
+        lines.append(f"  {p.name}: ROUND-OFF-DETERMINED (a score moves by {'inf' if shift is None else f'{shift:.2g}'} of "
+                     f"the scores' spread): its tau will not hold on another copy of the statistics "
+                     f"(a lossy store, other hardware): {p.formula()}")
+    return lines
 
 
 def _evolve_options(o: dict) -> dict:

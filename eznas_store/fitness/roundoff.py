@@ -81,15 +81,16 @@ def nudge_ulp(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.where(movable, bits + step, bits).view(np.float32)
 
 
-def nudged_scores(task: Task, programs: Sequence[Program], seed: int = 0,
-                  to_scalar: str | None = None) -> np.ndarray:
+def nudged_scores(task: Task, programs: Sequence[Program], seed: int = 0, to_scalar: str | None = None,
+                  *, nudge: bool = True) -> np.ndarray:
     """(programs, networks) scores of the task's networks with every stored value nudged by
-    one ulp (``nudge_ulp``; each chunk's draws seeded by ``seed`` and its first network)."""
+    one ulp (``nudge_ulp``; each chunk's draws seeded by ``seed`` and its first network);
+    ``nudge=False``: the same scoring of the values as stored."""
     store = open_store(task.url)
     parts = []
     for lo, hi in task.chunks:
         rng = np.random.default_rng([seed, lo])
-        chunk = read_chunk(store, lo, hi, transform=lambda _name, rows: nudge_ulp(rows, rng))
+        chunk = read_chunk(store, lo, hi, transform=(lambda _name, rows: nudge_ulp(rows, rng)) if nudge else None)
         parts.append(evaluate_population(programs, chunk, to_scalar=to_scalar))
     return task_scores(task, parts)[0]
 
@@ -109,12 +110,17 @@ def shift_in_spread(scores: np.ndarray, nudged: np.ndarray) -> float:
     return float(change / spread) if spread > 0 else float("inf")
 
 
-def roundoff_check(url: str, programs: Sequence[Program], results: Sequence[ScoreResult], *,
-                   accuracy_column: str | None = None, seed: int = 0,
-                   to_scalar: str | None = None) -> list[Roundoff]:
-    """Round-off check of ``programs`` whose ``results`` (``score_store`` of the same store,
-    label and order) are already known: one more scoring with the statistics nudged."""
-    task = load_task(url, accuracy_column=accuracy_column)
+def roundoff_check(url: str, programs: Sequence[Program], results: Sequence[ScoreResult] | None = None, *,
+                   accuracy_column: str | None = None, seed: int = 0, to_scalar: str | None = None,
+                   max_networks: int | None = None) -> list[Roundoff]:
+    """Round-off check of ``programs`` on a store: one scoring with the statistics nudged,
+    compared with ``results`` (``score_store`` of the same store, label and order; scored
+    here when not given)."""
+    task = load_task(url, accuracy_column=accuracy_column, max_networks=max_networks)
+    if results is None:
+        base = nudged_scores(task, programs, seed, to_scalar, nudge=False)
+        results = [summarise(p.name or p.formula(), task.name, row, task.accuracy, task.archs, task.networks,
+                             label=task.label) for p, row in zip(programs, base)]
     nudged = nudged_scores(task, programs, seed, to_scalar)
     out = []
     for r, row in zip(results, nudged):

@@ -106,6 +106,7 @@ def _best_program_section(run: RunRecord, groups: list[ProgramGroup]) -> list[Bl
     group = group_of(groups, name)
     name = group.label if group is not None else name
     fit = prog.meta.get("fitness", MISSING)
+    roundoff = _roundoff_paragraph(prog.meta.get("roundoff"))
     if not isinstance(prog, Program):  # a sequential program: show its instructions, then its tree
         blocks.append(paragraph(Code(name), f" as evolved: {len(prog.instructions)} instructions, "
                                 f"{len(prog.live())} live (dead ones marked):"))
@@ -119,11 +120,25 @@ def _best_program_section(run: RunRecord, groups: list[ProgramGroup]) -> list[Bl
         paragraph(Code(name), f" (fitness {format_number(fit)}, {tree.size()} nodes, "
                   f"depth {tree.depth()}, to_scalar {prog.to_scalar}):"),
         Preformatted(prog.formula()),
+        *roundoff,
         _image("tree.png", f"expression tree of {name}", tree_plot(tree),
                f"The tree is too wide to draw ({tree.size()} nodes); see the text tree below."),
         Preformatted(text_tree(tree)),
     ]
     return blocks
+
+
+def _roundoff_paragraph(check: dict | None) -> list[Block]:
+    """What evolve's round-off check found for the program (none for runs made before it)."""
+    if not isinstance(check, dict):
+        return []
+    shift = check.get("shift")
+    moved = "an unbounded amount" if shift is None else f"{float(shift):.2g} of the scores' spread"
+    if check.get("round_off_determined"):
+        return [paragraph(f"Round-off check: ROUND-OFF-DETERMINED. One float32 ulp on every statistic moves a "
+                          f"score by {moved}, so its ranking is set by round-off: its tau will not hold on "
+                          f"another copy of the statistics (a lossy store, other hardware).")]
+    return [paragraph(f"Round-off check: stable (one float32 ulp on every statistic moves a score by {moved}).")]
 
 
 def _write_plots(plots_dir: Path, blocks: list[Block]) -> None:
