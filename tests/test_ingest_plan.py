@@ -73,6 +73,27 @@ def test_estimate_sizes_shards_and_skips_remote_disks(tmp_path, tiny_bench):
     assert remote.free_bytes is None and remote.fits and "memory:// is not a local path" in remote.line()
 
 
+@pytest.mark.parametrize("codec, ratio", [("lossless", COMPRESSION_RATIO), ("compact", 11 / 32),
+                                          ("bitround:7", 16 / 32), ("sumround:3+zstd:9", 12 / 32)])
+def test_estimate_plans_a_lossy_store_by_the_bits_it_keeps(tmp_path, tiny_bench, codec, ratio):
+    cfg = tiny_ingest_config(str(tmp_path / "new"), tiny_bench, codec=codec)
+    est = estimate_ingest(cfg, plan_ingest(cfg)[0], free_bytes=10**12)
+    assert est.bytes == pytest.approx(12 * est.raw_bytes_per_network * ratio, abs=1)
+
+
+def test_a_lossy_stores_tensors_fit_its_estimate(tmp_path, tiny_bench):
+    """The (9 + K) / 32 ratio is an upper bound of what the rounded tensors take."""
+    from eznas_store.ingest.driver import run_ingest
+    from eznas_store.store.group import dir_bytes
+    from eznas_store.store.reader import open_store
+
+    cfg = tiny_ingest_config(str(tmp_path / "s.zarr"), tiny_bench, codec="compact")
+    est = estimate_ingest(cfg, plan_ingest(cfg)[0], free_bytes=10**12)
+    run_ingest(cfg)
+    stored = sum(dir_bytes(str(tmp_path / "s.zarr" / a)) for a in open_store(cfg.store).meta["stored"])
+    assert 0 < stored <= est.bytes
+
+
 def test_free_disk_is_read_from_the_nearest_existing_parent(tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr(shutil, "disk_usage", lambda p: seen.append(p) or Usage(3, 1, 2))
