@@ -15,7 +15,7 @@ differences between networks, so this is the scale that matters; a program is
 *round-off-determined* when that shift exceeds ``ROUNDOFF_LIMIT``. The nudge is the same
 on any store, lossless or lossy: ill-conditioning belongs to the program and the networks,
 not to the codec. On 200 NB201 networks at batch 1, of 28 programs tested the one flagged
-moved by a tenth of its spread, the next by 1e-4 of it (README "Lossy codecs").
+moved by 0.29 of its spread, the next by 2e-4 of it (README "Round-off check").
 
 In-process and chunk by chunk, like a one-shot ``score``: memory is one chunk.
 """
@@ -35,7 +35,7 @@ from eznas_store.programs.tree import Program
 from eznas_store.store.reader import open_store
 
 #: largest per-network score change, in standard deviations of the scores over networks,
-#: that one bit less of the statistics may cause before a program is round-off-determined
+#: that a one-ulp nudge of the statistics may cause before a program is round-off-determined
 ROUNDOFF_LIMIT = 0.01
 
 

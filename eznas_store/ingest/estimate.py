@@ -30,6 +30,15 @@ from eznas_store.terminals import STORED
 #: store gave 0.56 (17.5 of 31.2 MB). The largest keeps the free-disk check on the safe side.
 COMPRESSION_RATIO = 0.9
 
+#: seconds per network = SECONDS_PER_SQRT_MB * sqrt(its raw MB), statistics and the 13
+#: proxies on 2 shared CPU cores. Measured: 3 s at batch 1 (26 MB raw), 10 s at batch 16
+#: (287 MB), 0.4 s for the tests' C=4, N=1, 8 px cells (0.24 MB); a GPU is much faster.
+SECONDS_PER_SQRT_MB = 0.6
+#: networks whose block shapes are read to size a plan (evenly spaced; all of a smaller plan)
+SIZE_SAMPLE = 64
+#: ``estimate_ingest(free_bytes=MEASURE)``: read the free disk of the store's filesystem
+MEASURE = object()
+
 
 def compression_ratio(codec: str) -> float:
     """Stored / raw bytes to plan with: ``COMPRESSION_RATIO`` for lossless (and zfp, whose
@@ -39,16 +48,6 @@ def compression_ratio(codec: str) -> float:
     at batch 16 against this 0.34), where lossless's 0.9 overstated such a store ~5x."""
     kind, arg = parse_codec(codec)
     return min((9 + int(arg)) / 32, COMPRESSION_RATIO) if kind in ROUNDINGS else COMPRESSION_RATIO
-
-
-#: seconds per network = SECONDS_PER_SQRT_MB * sqrt(its raw MB), statistics and the 13
-#: proxies on 2 shared CPU cores. Measured: 3 s at batch 1 (26 MB raw), 10 s at batch 16
-#: (287 MB), 0.4 s for the tests' C=4, N=1, 8 px cells (0.24 MB); a GPU is much faster.
-SECONDS_PER_SQRT_MB = 0.6
-#: networks whose block shapes are read to size a plan (evenly spaced; all of a smaller plan)
-SIZE_SAMPLE = 64
-#: ``estimate_ingest(free_bytes=MEASURE)``: read the free disk of the store's filesystem
-MEASURE = object()
 
 
 @dataclass(frozen=True)
