@@ -121,3 +121,20 @@ def test_evolve_says_what_the_check_found(store, tmp_path, capsys):
     assert main(["report", str(out)]) == 0
     html = (out / "report.html").read_text()
     assert "Round-off check: " in html
+
+
+def test_a_check_that_cannot_run_is_a_warning_not_a_lost_run(store, tmp_path, monkeypatch):
+    import eznas_store.search.generalise as generalise
+    from eznas_store.errors import StoreError
+    from eznas_store.search.evolve import EvolveConfig, run_evolve
+
+    def unreadable(*a, **k):
+        raise StoreError("chunk 0 of act_D: no such file\nsecond line")
+
+    monkeypatch.setattr(generalise, "roundoff_check", unreadable)
+    out = tmp_path / "run"
+    with pytest.warns(RuntimeWarning, match="round-off check of the saved programs skipped: chunk 0 of act_D"):
+        res = run_evolve(EvolveConfig(stores=(store,), out=str(out), population=4, generations=1, progress=False))
+    saved = sorted(p.name for p in (out / "programs").glob("*.json"))
+    assert saved == ["best_ever_1.json", "best_ever_2.json", "best_final.json"]
+    assert "roundoff" not in res.best_final.meta

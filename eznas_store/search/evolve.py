@@ -47,7 +47,6 @@ from tqdm.auto import tqdm
 
 from eznas_store.errors import ConfigError, ProgramError
 from eznas_store.fitness.correlations import FITNESSES
-from eznas_store.fitness.roundoff import roundoff_check
 from eznas_store.outputs import ensure_dir, package_versions
 from eznas_store.programs.codec import load_program, save_program
 from eznas_store.programs.ops import OP_SETS, op_set
@@ -63,7 +62,7 @@ from eznas_store.search.checkpoint import (
     write_json,
 )
 from eznas_store.search.fitness_cache import FitnessCache
-from eznas_store.search.generalise import ValidationHallOfFame, final_scores
+from eznas_store.search.generalise import ValidationHallOfFame, final_scores, roundoff_of_saved
 from eznas_store.search.gp_operators import sel_tournament, var_or
 from eznas_store.search.population_scorers import ProxyTablePopulationScorer, StatisticsPopulationScorer
 from eznas_store.search.representations import SequentialRepresentation, TreeRepresentation
@@ -468,28 +467,20 @@ def _save_results(out: Path, cfg: EvolveConfig, scorer, rep, best_final, state: 
             meta.update(train_tau=final[role]["train"], validation_tau=final[role]["validation"],
                         test_tau=final[role]["test"], test_taus=final[role]["test_taus"])
         p = dataclasses.replace(rep.program(ind), name=role, meta=meta)
+        save_program(p, out / "programs" / f"{role}.json")
         saved.append(p)
         try:
             scorable.append(dataclasses.replace(rep.evaluable(p), name=role))
         except ProgramError:
             pass  # an invalid program has no scores to write
-    checks = _roundoff(cfg, scorable)
+    scorer.finish(out, scorable)
+    checks = {}  # after saving: a check that cannot run loses nothing
+    if cfg.over == "statistics":
+        checks = roundoff_of_saved(cfg.stores[0], scorable, max_networks=cfg.max_networks,
+                                   accuracy_column=cfg.accuracy_columns[0] if cfg.accuracy_columns else None)
     for p in saved:
         if p.name in checks:
             p.meta["roundoff"] = checks[p.name].json()
-        save_program(p, out / "programs" / f"{p.name}.json")
-    scorer.finish(out, scorable)
+            save_program(p, out / "programs" / f"{p.name}.json")
     return saved, final
 
-
-def _roundoff(cfg: EvolveConfig, scorable: list) -> dict:
-    """The saved programs' round-off check (``fitness.roundoff``) on the first store, by role:
-    a program whose ranking is set by float32 round-off is said to be so in its meta (and by
-    ``evolve``), since no second copy of the statistics, lossy or from other hardware, keeps
-    its tau. Statistics evolves only; one more scoring of these few programs."""
-    if cfg.over != "statistics" or not scorable:
-        return {}
-    column = cfg.accuracy_columns[0] if cfg.accuracy_columns else None
-    found = roundoff_check(cfg.stores[0], scorable, accuracy_column=column, to_scalar=None,
-                           max_networks=cfg.max_networks)
-    return {p.name: c for p, c in zip(scorable, found)}

@@ -6,18 +6,21 @@ distinct programs of the generation (by train fitness; raced-out ones excluded) 
 scored on the validation networks, once each (the scores are cached by program key and
 checkpointed); the hall of fame is the two best programs seen by validation fitness.
 The final programs are then scored on the test tasks (held-out networks and
-``--test-store`` stores); :func:`final_scores` gives train / validation / test tau.
+``--test-store`` stores); :func:`final_scores` gives train / validation / test tau, and
+:func:`roundoff_of_saved` says whether each one's ranking is set by float32 round-off.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from eznas_store.errors import ProgramError
+from eznas_store.errors import EznasError, ProgramError
 from eznas_store.fitness.correlations import Fitness, selection_value
+from eznas_store.fitness.roundoff import Roundoff, roundoff_check
 
 #: programs of each generation scored on the validation networks
 VALIDATION_TOP_K = 5
@@ -109,3 +112,21 @@ def final_scores(scorer, evaluate, roles: Sequence[tuple[str, Any]], validation:
             out[role]["test_taus"] = {t.name: (None if math.isnan(x) else float(x))
                                       for t, x in zip(scorer.test, f.taus)}
     return out
+
+
+def roundoff_of_saved(store: str, programs: Sequence[Any], *, accuracy_column: str | None = None,
+                      max_networks: int | None = None) -> dict[str, Roundoff]:
+    """The saved programs' round-off check (``fitness.roundoff``) on ``store``, by name: a
+    program whose ranking is set by float32 round-off is said to be so, since no second copy
+    of the statistics (a lossy store, other hardware) keeps its tau. One more scoring of these
+    few programs; a check that cannot run (e.g. chunks only a cluster's workers can read) is a
+    warning, never a lost run."""
+    if not programs:
+        return {}
+    try:
+        found = roundoff_check(store, programs, accuracy_column=accuracy_column, max_networks=max_networks)
+    except (EznasError, OSError) as e:
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        warnings.warn(f"round-off check of the saved programs skipped: {first}", RuntimeWarning, stacklevel=2)
+        return {}
+    return {p.name: c for p, c in zip(programs, found)}
