@@ -109,11 +109,10 @@ class Store:
         return np.asarray(self.group[name][:])
 
     def block_table(self) -> dict[str, np.ndarray]:
-        if self._blocks is None:
-            cols = ["block_network", "block_index", *SHAPE_COLUMNS, *[f"off_{f}" for f in FAMILIES]]
+        if self._blocks is None:  # built whole, then published: threads (the writer's) may ask at once
+            cols = ["block_network", "block_index", *SHAPE_COLUMNS, *[f"off_{f}" for f in FAMILIES],
+                    "n_blocks", "block_start"]
             self._blocks = {c: np.asarray(self.group[c][:]) for c in cols}
-            self._blocks["n_blocks"] = np.asarray(self.group["n_blocks"][:])
-            self._blocks["block_start"] = np.asarray(self.group["block_start"][:])
         return self._blocks
 
     def accuracy(self) -> np.ndarray:

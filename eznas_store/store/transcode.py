@@ -22,7 +22,7 @@ from eznas_store.store.describe import array_attributes
 from eznas_store.store.group import normalise_url, quiet_zarr, store_exists, tensor_codecs
 from eznas_store.store.plan import CREATION, FORMAT, canonical_codec, plan_fingerprint, plan_to_json
 from eznas_store.store.reader import Store, open_store
-from eznas_store.store.writer import encode_rows
+from eznas_store.store.writer import write_tensors
 from eznas_store.terminals import STORED
 
 
@@ -46,8 +46,7 @@ def transcode_store(src: str, dst: str, codec: str) -> Store:
     new = Store(url=dst, group=g, plan=plan, meta={**s.meta, "plan": plan_to_json(plan)})
     arrays = {name: _create(s, new, name) for name in STORED}
     for lo, hi in s.chunk_ranges():  # each chunk read once (read_rows gives the raw P pass)
-        for name, rows in encode_rows(new, lo, s.read_rows(lo, hi)).items():
-            arrays[name][lo:hi] = rows
+        write_tensors(new, lo, s.read_rows(lo, hi), arrays)
     _rewrite_attributes(g, plan)
     return open_store(dst)
 

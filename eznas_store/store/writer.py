@@ -8,7 +8,9 @@ written are numpy arrays; the store does not know what produced them.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +24,8 @@ from eznas_store.store.reader import Store
 from eznas_store.store.rounding import for_codec
 from eznas_store.terminals import STORED, split
 
+#: threads that encode and write a chunk's tensor arrays at once (one array each)
+WRITE_THREADS = max(1, min(len(STORED), os.cpu_count() or 1))
 #: per proxy name: (value, reason it failed or None)
 ProxyValues = dict[str, tuple[float, str | None]]
 
@@ -46,8 +50,7 @@ def write_chunk(store: Store, lo: int, networks: Sequence[NetworkArrays],
     if (lo, hi) not in store.chunk_ranges():
         raise StoreError(f"networks {lo}..{hi} are not one chunk of {store.url}")
     g = store.group
-    for name, rows in encode_rows(store, lo, _tensor_rows(store, lo, networks)).items():
-        g[store.array_names[name]][lo:hi] = rows
+    write_tensors(store, lo, _tensor_rows(store, lo, networks), {name: g[store.array_names[name]] for name in STORED})
     g["params"][lo:hi] = np.array([r.params for r in networks], dtype=np.int64)
     g["flops"][lo:hi] = np.array([r.flops for r in networks], dtype=np.float64)
     g["seconds"][lo:hi] = np.array([r.seconds for r in networks], dtype=np.float32)
@@ -75,16 +78,30 @@ def _tensor_rows(store: Store, lo: int, networks: Sequence[NetworkArrays]) -> di
     return rows
 
 
-def encode_rows(store: Store, lo: int, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Raw stored rows (P the pass itself) of networks ``lo..`` as ``store`` keeps them: P as
-    float32 P − D where the codec is lossy (bit-equal to the P terminal a lossless store gives),
-    then rounded as its codec asks (``rounding.for_codec``). Ingest and transcode both write these."""
-    rows = dict(raw)
-    if store.plan.p_difference:
-        for name in STORED:
-            if name.endswith("_P"):
-                rows[name] = raw[name] - raw[f"{split(name)[0]}_D"]
-    return {name: for_codec(v, store, lo, name) for name, v in rows.items()}
+def encode_array(store: Store, lo: int, name: str, raw: dict[str, np.ndarray]) -> np.ndarray:
+    """``STORED`` array ``name``'s rows of networks ``lo..`` as ``store`` keeps them, from the raw
+    rows (P the pass itself): P as float32 P − D where the codec is lossy (bit-equal to the P
+    terminal a lossless store gives), then rounded as its codec asks (``rounding.for_codec``).
+    Ingest and transcode both write these."""
+    rows = raw[name]
+    if store.plan.p_difference and name.endswith("_P"):
+        rows = rows - raw[f"{split(name)[0]}_D"]
+    return for_codec(rows, store, lo, name)
+
+
+def write_tensors(store: Store, lo: int, raw: dict[str, np.ndarray], arrays: dict[str, zarr.Array]) -> None:
+    """Encode (``encode_array``) and write every ``STORED`` array's rows of networks ``lo..``,
+    ``WRITE_THREADS`` arrays at a time: sumround's numpy and Blosc's zstd release the GIL, and
+    the strong zstd of ``compact`` is a single core's work per array otherwise. Returns when
+    all are written (so a chunk's flags still come last)."""
+    n = len(next(iter(raw.values())))
+
+    def one(name: str) -> None:
+        arrays[name][lo:lo + n] = encode_array(store, lo, name, raw)
+
+    with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
+        for done in [pool.submit(one, name) for name in STORED]:
+            done.result()
 
 
 def _write_proxies(store: Store, lo: int, hi: int, proxies: Sequence[ProxyValues] | None) -> None:
