@@ -280,7 +280,7 @@ def _label(store: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--networks", type=int, default=200)
-    ap.add_argument("--codecs", nargs="+", default=["bitround:2", "sumround:2", "sumround:3"])
+    ap.add_argument("--codecs", nargs="+", default=["bitround:2", "sumround:2", "compact", "sumround:3"])
     ap.add_argument("--bits", type=int, nargs="*", default=[], help="also bitround:K for each K")
     ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--lossless", help="reuse this lossless store (made with ingest) instead of ingesting")
