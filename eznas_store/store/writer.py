@@ -24,8 +24,9 @@ from eznas_store.store.reader import Store
 from eznas_store.store.rounding import for_codec
 from eznas_store.terminals import STORED, split
 
-#: threads that encode and write a chunk's tensor arrays at once (one array each)
-WRITE_THREADS = max(1, min(len(STORED), os.cpu_count() or 1))
+#: threads that encode and write a chunk's tensor arrays at once (one array each); at most 4,
+#: since sumround's temporaries are ~70 bytes per value (~0.6 GB for one batch-16 NB201 array)
+WRITE_THREADS = max(1, min(4, os.cpu_count() or 1))
 #: per proxy name: (value, reason it failed or None)
 ProxyValues = dict[str, tuple[float, str | None]]
 
