@@ -29,7 +29,7 @@ import numpy as np
 
 from eznas_store.evaluate.chunk import read_chunk
 from eznas_store.evaluate.population import evaluate_population
-from eznas_store.fitness.engine import Task, load_task, task_scores
+from eznas_store.fitness.engine import Engine, Task, load_task, task_scores
 from eznas_store.fitness.scores import ScoreResult, json_ready, summarise
 from eznas_store.programs.tree import Program
 from eznas_store.store.reader import open_store
@@ -81,16 +81,15 @@ def nudge_ulp(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.where(movable, bits + step, bits).view(np.float32)
 
 
-def nudged_scores(task: Task, programs: Sequence[Program], seed: int = 0, to_scalar: str | None = None,
-                  *, nudge: bool = True) -> np.ndarray:
+def nudged_scores(task: Task, programs: Sequence[Program], seed: int = 0,
+                  to_scalar: str | None = None) -> np.ndarray:
     """(programs, networks) scores of the task's networks with every stored value nudged by
-    one ulp (``nudge_ulp``; each chunk's draws seeded by ``seed`` and its first network);
-    ``nudge=False``: the same scoring of the values as stored."""
+    one ulp (``nudge_ulp``; each chunk's draws seeded by ``seed`` and its first network)."""
     store = open_store(task.url)
     parts = []
     for lo, hi in task.chunks:
         rng = np.random.default_rng([seed, lo])
-        chunk = read_chunk(store, lo, hi, transform=(lambda _name, rows: nudge_ulp(rows, rng)) if nudge else None)
+        chunk = read_chunk(store, lo, hi, transform=lambda _name, rows: nudge_ulp(rows, rng))
         parts.append(evaluate_population(programs, chunk, to_scalar=to_scalar))
     return task_scores(task, parts)[0]
 
@@ -118,7 +117,8 @@ def roundoff_check(url: str, programs: Sequence[Program], results: Sequence[Scor
     here when not given)."""
     task = load_task(url, accuracy_column=accuracy_column, max_networks=max_networks)
     if results is None:
-        base = nudged_scores(task, programs, seed, to_scalar, nudge=False)
+        with Engine(workers=0) as engine:
+            base = engine.score(programs, [task], to_scalar=to_scalar).scores[0]
         results = [summarise(p.name or p.formula(), task.name, row, task.accuracy, task.archs, task.networks,
                              label=task.label) for p, row in zip(programs, base)]
     nudged = nudged_scores(task, programs, seed, to_scalar)
