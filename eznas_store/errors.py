@@ -50,5 +50,13 @@ class ConfigError(EznasError, ValueError):
     """A job file or option value is invalid."""
 
 
-class IncompleteStoreWarning(UserWarning):
-    """A store is used while some of its networks are not collected yet (the CLI prints one line)."""
+class EznasWarning(UserWarning):
+    """Base of this package's warnings: the CLI prints each as one line."""
+
+
+class IncompleteStoreWarning(EznasWarning):
+    """A store is used while some of its networks are not collected yet."""
+
+
+class RoundoffSkippedWarning(EznasWarning):
+    """The round-off check of an evolve's saved programs could not run (the programs are kept)."""

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from eznas_store.errors import RoundoffSkippedWarning
 from eznas_store.fitness.engine import load_task, score_store
 from eznas_store.fitness.roundoff import ROUNDOFF_LIMIT, Roundoff, nudge_ulp, nudged_scores, roundoff_check, shift_in_spread
 from eznas_store.ingest.driver import run_ingest
@@ -133,8 +134,23 @@ def test_a_check_that_cannot_run_is_a_warning_not_a_lost_run(store, tmp_path, mo
 
     monkeypatch.setattr(generalise, "roundoff_check", unreadable)
     out = tmp_path / "run"
-    with pytest.warns(RuntimeWarning, match="round-off check of the saved programs skipped: chunk 0 of act_D"):
+    with pytest.warns(RoundoffSkippedWarning, match="round-off check of the saved programs skipped: chunk 0 of act_D"):
         res = run_evolve(EvolveConfig(stores=(store,), out=str(out), population=4, generations=1, progress=False))
     saved = sorted(p.name for p in (out / "programs").glob("*.json"))
     assert saved == ["best_ever_1.json", "best_ever_2.json", "best_final.json"]
     assert "roundoff" not in res.best_final.meta
+
+
+def test_a_skipped_check_is_one_line_from_the_command(store, tmp_path, monkeypatch, capsys):
+    import eznas_store.search.generalise as generalise
+    from eznas_store.cli import main
+    from eznas_store.errors import StoreError
+
+    def unreadable(*a, **k):
+        raise StoreError("chunk 0 of act_D: no such file\nsecond line")
+
+    monkeypatch.setattr(generalise, "roundoff_check", unreadable)
+    assert main(["evolve", store, "--out", str(tmp_path / "run"), "--population", "4", "--generations", "1",
+                 "--no-progress"]) == 0
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "round-off" in ln]
+    assert err == ["eznas-store: warning: round-off check of the saved programs skipped: chunk 0 of act_D: no such file"]

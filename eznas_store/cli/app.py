@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from eznas_store.config import job_options
-from eznas_store.errors import EznasError, IncompleteStoreWarning
+from eznas_store.errors import EznasError, EznasWarning
 
 app = typer.Typer(
     name="eznas-store",
@@ -119,8 +119,9 @@ def _usage_line(e: BaseException) -> str:
 
 
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
-    """Our own warnings (e.g. an incomplete store) as one line; others as Python prints them."""
-    if issubclass(category, IncompleteStoreWarning):
+    """Our own warnings (an incomplete store, a skipped round-off check) as one line; others as
+    Python prints them."""
+    if issubclass(category, EznasWarning):
         typer.echo(" ".join(f"eznas-store: warning: {message}".split()), err=True)
     else:
         _python_showwarning(message, category, filename, lineno, file, line)

@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from eznas_store.errors import EznasError, ProgramError
+from eznas_store.errors import EznasError, ProgramError, RoundoffSkippedWarning
 from eznas_store.fitness.correlations import Fitness, selection_value
 from eznas_store.fitness.roundoff import Roundoff, roundoff_check
 
@@ -127,6 +127,6 @@ def roundoff_of_saved(store: str, programs: Sequence[Any], *, accuracy_column: s
         found = roundoff_check(store, programs, accuracy_column=accuracy_column, max_networks=max_networks)
     except (EznasError, OSError) as e:
         first = (str(e).splitlines() or [type(e).__name__])[0]
-        warnings.warn(f"round-off check of the saved programs skipped: {first}", RuntimeWarning, stacklevel=2)
+        warnings.warn(f"round-off check of the saved programs skipped: {first}", RoundoffSkippedWarning, stacklevel=2)
         return {}
     return {p.name: c for p, c in zip(programs, found)}
