@@ -37,8 +37,21 @@ def check_sizes(*, C: Any = None, N: Any = None, image_size: Any = None, batch_s
                             ("--image-size", image_size, MAX_IMAGE_SIZE), ("--batch-size", batch_size, MAX_BATCH)):
         if value is not None and (not is_int(value) or not 1 <= value <= hi):
             raise ConfigError(f"{flag} must be an integer from 1 to {hi}, got {value!r}")
-    if seed is not None and (not is_int(seed) or seed < 0):
-        raise ConfigError(f"--seed must be a non-negative integer, got {seed!r}")
+    if seed is not None:
+        check_seed(seed)
+
+
+#: seeds are 0 <= seed < 2**32 everywhere (numpy's SeedSequence and torch take more, but a
+#: seed must also fit every derived per-network/per-repeat seed and every stored attribute)
+SEED_LIMIT = 2**32
+
+
+def check_seed(value: Any, flag: str = "--seed") -> int:
+    """``value`` if it is an integer with 0 <= value < 2**32; else a one-line ``ConfigError``
+    naming ``flag``. The one seed range of every command."""
+    if not is_int(value) or not 0 <= value < SEED_LIMIT:
+        raise ConfigError(f"{flag} must be an integer from 0 to {SEED_LIMIT - 1}, got {value!r}")
+    return int(value)
 
 
 #: ``eznas_store/schemas`` is the repository's ``schemas/`` (a link in a checkout, a copy in a wheel)
