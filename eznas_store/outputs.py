@@ -1,9 +1,16 @@
-"""What every command's output files share: atomic writes, JSON without NaN, Agg figures.
+"""What every command's output files share: atomic writes, ownership, one writer, JSON, figures.
 
 Every result file (tables, reports, checkpoints, plots) is written whole or not at all:
 a job killed mid-write leaves the previous file, never half of a new one. Plots use
 matplotlib's object API on the Agg canvas (no ``pyplot``), so writing one needs no
 display and leaves the caller's backend alone.
+
+Ownership: a folder a command makes is marked (:data:`MARKER`, naming the command and the
+entries it wrote), and an overwrite (``--fresh``) deletes only those entries of a folder
+marked by the same command; anything else is refused in one line. One writer: every output
+that can be continued (a store, a proxy table, a run, a study) is written under
+:func:`exclusive`, a kernel lock (``flock``) on ``<output>.lock`` beside it that a killed
+process gives back by itself; a second writer is refused in one line naming the holder.
 """
 
 from __future__ import annotations
@@ -11,10 +18,16 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import io
+import json
 import math
 import os
 import platform
 import secrets
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +36,8 @@ import numpy as np
 from eznas_store._version import __version__
 from eznas_store.errors import OutputError
 
-__all__ = ["ensure_dir", "figure", "json_safe", "package_versions", "png", "write_atomic"]
+__all__ = ["MARKER", "ensure_dir", "exclusive", "figure", "json_safe", "mark_owned", "package_versions", "png",
+           "remove_owned", "write_atomic"]
 
 
 def ensure_dir(path: str | os.PathLike[str], what: str = "output folder") -> Path:
@@ -108,3 +122,123 @@ def png(fig: Any, *, dpi: float | None = None) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi or fig.dpi, bbox_inches="tight", metadata={"Software": None})
     return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------- ownership
+
+#: the file in a folder a command made, naming the command and what it wrote there
+MARKER = ".eznas-output.json"
+
+
+def mark_owned(folder: str | os.PathLike[str], command: str, entries: Iterable[str]) -> Path:
+    """Record in ``folder`` that ``command`` made it and wrote ``entries`` (names inside it), so a
+    later ``--fresh`` may delete exactly those. Entries already recorded are kept."""
+    folder = ensure_dir(folder)
+    known = _marker(folder)
+    names = sorted(set(known.get("entries", [])) | set(entries)) if known.get("command") == command else sorted(set(entries))
+    return write_atomic(folder / MARKER, json.dumps({"command": command, "entries": names}, indent=1) + "\n")
+
+
+def _marker(folder: Path) -> dict:
+    try:
+        doc = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    ok = (isinstance(doc, dict) and isinstance(doc.get("command"), str) and isinstance(doc.get("entries"), list)
+          and all(isinstance(e, str) for e in doc["entries"]))
+    return doc if ok else {}
+
+
+def remove_owned(folder: str | os.PathLike[str], command: str) -> list[str]:
+    """Delete what ``command`` wrote into ``folder`` (by its :data:`MARKER`), nothing else; the
+    names deleted. A missing or empty folder is fine; a folder ``command`` did not mark is refused
+    with one line, before anything is deleted."""
+    folder = Path(folder)
+    if not folder.exists() and not folder.is_symlink():
+        return []
+    if not folder.is_dir() or folder.is_symlink():
+        raise OutputError(f"--fresh refuses to delete {folder}: it is not a folder eznas-store {command} made")
+    doc = _marker(folder)
+    others = [p.name for p in folder.iterdir()]
+    if doc.get("command") != command:
+        if not others:
+            return []
+        raise OutputError(f"--fresh refuses to delete {folder}: eznas-store {command} did not make it (no {MARKER} "
+                          f"of {command} in it); delete it yourself or choose another --out")
+    removed = []
+    for name in doc["entries"]:
+        p = folder / name
+        if os.sep in name or name in ("", ".", "..") or not (p.exists() or p.is_symlink()):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+        removed.append(name)
+    (folder / MARKER).unlink(missing_ok=True)
+    return removed
+
+
+# ----------------------------------------------------------------------------- one writer
+
+
+def lock_path(output: str | os.PathLike[str]) -> Path:
+    """``<output>.lock`` beside ``output`` (a file or folder), where :func:`exclusive` locks it."""
+    output = Path(os.path.abspath(output))
+    return output.parent / f"{output.name}.lock"
+
+
+@contextlib.contextmanager
+def exclusive(output: str | os.PathLike[str], what: str = "output") -> Iterator[Path]:
+    """Hold the one-writer lock of ``output`` for the ``with`` block; refuse at once (one line,
+    naming the holder) if another process holds it. Remote URLs (``scheme://``) are not locked.
+
+    ``flock`` is released by the kernel when its process dies, so ``kill -9`` leaves no stale
+    lock; the lock file is removed on a clean exit.
+    """
+    if "://" in str(output):
+        yield Path(str(output))
+        return
+    import fcntl
+
+    path = lock_path(output)
+    if not path.parent.is_dir():
+        raise OutputError(f"{what} {output} cannot be written: {path.parent} is not a folder")
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e:
+            raise OutputError(f"cannot lock {what} {output}: {e.strerror or e}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            raise OutputError(f"{what} {output} is being written by another eznas-store ({holder}); wait for it "
+                              f"or stop it (a killed writer frees {path.name} by itself)") from None
+        try:  # the file we locked must still be the one at ``path`` (a releaser may have unlinked it)
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv[:4]))}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        os.close(fd)
+
+
+def _holder(fd: int) -> str:
+    """Who holds a lock, from what it wrote into the lock file."""
+    try:
+        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return f"pid {info['pid']} on {info['host']} since {info['since']}: {info['command']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "a process that has not said who it is yet"
