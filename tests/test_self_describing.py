@@ -160,7 +160,7 @@ def test_format_1_stores_are_still_read(tiny_store, tmp_path):
     assert verify_store(old).ok
     assert np.array_equal(old.tensor(4, 2, "preact_P"), open_store(tiny_store).tensor(4, 2, "preact_P"))
     assert torch.equal(read_chunk(old, 0, 3).network_blocks(1)[0]["act_P"],
-                       read_chunk(new, 0, 3).network_blocks(1)[0]["act_P"])
+                       read_chunk(open_store(tiny_store), 0, 3).network_blocks(1)[0]["act_P"])
 
 
 def test_a_newer_format_is_refused_in_one_line(tiny_store, tmp_path):

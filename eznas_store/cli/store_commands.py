@@ -126,7 +126,11 @@ def transcode(
     codec: Annotated[str, typer.Option("--codec", help="Codec of the new store's tensor arrays, as ingest --codec (compact, sumround:K, bitround:K, zfp:TOL, lossless).")] = "compact",
 ) -> None:
     """Write a copy of a store with another tensor codec: tables, flags and proxies as they are,
-    tensors re-encoded chunk by chunk; the store 'ingest --codec' would have written."""
+    tensors re-encoded chunk by chunk; the store 'ingest --codec' would have written.
+
+    The source must verify; the copy is written beside the target as .<name>.transcode-partial
+    and renamed to it once every chunk is written and read back, so a failed or killed run
+    leaves no target (rerun the same command to resume)."""
     import time
 
     from eznas_store.ingest.config import check_codec
@@ -135,7 +139,7 @@ def transcode(
 
     spec = check_codec(codec)
     t0 = time.perf_counter()
-    s = transcode_store(source, target, spec)
+    s = transcode_store(source, target, spec, say=typer.echo)
     typer.echo(f"transcoded {s.n_networks} networks in {time.perf_counter() - t0:.0f} s → {target}: "
                f"{codec_line(s.plan.codec)}")
 
@@ -144,7 +148,10 @@ def _info_json(s) -> dict:
     """``info --json``: the plan's main fields, completion and every accuracy column's range."""
     import numpy as np
 
+    from eznas_store.store.verify import intact_networks
+
     p = s.plan
+    complete, lost, tables = intact_networks(s)
 
     def spread(values) -> dict:
         a = np.asarray(values, dtype=np.float64)
@@ -154,7 +161,8 @@ def _info_json(s) -> dict:
 
     return {
         "url": s.url, "space": p.space, "dataset": p.dataset, "n_networks": s.n_networks,
-        "complete": int(s.complete().sum()), "chunk_networks": s.chunk_networks,
+        "complete": int(complete.sum()), "complete_but_missing_chunks": lost, "missing_table_chunks": tables,
+        "chunk_networks": s.chunk_networks,
         "structure": p.collect.structure, "batch_size": p.collect.batch_size, "seed": p.collect.seed,
         "image_size": p.image_size, "num_classes": p.num_classes, "C": p.C, "N": p.N,
         "benchmark": p.benchmark, "accuracy_column": p.accuracy_column,

@@ -10,7 +10,8 @@ Modules: ``plan`` (StorePlan and its JSON), ``layout`` (block table, row widths,
 size), ``group`` (URLs, opening the root group quietly), ``create`` (making a store for a
 plan), ``reader`` (``open_store``, ``Store``), ``writer`` (whole chunks, run records),
 ``views`` (xarray), ``verify`` (``verify_store``, ``store_summary``), ``describe`` (each
-array's attributes).
+array's attributes), ``chunks`` (which chunks must exist: an absent key is lost data, not fill
+values), ``transcode`` (a copy with another tensor codec, renamed into place once checked).
 
 Layout of a store (format 2). All arrays carry ``dimension_names``, ``long_name`` and
 ``description``; arrays along ``network`` or ``block`` name that dim's table columns in a

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -31,7 +30,8 @@ from zarr.errors import ContainsArrayError, ContainsGroupError
 from eznas_store.errors import StoreError
 from eznas_store.outputs import package_versions
 from eznas_store.store.group import (compressors, normalise_url, open_group, quiet_zarr, store_exists,
-                                     string_compressors, tensor_codecs, unreachable, is_access_error)
+                                     string_compressors, tensor_codecs, unreachable, is_access_error, writable)
+from eznas_store.store.chunks import tables_sha256, stored_tables_sha256
 from eznas_store.store.describe import array_attributes
 from eznas_store.store.layout import ARRAY_FAMILY, FAMILIES, Layout, array_name
 from eznas_store.store.plan import (CREATION, FORMAT, FORMAT_VERSION, StorePlan, first_difference,
@@ -104,7 +104,8 @@ def _create_array(g: Any, url: str, name: str, data: np.ndarray | None = None, *
     shape = shape if shape is not None else data.shape
     dtype = dtype or data.dtype
     chunks = chunks or shape
-    kw: dict[str, Any] = dict(shape=shape, chunks=chunks, dtype=dtype, dimension_names=dims, overwrite=False)
+    kw: dict[str, Any] = dict(shape=shape, chunks=chunks, dtype=dtype, dimension_names=dims, overwrite=False,
+                              config={"write_empty_chunks": True})
     if describe is not None:
         kw["attributes"] = describe(name, dims=tuple(dims))
     kw["compressors"] = compressors() if dtype is not str else string_compressors()
@@ -119,7 +120,7 @@ def _create_array(g: Any, url: str, name: str, data: np.ndarray | None = None, *
     except ContainsArrayError:
         # another shard of the same job created it a moment ago: never overwrite; a
         # leftover of another plan is refused
-        a = g[name]
+        a = writable(g[name])
         if tuple(a.shape) != tuple(shape) or tuple(a.chunks) != tuple(chunks):
             raise StoreError(
                 f"{url} holds a partial store of another configuration (array {name!r} has shape "
@@ -161,34 +162,11 @@ def _table_values(plan: StorePlan, layout: Layout, data_batch: np.ndarray | None
     return t
 
 
-def _tables_sha256(values: dict[str, np.ndarray]) -> str:
-    """sha256 over the tables' names, dtypes, shapes and bytes (strings as JSON)."""
-    h = hashlib.sha256()
-    for name in sorted(values):
-        a = np.asarray(values[name])
-        if a.dtype.kind in "OUT":
-            kind, body = "str", json.dumps([str(x) for x in a.ravel()]).encode()
-        else:
-            kind, body = a.dtype.str, np.ascontiguousarray(a).tobytes()
-        h.update(json.dumps([name, kind, list(a.shape)]).encode())
-        h.update(body)
-    return h.hexdigest()
-
-
-def stored_tables_sha256(g: Any, names: list[str]) -> str | None:
-    """``_tables_sha256`` of the tables as stored; None if one cannot be read."""
-    try:
-        with quiet_zarr():
-            return _tables_sha256({str(n): g[str(n)][...] for n in names})
-    except Exception:  # a missing array or chunk: not the committed tables
-        return None
-
-
 def _write_tables(url: str, g: Any, make: MakeArray, tables: Tables, want: dict[str, Any],
                   storage_options: dict | None) -> str:
     """Fill the tables as a unit and commit them; joined if committed already, refused if the
     committed ones differ. Returns the commit marker."""
-    expected = _tables_sha256({k: v for k, (v, _) in tables.items()})
+    expected = tables_sha256({k: v for k, (v, _) in tables.items()})
     creation = _recheck(url, want, storage_options)
     marker = creation.get("tables_sha256")
     if isinstance(marker, str) and len(marker) == 64:

@@ -28,6 +28,13 @@ def quiet_zarr() -> Iterator[None]:
         yield
 
 
+def writable(a: Any) -> Any:
+    """Array ``a`` set to write every chunk, also one equal to its fill value (zarr's default
+    leaves that key out): a chunk key is then present for every chunk written, so an absent
+    one is data lost (``store.chunks``). Zarr keeps this setting per opened array only."""
+    return a.with_config({"write_empty_chunks": True})
+
+
 #: Blosc block of the lossy tensor arrays: 1 MiB blocks instead of Blosc's default for level 3
 #: compress rounded values 6 % smaller at the same speed (README "Lossy codecs"); lossless
 #: arrays keep the default, so they stay byte-identical to every store before

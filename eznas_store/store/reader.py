@@ -19,6 +19,7 @@ import zarr
 from eznas_store.config import schema_validator
 from eznas_store.errors import CorruptChunkError, StoreError, UnknownNameError
 from eznas_store.store import views
+from eznas_store.store.chunks import REPAIR, WRITTEN, absent_problem, chunk_indices, chunk_keys, chunk_label
 from eznas_store.store.group import normalise_url, open_group, quiet_zarr
 from eznas_store.store.layout import ARRAY_FAMILY, FAMILIES, SHAPE_COLUMNS, array_names, block_shapes
 from eznas_store.store.plan import FORMAT, FORMAT_VERSION, READABLE_VERSIONS, StorePlan, plan_from_json
@@ -73,6 +74,11 @@ class Store:
     meta: dict
     storage_options: dict | None = None
     _blocks: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    #: array → its chunk keys, listed once per process (``require_chunks``), and its opened array
+    _keys: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
+    _arrays: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: whether the tables match their commit marker, once asked (``chunks.tables_intact``)
+    tables_intact: bool | None = field(default=None, repr=False)
 
     # -- tables ---------------------------------------------------------------------------
     @property
@@ -106,17 +112,35 @@ class Store:
 
     def column(self, name: str) -> np.ndarray:
         """A whole array of the store (a table column such as ``params``), loaded."""
-        return np.asarray(self.group[name][:])
+        self.require_chunks(name)
+        return np.asarray(self._array(name)[...])
 
     def block_table(self) -> dict[str, np.ndarray]:
         if self._blocks is None:  # built whole, then published: threads (the writer's) may ask at once
             cols = ["block_network", "block_index", *SHAPE_COLUMNS, *[f"off_{f}" for f in FAMILIES],
                     "n_blocks", "block_start"]
-            self._blocks = {c: np.asarray(self.group[c][:]) for c in cols}
+            self._blocks = {c: self.column(c) for c in cols}
         return self._blocks
 
     def accuracy(self) -> np.ndarray:
-        return np.asarray(self.group["accuracy"][:], dtype=np.float64)
+        return np.asarray(self.column("accuracy"), dtype=np.float64)
+
+    def require_chunks(self, array: str, lo: int = 0, hi: int | None = None) -> None:
+        """A ``CorruptChunkError`` if a chunk of ``array`` holding rows ``lo..hi`` (default all)
+        is absent although it held data (``store.chunks``): zarr would read fill values. The
+        array's chunk keys are listed once per ``Store``; a key not in that list is asked again."""
+        a = self._array(array)
+        keys = self._keys.get(array)
+        if keys is None:
+            keys = self._keys[array] = chunk_keys(a)
+        for idx in chunk_indices(a, lo, hi):
+            if a.metadata.encode_chunk_key(idx) in keys:
+                continue
+            why = absent_problem(self, array, idx, reading=True)
+            if why:
+                repair = (REPAIR if array in WRITTEN else "run 'eznas-store verify' on it; a table cannot be "
+                          "rewritten: ingest into a new store")
+                raise CorruptChunkError(f"store {self.url}: {chunk_label(a, idx)} is {why}; {repair}")
 
     def complete(self) -> np.ndarray:
         """Completion flags; a chunk whose flags cannot be read counts as not complete."""
@@ -130,13 +154,29 @@ class Store:
         return out
 
     def proxy_reasons(self) -> np.ndarray:
-        return np.asarray(self.group["proxy_reason"][:], dtype=object)
+        return np.asarray(self._read_whole("proxy_reason"), dtype=object)
 
     def data_labels(self) -> np.ndarray | None:
-        return np.asarray(self.group["data_labels"][:]) if "data_labels" in self.group else None
+        return self.column("data_labels") if "data_labels" in self.group else None
 
     def data_batch(self) -> np.ndarray | None:
-        return np.asarray(self.group["data_batch"][:]) if "data_batch" in self.group else None
+        return self.column("data_batch") if "data_batch" in self.group else None
+
+    def _array(self, name: str) -> Any:
+        """The Zarr array ``name``, opened once (opening parses its metadata: ~1 ms each time)."""
+        a = self._arrays.get(name)
+        if a is None:
+            a = self._arrays[name] = self.group[name]
+        return a
+
+    def _read_whole(self, array: str) -> np.ndarray:
+        """A whole array, its chunks checked (``require_chunks``); unreadable: ``CorruptChunkError``."""
+        self.require_chunks(array)
+        try:
+            return np.asarray(self._array(array)[...])
+        except Exception as e:
+            raise CorruptChunkError(f"store {self.url}: array {array!r} cannot be read ({type(e).__name__}: "
+                                    f"{' '.join(str(e).split())[:120]}); {REPAIR}") from None
 
     def runs(self) -> dict[str, dict]:
         """Ingest run records (not in the consolidated metadata: they are added later)."""
@@ -173,7 +213,12 @@ class Store:
         proxy failed (``proxy_reason`` says why); ``None`` for a store ingested without them."""
         if not self.plan.proxies:
             return None
-        return views.proxy_values(self.dataset())
+        self.require_chunks("proxy_value")
+        try:
+            return views.proxy_values(self.dataset())
+        except Exception as e:  # a chunk that does not decode
+            raise CorruptChunkError(f"store {self.url}: array 'proxy_value' cannot be read ({type(e).__name__}: "
+                                    f"{' '.join(str(e).split())[:120]}); {REPAIR}") from None
 
     # -- stored rows ----------------------------------------------------------------------
     def read_rows(self, lo: int, hi: int, names: Sequence[str] = STORED) -> dict[str, np.ndarray]:
@@ -191,8 +236,9 @@ class Store:
 
     def _read_array(self, name: str, lo: int, hi: int) -> np.ndarray:
         array = self.array_names[name]
+        self.require_chunks(array, lo, hi)
         try:
-            return np.asarray(self.group[array][lo:hi])
+            return np.asarray(self._array(array)[lo:hi])
         except Exception as e:
             raise CorruptChunkError(
                 f"store {self.url}: array {array!r}, networks {lo}..{hi - 1} cannot be read "

@@ -45,6 +45,25 @@ def for_codec(rows: np.ndarray, store: Store, lo: int, name: str) -> np.ndarray:
     return sum_round_segments(rows, store.tensor_segments(lo, lo + len(rows), name), int(arg))
 
 
+def read_back_problem(codec: str, written: np.ndarray, read: np.ndarray) -> str | None:
+    """Why rows read back from a chunk just written are not what the codec gives for the
+    ``written`` ones, or None: lossless and ``sumround`` (rounded before the chain) read back
+    bit-equal, ``bitround:K`` within 2^-K relative, ``zfp:TOL`` within TOL (transcode checks
+    every chunk it writes before the store is called complete)."""
+    kind, arg = parse_codec(codec)
+    w, r = np.asarray(written, dtype=np.float64), np.asarray(read, dtype=np.float64)
+    if w.shape != r.shape:
+        return f"shape {r.shape}, written {w.shape}"
+    if kind in ("lossless", "sumround"):
+        a, b = (np.ascontiguousarray(x, dtype=np.float32).view(np.uint32) for x in (written, read))
+        bad = a != b
+    else:  # a subnormal's quantum is that of the smallest normal binade
+        tiny = float(np.finfo(np.float32).tiny)
+        bound = float(arg) if kind == "zfp" else 2.0 ** -int(arg) * np.maximum(np.abs(w), tiny)
+        bad = ~(np.abs(r - w) <= bound)
+    return f"{int(bad.sum())} value(s) differ from those written" if bad.any() else None
+
+
 def sum_round_segments(rows: np.ndarray, segments: np.ndarray, keepbits: int) -> np.ndarray:
     """``rows`` with each segment ``(row, offset, size)`` rounded as one run (its summed error
     cancelled as a whole: a block's tensor keeps its sum, not only each ``RUN`` of it); any

@@ -3,11 +3,13 @@
 ``verify_store`` reads every chunk of every array (tables, tensors, data batch). Every
 array is written with a CRC32C checksum after its compressor, so a chunk whose bytes
 changed (a flipped bit, a truncated file) fails to decode and is named here, with the
-networks it holds, before evaluation trips over it. It also counts complete networks and
-lists files an interrupted write left in a local store (``*.partial``), and checks the
-tables (``arch``, ``bench_index``, every accuracy column) against their commit marker and
-the plan in the attributes; ``ingest.benchmark_check`` compares them with the benchmark
-file they were copied from.
+networks it holds, before evaluation trips over it. A chunk file that is missing (or a
+directory in its place) would read as fill values without an error, so each array's chunk
+keys are listed and an absent chunk that held data (``store.chunks``) is named the same
+way. It also counts complete networks and lists files an interrupted write left in a local
+store (``*.partial``), and checks the tables (``arch``, ``bench_index``, every accuracy
+column) against their commit marker and the plan in the attributes;
+``ingest.benchmark_check`` compares them with the benchmark file they were copied from.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from eznas_store.store.chunks import WRITTEN, absent_problem, chunk_keys, missing_chunks, rows_of
 from eznas_store.store.create import stored_tables_sha256
 from eznas_store.store.group import dir_bytes
 from eznas_store.store.layout import ARRAY_FAMILY, TENSOR_ARRAYS, Layout
@@ -28,9 +31,6 @@ from eznas_store.store.plan import CREATION, codec_level, parse_codec
 from eznas_store.store.reader import Store
 from eznas_store.terminals import STORED, TERMINALS
 
-#: arrays ingest writes per chunk of networks (``--redo-broken`` rewrites them); every
-#: other array is fixed by the plan when the store is created
-WRITTEN = frozenset([*TENSOR_ARRAYS, "complete", "params", "flops", "seconds", "proxy_value", "proxy_reason"])
 #: name endings of temporary files a killed write leaves (zarr writes ``<key>.<uuid>.partial``)
 STRAY_SUFFIXES = (".partial", ".tmp", "~")
 
@@ -115,9 +115,20 @@ def verify_store(store: Store, layout: Layout | None = None, *, arrays: Sequence
     bad: list[BrokenChunk] = []
     checked = 0
     for name in names:
+        try:
+            keys = chunk_keys(g[name])
+        except Exception as e:  # the listing itself fails: every chunk is read as before
+            problems.append(f"array {name!r}: its chunks cannot be listed ({type(e).__name__})")
+            keys = None
         for chunk, sl, values in _chunks(g[name]):
             checked += 1
             nets = _networks_of(g[name], sl, owners)
+            if keys is not None and g[name].metadata.encode_chunk_key(chunk) not in keys:
+                why = absent_problem(store, name, chunk, done[sl[0]] if name in WRITTEN else None)
+                if why:
+                    bad.append(BrokenChunk(name, chunk, nets, why))
+                    _mark_broken(broken, name, nets, done, "missing", "missing")
+                continue  # absent and nothing lost: fill values, nothing to check
             if isinstance(values, Exception):
                 bad.append(BrokenChunk(name, chunk, nets, f"unreadable ({type(values).__name__}: "
                                                           f"{str(values)[:80]})"))
@@ -172,15 +183,16 @@ def _networks_of(a: Any, sl: tuple[slice, ...], owners: np.ndarray | None) -> tu
 
 
 def _mark_broken(broken: dict[int, list[str]], name: str, nets: tuple[int, ...], done: np.ndarray,
-                 why: str) -> None:
-    """An unreadable chunk of an array ingest writes breaks its networks (flags: all of them)."""
+                 why: str, state: str = "unreadable") -> None:
+    """An unreadable (or missing) chunk of an array ingest writes breaks its networks (flags:
+    all of them)."""
     if name == "complete":
         for k in nets:
-            broken[k].append(f"completion flags unreadable ({why})")
+            broken[k].append(f"completion flags {state} ({why})")
     elif name in WRITTEN:
         for k in nets:
             if done[k]:
-                broken[k].append(f"{name} chunk unreadable ({why})")
+                broken[k].append(f"{name} chunk {state}" + (f" ({why})" if why != state else ""))
 
 
 def stray_files(url: str) -> list[str]:
@@ -257,12 +269,27 @@ def codec_line(codec: str) -> str:
     return f"{codec} (tensors: {how[kind]}; P kept as P - D)"
 
 
+def intact_networks(store: Store) -> tuple[np.ndarray, int, int]:
+    """Networks flagged complete whose chunks all exist; how many flagged ones lack a chunk;
+    how many table chunks are missing (one listing per array: cheap, unlike ``verify``)."""
+    complete = store.complete()
+    lost = np.zeros_like(complete)
+    tables = 0
+    for name, idx, _ in missing_chunks(store):
+        if name in WRITTEN:
+            lo, hi = rows_of(store.group[name], idx)
+            lost[lo:hi] |= complete[lo:hi]
+        else:
+            tables += 1
+    return complete & ~lost, int(lost.sum()), tables
+
+
 def store_summary(store: Store) -> str:
     """Human-readable summary for ``eznas-store info``."""
     p = store.plan
-    complete = store.complete()
-    acc = store.accuracy()
-    nb = store.block_table()["n_blocks"]
+    complete, lost, tables = intact_networks(store)
+    acc = np.asarray(store.group["accuracy"][:], dtype=np.float64)
+    nb = np.asarray(store.group["n_blocks"][:])
     lines = [
         f"store        {store.url}",
         f"space        {p.space} (C={p.C}, N={p.N}), dataset {p.dataset} ({p.image_size} px, {p.num_classes} classes)",
@@ -272,9 +299,12 @@ def store_summary(store: Store) -> str:
         f"codec        {codec_line(p.codec)}",
         f"networks     {store.n_networks} planned, {int(complete.sum())} complete, "
         f"{store.n_networks - int(complete.sum())} missing; {len(store.chunk_ranges())} chunks of "
-        f"{store.chunk_networks}",
+        f"{store.chunk_networks}" + (f"; {lost} flagged complete but missing chunks: run 'eznas-store verify'"
+                                     if lost else ""),
         f"blocks       {int(nb.sum())} in all, {nb.min()}..{nb.max()} per network (mean {nb.mean():.1f})",
     ]
+    if tables:
+        lines.append(f"damaged      {tables} table chunk(s) missing: run 'eznas-store verify'")
     if np.isfinite(acc).any():
         lines.append(f"accuracy     min {np.nanmin(acc):.2f}  mean {np.nanmean(acc):.2f}  max {np.nanmax(acc):.2f}"
                      f"  ({p.accuracy_column})")

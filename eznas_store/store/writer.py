@@ -1,8 +1,10 @@
 """Writes into an existing store: one whole chunk of networks at a time, and run records.
 
 A chunk's tensors are written first and its ``complete`` flags last, each chunk by one
-writer, so a killed job leaves at worst a chunk without flags, which is redone. What is
-written are numpy arrays; the store does not know what produced them.
+writer, so a killed job leaves at worst a chunk without flags, which is redone. Every chunk is
+written, also one equal to its fill value (``group.writable``), so each written chunk has a key
+and an absent one is lost data (``store.chunks``). What is written are numpy arrays; the store
+does not know what produced them.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import numpy as np
 import zarr
 
 from eznas_store.errors import StoreError
-from eznas_store.store.group import quiet_zarr
+from eznas_store.store.chunks import chunk_indices, chunk_label, is_directory
+from eznas_store.store.group import quiet_zarr, writable
 from eznas_store.store.layout import ARRAY_FAMILY
 from eznas_store.store.reader import Store
-from eznas_store.store.rounding import for_codec
+from eznas_store.store.rounding import for_codec, read_back_problem
 from eznas_store.terminals import STORED, split
 
 #: threads that encode and write a chunk's tensor arrays at once (one array each); at most 4,
@@ -51,13 +54,29 @@ def write_chunk(store: Store, lo: int, networks: Sequence[NetworkArrays],
     if (lo, hi) not in store.chunk_ranges():
         raise StoreError(f"networks {lo}..{hi} are not one chunk of {store.url}")
     g = store.group
-    write_tensors(store, lo, _tensor_rows(store, lo, networks), {name: g[store.array_names[name]] for name in STORED})
-    g["params"][lo:hi] = np.array([r.params for r in networks], dtype=np.int64)
-    g["flops"][lo:hi] = np.array([r.flops for r in networks], dtype=np.float64)
-    g["seconds"][lo:hi] = np.array([r.seconds for r in networks], dtype=np.float32)
+    _refuse_directories(store, lo, hi)
+    arrays = {name: writable(g[store.array_names[name]]) for name in STORED}
+    write_tensors(store, lo, _tensor_rows(store, lo, networks), arrays)
+    writable(g["params"])[lo:hi] = np.array([r.params for r in networks], dtype=np.int64)
+    writable(g["flops"])[lo:hi] = np.array([r.flops for r in networks], dtype=np.float64)
+    writable(g["seconds"])[lo:hi] = np.array([r.seconds for r in networks], dtype=np.float32)
     if store.plan.proxies:
         _write_proxies(store, lo, hi, proxies)
-    g["complete"][lo:hi] = np.ones(hi - lo, dtype=bool)
+    writable(g["complete"])[lo:hi] = np.ones(hi - lo, dtype=bool)
+
+
+def _refuse_directories(store: Store, lo: int, hi: int) -> None:
+    """A one-line ``StoreError`` if a local store has a directory where one of the chunk's
+    files belongs (zarr cannot replace it; it is not ours to delete)."""
+    names = [*store.array_names.values(), "params", "flops", "seconds", "complete"]
+    names += ["proxy_value", "proxy_reason"] if store.plan.proxies else []
+    for name in names:
+        a = store.group[name]
+        for idx in chunk_indices(a, lo, hi):
+            if is_directory(a, a.metadata.encode_chunk_key(idx)):
+                path = os.path.join(store.url, a.basename, a.metadata.encode_chunk_key(idx))
+                raise StoreError(f"store {store.url}: {chunk_label(a, idx)} is a directory, not a chunk file; "
+                                 f"remove {path} and rerun")
 
 
 def _tensor_rows(store: Store, lo: int, networks: Sequence[NetworkArrays]) -> dict[str, np.ndarray]:
@@ -90,15 +109,27 @@ def encode_array(store: Store, lo: int, name: str, raw: dict[str, np.ndarray]) -
     return for_codec(rows, store, lo, name)
 
 
-def write_tensors(store: Store, lo: int, raw: dict[str, np.ndarray], arrays: dict[str, zarr.Array]) -> None:
+def write_tensors(store: Store, lo: int, raw: dict[str, np.ndarray], arrays: dict[str, zarr.Array], *,
+                  read_back: bool = False) -> None:
     """Encode (``encode_array``) and write every ``STORED`` array's rows of networks ``lo..``,
     ``WRITE_THREADS`` arrays at a time: sumround's numpy and Blosc's zstd release the GIL, and
     the strong zstd of ``compact`` is a single core's work per array otherwise. Returns when
-    all are written (so a chunk's flags still come last)."""
+    all are written (so a chunk's flags still come last). ``read_back``: read each chunk back
+    and compare it with what was written (``rounding.read_back_problem``); a difference is a
+    ``StoreError``."""
     n = len(next(iter(raw.values())))
 
     def one(name: str) -> None:
-        arrays[name][lo:lo + n] = encode_array(store, lo, name, raw)
+        rows = encode_array(store, lo, name, raw)
+        arrays[name][lo:lo + n] = rows
+        if read_back:
+            try:
+                problem = read_back_problem(store.plan.codec, rows, np.asarray(arrays[name][lo:lo + n]))
+            except Exception as e:  # what was just written does not decode
+                problem = f"{type(e).__name__}: {' '.join(str(e).split())[:120]}"
+            if problem:
+                raise StoreError(f"store {store.url}: array {arrays[name].basename!r}, networks {lo}..{lo + n - 1} "
+                                 f"read back wrong right after writing ({problem}); check the disk and rerun")
 
     with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
         for done in [pool.submit(one, name) for name in STORED]:
@@ -108,10 +139,9 @@ def write_tensors(store: Store, lo: int, raw: dict[str, np.ndarray], arrays: dic
 def _write_proxies(store: Store, lo: int, hi: int, proxies: Sequence[ProxyValues] | None) -> None:
     if proxies is None or len(proxies) != hi - lo:
         raise StoreError(f"store {store.url} expects proxy values for networks {lo}..{hi - 1}")
-    names = store.plan.proxies
-    store.group["proxy_value"][lo:hi] = np.array([[p[k][0] for k in names] for p in proxies], dtype=np.float64)
-    store.group["proxy_reason"][lo:hi] = np.array([[p[k][1] or "" for k in names] for p in proxies],
-                                                  dtype=object)
+    names, g = store.plan.proxies, store.group
+    writable(g["proxy_value"])[lo:hi] = np.array([[p[k][0] for k in names] for p in proxies], dtype=np.float64)
+    writable(g["proxy_reason"])[lo:hi] = np.array([[p[k][1] or "" for k in names] for p in proxies], dtype=object)
 
 
 def record_run(store: Store, run_id: str, record: dict[str, Any]) -> None:
