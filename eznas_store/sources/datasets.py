@@ -20,7 +20,10 @@ or an image-folder root (or a folder holding ``<name>-images/``)::
 
 Pickles are read with :func:`eznas_store.sources.unpickle.restricted_load`, which only
 reconstructs numpy arrays, so a tampered data file cannot run code (plain
-``pickle.load`` would).
+``pickle.load`` would), and bounds what it rebuilds; each file's ``data`` must then be a
+uint8 array of the published shape and its labels integers in the dataset's range. An
+image's size is checked from its header before it is decoded
+(:mod:`eznas_store.sources.limits`). Every problem is one error naming the file.
 """
 
 from __future__ import annotations
@@ -31,12 +34,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from eznas_store.config import check_seed
 from eznas_store.errors import (
     BenchmarkFormatError,
     ConfigError,
     DataNotFoundError,
     UnknownNameError,
 )
+from eznas_store.sources.image_folder import SPLITS, is_image_folder, read_image_folder
 from eznas_store.sources.unpickle import restricted_load
 
 __all__ = [
@@ -52,8 +57,6 @@ __all__ = [
     "sample_batch",
 ]
 
-SPLITS: tuple[str, ...] = ("train", "test")
-IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png"})
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,37 @@ def get_spec(name: str) -> DatasetSpec:
 # --------------------------------------------------------------------------- pickles
 
 
+#: labels a published file may hold: CIFAR's are 0-based; ImageNet16's are 1-based over all
+#: 1000 ImageNet classes (NAS-Bench-201 keeps 1..120)
+_IMAGENET16_ALL_CLASSES = 1000
+
+
+def _label_range(spec: DatasetSpec) -> tuple[int, int]:
+    if spec.name == "imagenet16-120":
+        return 1, _IMAGENET16_ALL_CLASSES
+    return 0, spec.num_classes - 1
+
+
+def _read_labels(value: object, *, path: Path, key: str, spec: DatasetSpec) -> np.ndarray:
+    """The file's labels as int64, each checked to be an integer in the dataset's range."""
+    lo, hi = _label_range(spec)
+    expected = f"'{key}' must be a list of integers {lo}..{hi} for {spec.name}"
+    if isinstance(value, np.ndarray):
+        if value.ndim != 1 or value.dtype.kind not in "iu":
+            raise BenchmarkFormatError(f"{path}: {expected}, found a {value.dtype} array of shape {value.shape}")
+        bad = np.flatnonzero((value < lo) | (value > hi))
+        if bad.size:
+            raise BenchmarkFormatError(f"{path}: {expected}; item {bad[0]} is {value[bad[0]]}")
+        return value.astype(np.int64)
+    if not isinstance(value, (list, tuple)):
+        raise BenchmarkFormatError(f"{path}: {expected}, found {type(value).__name__}")
+    for i, v in enumerate(value):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
+            shown = repr(v) if isinstance(v, (int, np.integer)) else f"a {type(v).__name__}"
+            raise BenchmarkFormatError(f"{path}: {expected}; item {i} is {shown[:40]}")
+    return np.asarray(value, dtype=np.int64).reshape(-1)
+
+
 def _read_pickle_batch(
     path: Path, *, spec: DatasetSpec, label_key: str
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -137,17 +171,16 @@ def _read_pickle_batch(
         raise BenchmarkFormatError(
             f"{path}: expected a dict with 'data' and '{label_key}', found {keys}"
         )
-    data = np.asarray(entry["data"])
+    data = entry["data"]
     size = spec.image_size
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * size * size:
+    if (not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2
+            or data.shape[1] != 3 * size * size):
+        found = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else f"a {type(data).__name__}"
         raise BenchmarkFormatError(
-            f"{path}: 'data' must be uint8 of shape (N, {3 * size * size}) for "
-            f"{spec.name}, found {data.dtype} {data.shape}"
+            f"{path}: 'data' must be a uint8 array of shape (N, {3 * size * size}) for "
+            f"{spec.name}, found {found}"
         )
-    try:
-        labels = np.asarray(entry[label_key], dtype=np.int64).reshape(-1)
-    except (TypeError, ValueError) as exc:
-        raise BenchmarkFormatError(f"{path}: '{label_key}' are not integers") from exc
+    labels = _read_labels(entry[label_key], path=path, key=label_key, spec=spec)
     if labels.shape[0] != data.shape[0]:
         raise BenchmarkFormatError(
             f"{path}: {data.shape[0]} images but {labels.shape[0]} '{label_key}'"
@@ -173,85 +206,10 @@ def _read_published(
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
     if spec.name == "imagenet16-120":
-        if labels.size and labels.min() < 1:
-            raise BenchmarkFormatError(
-                f"{folder}: ImageNet16 labels are 1-based, found label {labels.min()}"
-            )
         # NAS-Bench-201 keeps the first 120 classes (1 <= label <= 120), then label - 1
         keep = labels <= spec.num_classes
         images, labels = images[keep], labels[keep] - 1
-    elif labels.size and (labels.min() < 0 or labels.max() >= spec.num_classes):
-        raise BenchmarkFormatError(
-            f"{folder}: {spec.name} labels must lie in 0..{spec.num_classes - 1}, "
-            f"found {labels.min()}..{labels.max()}"
-        )
     return images, labels
-
-
-# ---------------------------------------------------------------------- image folders
-
-
-def _split_dir(root: Path, split: str) -> Path | None:
-    names = ("test", "val") if split == "test" else (split,)
-    for name in names:
-        if (root / name).is_dir():
-            return root / name
-    return None
-
-
-def _is_image_folder(root: Path) -> bool:
-    if not root.is_dir():
-        return False
-    for split in SPLITS:
-        d = _split_dir(root, split)
-        if d is not None and any(p.is_dir() for p in d.iterdir()):
-            return True
-    return False
-
-
-def _read_image_folder(
-    root: Path, *, spec: DatasetSpec, split: str
-) -> tuple[np.ndarray, np.ndarray]:
-    from PIL import Image  # only image folders need PIL: keeps start-up fast
-
-    split_dir = _split_dir(root, split)
-    if split_dir is None:
-        raise DataNotFoundError(
-            f"image folder {root} has no {split}/ folder (expected {split}/<class>/*.jpg)"
-        )
-    classes = sorted(
-        p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
-    )
-    if len(classes) > spec.num_classes:
-        raise BenchmarkFormatError(
-            f"{split_dir} has {len(classes)} class folders but {spec.name} has "
-            f"{spec.num_classes} classes"
-        )
-    images: list[np.ndarray] = []
-    labels: list[int] = []
-    size = spec.image_size
-    for label, cls in enumerate(classes):
-        files = sorted(
-            p
-            for p in (split_dir / cls).iterdir()
-            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-        )
-        for file in files:
-            try:
-                with Image.open(file) as img:
-                    rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
-            except OSError as exc:
-                raise BenchmarkFormatError(f"{file}: not a readable image ({exc})") from exc
-            if rgb.shape[:2] != (size, size):
-                raise BenchmarkFormatError(
-                    f"{file}: image is {rgb.shape[1]}x{rgb.shape[0]} px but {spec.name} "
-                    f"images are {size}x{size}"
-                )
-            images.append(rgb)
-            labels.append(label)
-    if not images:
-        raise DataNotFoundError(f"{split_dir} holds no .jpg/.jpeg/.png images")
-    return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
 # ----------------------------------------------------------------------------- digits
@@ -335,7 +293,7 @@ def locate(name: str, root: str | Path | None) -> DataSource:
             if (candidate / marker).is_file() or (candidate / files["test"][0]).is_file():
                 return DataSource(spec.name, "pickle", str(candidate))
     for candidate in (root, root / f"{spec.name}-images"):
-        if _is_image_folder(candidate):
+        if is_image_folder(candidate):
             return DataSource(spec.name, "image-folder", str(candidate))
     raise DataNotFoundError(_expected_line(spec, root))
 
@@ -357,7 +315,8 @@ def _load(
     elif source.kind == "pickle":
         images, labels = _read_published(Path(source.path), spec=spec, split=split)
     else:
-        images, labels = _read_image_folder(Path(source.path), spec=spec, split=split)
+        images, labels = read_image_folder(Path(source.path), dataset=spec.name, num_classes=spec.num_classes,
+                                           image_size=spec.image_size, split=split)
     return images, labels, source
 
 
@@ -440,6 +399,7 @@ def sample_batch(
     """
     spec = get_spec(name)
     size = _resolve_size(spec, image_size)
+    seed = check_seed(seed, "seed")
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, not {batch_size!r}")
     images, labels, source = _load(spec.name, root, split=split)

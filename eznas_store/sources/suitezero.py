@@ -21,21 +21,23 @@ Example
 ('|avg_pool_3x3~0|+|skip_connect~0|none~1|+|nor_conv_1x1~0|avg_pool_3x3~1|nor_conv_1x1~2|',
  44.48..., 84.99)
 
-Files are parsed with :mod:`json` only (``.gz`` is decompressed on the fly); nothing is
-unpickled.
+Files are parsed with :mod:`json` only (``.gz`` is decompressed on the fly, and refused
+once it inflates past :data:`eznas_store.sources.limits.MAX_DECOMPRESSED_BYTES`); nothing
+is unpickled.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from eznas_store.errors import BenchmarkFormatError, DataNotFoundError, InvalidArchError
+from eznas_store.sources.limits import open_capped_text
 from eznas_store.sources.spaces import SPACES, get_space
 
 __all__ = [
@@ -80,11 +82,12 @@ class ZcTable:
 def _load_json(path: Path) -> object:
     if not path.is_file():
         raise DataNotFoundError(f"Suite-Zero file {path} not found")
-    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8") as fh:
+        with open_capped_text(path) as fh:  # a gzip bomb stops at the limit, in one line
             return json.load(fh)
-    except (OSError, EOFError, ValueError, RecursionError) as exc:  # ValueError: bad JSON or UTF-8
+    except BenchmarkFormatError:
+        raise
+    except (OSError, EOFError, ValueError, RecursionError, zlib.error) as exc:  # ValueError: bad JSON or UTF-8
         kind = "gzip-compressed JSON" if path.suffix == ".gz" else "JSON"
         why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:120]
         raise BenchmarkFormatError(f"{path} is not readable {kind}: {why}") from None

@@ -23,6 +23,7 @@ import io
 import json
 import math
 import os
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from eznas_store.config import check_seed
 from eznas_store.errors import (
     BenchmarkFormatError,
     ConfigError,
@@ -37,6 +39,7 @@ from eznas_store.errors import (
     UnknownNameError,
 )
 from eznas_store.outputs import ensure_dir, write_atomic
+from eznas_store.sources.limits import open_capped_text
 
 __all__ = [
     "DEFAULT_ACCURACY_COLUMNS",
@@ -128,9 +131,8 @@ def meta_path(path: str | Path) -> Path:
 
 
 def _open_text(path: Path) -> io.TextIOBase:
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+    """UTF-8 (a leading BOM dropped), gunzipped if ``.gz``, at most ``MAX_DECOMPRESSED_BYTES``."""
+    return open_capped_text(path, newline="")
 
 
 def _parse_float(text: str, *, where: str, column: str) -> float:
@@ -249,7 +251,7 @@ def read_benchmark(path: str | Path) -> BenchmarkTable:
             reader = csv.reader(f)
             layout = _GENOTYPE_LAYOUT if genotypes else _read_header(reader, path)
             archs, index, values = _read_rows(reader, path, layout)
-    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error, zlib.error) as exc:
         raise BenchmarkFormatError(f"{path}: not a readable CSV table ({exc})") from exc
     index_array = np.asarray(index, dtype=np.int64)
     if len(np.unique(index_array)) != len(index_array):
@@ -270,9 +272,13 @@ def _read_meta(path: Path) -> dict[str, Any]:
     if not sidecar.is_file():
         return {}
     try:
-        meta = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise BenchmarkFormatError(f"{sidecar}: not valid JSON ({exc})") from exc
+        with open_capped_text(sidecar) as f:
+            meta = json.load(f)
+    except BenchmarkFormatError:
+        raise
+    except (OSError, ValueError, RecursionError) as exc:
+        why = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise BenchmarkFormatError(f"{sidecar}: not valid JSON ({why})") from None
     if not isinstance(meta, dict):
         raise BenchmarkFormatError(f"{sidecar}: expected a JSON object")
     return meta
@@ -371,7 +377,10 @@ def read_network_list(path: str | Path) -> list[str]:
         raise DataNotFoundError(f"network list {path} does not exist")
     cells = []
     try:
-        text = found.read_text(encoding="utf-8")
+        with open_capped_text(found) as f:
+            text = f.read()
+    except BenchmarkFormatError as e:
+        raise ConfigError(f"network list {e}") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"network list {path} is not UTF-8 text (byte {e.start}): one cell string per line") from None
     for line in text.splitlines():
@@ -450,5 +459,6 @@ def select_networks(
         raise ConfigError(
             f"cannot select {networks} networks from {table.path}, which has {len(table)}"
         )
+    seed = check_seed(seed, "seed")
     chosen = np.random.default_rng(seed).choice(len(table), size=int(networks), replace=False)
     return np.sort(chosen.astype(np.int64))
