@@ -46,9 +46,9 @@ from tqdm.auto import tqdm
 
 from eznas_store.collect.statistics import resolve_device
 from eznas_store.collect.training import train_network
-from eznas_store.config import MAX_C, MAX_IMAGE_SIZE, MAX_N, is_int
+from eznas_store.config import MAX_C, MAX_IMAGE_SIZE, MAX_N, check_seed, is_int
 from eznas_store.errors import ConfigError, OutputError
-from eznas_store.outputs import ensure_dir
+from eznas_store.outputs import ensure_dir, exclusive
 from eznas_store.sources.datasets import get_spec, load_split_tensors
 from eznas_store.sources.spaces import get_space
 from eznas_store.sources.spaces.base import SearchSpace
@@ -131,8 +131,7 @@ class LabelConfig:
             raise ConfigError("--out must name the CSV file to write")
         object.__setattr__(self, "out", str(self.out))
         object.__setattr__(self, "networks", _checked_networks(self.networks))
-        if not is_int(self.seed) or self.seed < 0:
-            raise ConfigError(f"--seed must be a non-negative integer, not {self.seed!r}")
+        check_seed(self.seed, "--seed")
         if not is_int(self.epochs) or self.epochs < 1:
             raise ConfigError(f"--epochs must be a positive integer, not {self.epochs!r}")
         if not is_int(self.batch_size) or not 2 <= self.batch_size <= 4096:
@@ -446,10 +445,16 @@ def run_label(cfg: LabelConfig) -> LabelReport:
 
     Raises ``ConfigError`` when ``out`` exists with a different recipe (or is not a
     ``label`` table), so labels from two recipes never mix in one file. ``threads``, when
-    given, sets torch's intra-op threads for the run and restores them afterwards.
+    given, sets torch's intra-op threads for the run and restores them afterwards. The
+    table is written by one ``label`` at a time (a second is refused in one line).
     """
     t0 = time.perf_counter()
     _check_out(Path(cfg.out).expanduser())
+    with exclusive(Path(cfg.out).expanduser(), "label table"):
+        return _label(cfg, t0)
+
+
+def _label(cfg: LabelConfig, t0: float) -> LabelReport:
     job = _plan(cfg, t0)
     rows, job.seconds_before = _load_existing(job.out, job.recipe, job.columns)
     todo = [i for i in job.selected if i not in rows]

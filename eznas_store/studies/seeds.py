@@ -12,23 +12,19 @@ would give), in two modes:
     the sample of architectures changes with the seed too (sample seed = seed), as when
     an ingest is simply rerun with ``--seed``.
 
-How the seeds map onto ``IngestConfig``: its one ``seed`` drives the network sample
-(``benchmarks.select_networks``), the data batch (``datasets.sample_batch``) and each
-network's init and noise (``collect.network_seed(seed, n)``); it has no separate sample
-seed. Mode ``fixed`` therefore draws the sample itself with ``select_networks(seed=
-sample_seed)`` and passes the cells as an explicit list (``IngestConfig.networks=(cells)``),
-so only init, batch and noise follow ``seed``; mode ``resampled`` passes the count. The
-initialisation seed and the batch seed cannot be varied apart from each other through
-``IngestConfig``, so a "seed" here always moves both (as in the paper's study). Where the
-two modes name the same experiment (``seed == sample_seed``) it is computed once.
+``IngestConfig``'s one ``seed`` drives the network sample (``select_networks``), the data
+batch and each network's init and noise (``collect.network_seed(seed, n)``). Mode ``fixed``
+therefore draws the sample itself (``select_networks(seed=sample_seed)``) and passes the cells
+as a list, so only init, batch and noise follow ``seed``; ``resampled`` passes the count. A
+"seed" always moves init and batch together (as in the paper's study). Where the two modes
+name the same experiment (``seed == sample_seed``) it is computed once.
 
 Outputs in ``OUT/``: ``seeds.csv`` (one line per mode × seed × program), ``seeds.json``
 (configuration, versions, per-run provenance, summary mean/std/min/max of τ and ρ per
-mode × program; std with ``ddof=1``) and ``seeds.png`` (box plots of τ, one box per
-mode per program, every seed drawn as a point).
+mode × program; std with ``ddof=1``) and ``seeds.png`` (box plots of τ, every seed a point).
+A rerun with the same options resumes; one with other options is refused (one line naming the
+option), as is a second writer of the folder or a file of these names the study did not write.
 
-Example
--------
 >>> cfg = SeedsConfig(out="seeds", dataset="cifar10", benchmark="nb201_accuracies.csv",
 ...                   data_root="cifar10-images", networks=30, seeds=5)  # doctest: +SKIP
 >>> print(format_seeds(run_seeds(cfg)))                                 # doctest: +SKIP
@@ -54,26 +50,30 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from eznas_store.errors import ConfigError
+from eznas_store.errors import ConfigError, OutputError
 from eznas_store.fitness.scores import summarise
 from eznas_store.fitness.storeless import score_storeless
-from eznas_store.config import check_sizes
+from eznas_store.config import SEED_LIMIT, check_seed, check_sizes, is_int
 from eznas_store.ingest.config import IngestConfig
-from eznas_store.outputs import ensure_dir, figure, json_safe, package_versions, png, write_atomic
+from eznas_store.outputs import MARKER, ensure_dir, exclusive, figure, json_safe, mark_owned, package_versions, png, write_atomic
 from eznas_store.programs.codec import load_program, program_to_json
 from eznas_store.programs.tree import Program
 from eznas_store.sources import tables as benchmarks
 from eznas_store.sources.spaces import get_space
 from eznas_store.terminals import DEFAULT_PERTURB_SCALE
 
-__all__ = ["MODES", "SeedRun", "SeedsConfig", "SeedsResult", "format_seeds", "run_seeds", "seed_plan"]
+__all__ = ["MAX_SEEDS", "MODES", "SeedRun", "SeedsConfig", "SeedsResult", "format_seeds", "run_seeds", "seed_plan"]
 
 #: the two experiments of the seed study, in the order they are run and drawn
 MODES: tuple[str, ...] = ("fixed", "resampled")
-MODE_LABELS = {
-    "fixed": "fixed architectures (init/batch seed varies)",
-    "resampled": "architectures resampled with the seed",
-}
+#: most seeds one study takes (the paper uses 5; each seed scores ``--networks`` networks per mode)
+MAX_SEEDS = 1000
+#: one line per finished (sample, seed) scoring, so a killed study resumes where it stopped
+PARTIAL = "seeds.partial.jsonl"
+#: what a study writes into ``--out`` (and records in its ownership marker)
+OUTPUTS = ("seeds.csv", "seeds.json", "seeds.png", PARTIAL)
+MODE_LABELS = {"fixed": "fixed architectures (init/batch seed varies)",
+               "resampled": "architectures resampled with the seed"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,9 +130,8 @@ class SeedsConfig:
         checks = [
             (isinstance(self.networks, int) and self.networks >= 2,
              f"--networks must be a number >= 2 (Kendall tau needs two networks), got {self.networks!r}"),
-            (self.seeds >= 2, f"--seeds must be >= 2 (a spread needs two seeds), got {self.seeds}"),
-            (self.first_seed >= 0, f"--first-seed must be >= 0, got {self.first_seed}"),
-            (self.sample_seed >= 0, f"--sample-seed must be >= 0, got {self.sample_seed}"),
+            (is_int(self.seeds) and 2 <= self.seeds <= MAX_SEEDS,
+             f"--seeds must be >= 2 (a spread needs two seeds) and at most {MAX_SEEDS}, got {self.seeds!r}"),
             (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
             (self.structure in ("rcb", "cbr"), f"--structure must be rcb or cbr, got {self.structure!r}"),
             (self.to_scalar in (None, "mean", "l2"), f"--to-scalar must be mean or l2, got {self.to_scalar!r}"),
@@ -142,6 +141,12 @@ class SeedsConfig:
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+        check_seed(self.first_seed, "--first-seed")
+        check_seed(self.sample_seed, "--sample-seed")
+        last = self.first_seed + self.seeds - 1
+        if last >= SEED_LIMIT:
+            raise ConfigError(f"--first-seed {self.first_seed} with --seeds {self.seeds} reaches seed {last}: "
+                              f"seeds must stay below {SEED_LIMIT} (--first-seed at most {SEED_LIMIT - self.seeds})")
         check_sizes(C=self.C, N=self.N, image_size=self.image_size, batch_size=self.batch_size)
 
     @property
@@ -227,15 +232,27 @@ def _labels(paths: Sequence[str], programs: Sequence[Program]) -> list[str]:
 
 
 def run_seeds(cfg: SeedsConfig) -> SeedsResult:
-    """Score the programs over ``k`` seeds in each mode; write CSV, JSON and box plots."""
+    """Score the programs over ``k`` seeds in each mode; write CSV, JSON and box plots.
+
+    Under the folder's one-writer lock; before any scoring, the programs, the plan and
+    ``--out`` are checked: a folder holding a study made with other options, or a file of
+    the names the study writes that it did not write, is refused in one line."""
+    out = Path(cfg.out)
+    ensure_dir(out.parent, "folder of --out")
+    with exclusive(out, "seeds study"):
+        return _run_seeds(cfg, out)
+
+
+def _run_seeds(cfg: SeedsConfig, out: Path) -> SeedsResult:
     t0 = time.perf_counter()
     started = _dt.datetime.now(_dt.UTC).isoformat()
     loaded = [load_program(p) for p in cfg.programs]
     labels = _labels(cfg.programs, loaded)
     programs = [dataclasses.replace(p, name=lab) for p, lab in zip(loaded, labels)]
     plan = seed_plan(cfg)
-    out = Path(cfg.out)
+    _check_out(out, cfg)
     ensure_dir(out)
+    mark_owned(out, "seeds", OUTPUTS)
     runs = _score_plan(cfg, plan, programs, labels, out / PARTIAL)
     summary = {(m, lab): _summary([r for r in runs if r.mode == m and r.program == lab])
                for m in cfg.modes for lab in labels}
@@ -246,6 +263,68 @@ def run_seeds(cfg: SeedsConfig) -> SeedsResult:
     meta = _metadata(cfg, result, started)
     write_atomic(out / "seeds.json", json.dumps(meta, indent=1, allow_nan=False) + "\n")
     return result
+
+
+_FLAGS = {"programs": "--program", "C": "--channels", "N": "--cells"}
+
+
+def _recipe(config: dict) -> dict:
+    """What decides a study's numbers, from its config as JSON: paths absolute, ``out``/``progress`` dropped."""
+    d = {k: v for k, v in config.items() if k not in ("out", "progress")}  # the folder may have moved
+    for k in ("benchmark", "data_root"):
+        d[k] = _abspath(d.get(k))
+    if isinstance(d.get("programs"), list):
+        d["programs"] = [_abspath(p) if str(p).endswith(".json") else p for p in d["programs"]]
+    return d
+
+
+def _abspath(v):
+    return os.path.abspath(os.path.expanduser(v)) if isinstance(v, str) and "://" not in v else v
+
+
+def _json_dict(path: Path) -> dict:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _earlier_configs(out: Path) -> list[dict]:
+    """The configs of the study already in ``out``: its ``seeds.json``'s and its partial lines'."""
+    doc = _json_dict(out / "seeds.json")
+    configs = [doc["config"]] if doc.get("command") == "seeds" and isinstance(doc.get("config"), dict) else []
+    partial = out / PARTIAL
+    for text in set(partial.read_text(encoding="utf-8", errors="replace").splitlines() if partial.is_file() else ()):
+        try:
+            config = json.loads(json.loads(text)["config"])
+        except (ValueError, KeyError, TypeError):
+            continue  # a torn last line
+        if isinstance(config, dict) and config not in configs:
+            configs.append(config)
+    return configs
+
+
+def _check_out(out: Path, cfg: SeedsConfig) -> None:
+    """Refuse (one line) a folder another command made, a file of the study's names in a folder
+    that holds no study (not the study's to overwrite), or a study made with other options
+    (naming the first option that differs). A study made before markers is recognised by its files."""
+    if not out.is_dir():
+        return  # missing, or a file that ensure_dir refuses
+    marker, configs = _json_dict(out / MARKER).get("command"), _earlier_configs(out)
+    if marker not in (None, "seeds"):
+        raise OutputError(f"--out {out} was made by eznas-store {marker}, not seeds: choose another --out")
+    clash = [name for name in OUTPUTS if (out / name).exists()]
+    if clash and marker != "seeds" and not configs:
+        raise OutputError(f"seeds refuses to overwrite {out / clash[0]}: eznas-store seeds did not write it; "
+                          "move it or choose another --out")
+    new = _recipe(json.loads(json.dumps(dataclasses.asdict(cfg))))
+    for old in map(_recipe, configs):
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if diff:
+            flag = _FLAGS.get(diff[0], "--" + diff[0].replace("_", "-"))
+            raise ConfigError(f"{out} holds a seeds study made with other options: {flag} was {old.get(diff[0])!r}, "
+                              f"now {new.get(diff[0])!r}; rerun with the same options or choose another --out")
 
 
 def _score_plan(cfg: SeedsConfig, plan: list[tuple[str, int, int, tuple[str, ...]]], programs: list[Program],
@@ -308,15 +387,9 @@ def _metadata(cfg: SeedsConfig, result: SeedsResult, started: str) -> dict:
     }
 
 
-#: one line per finished (sample, seed) scoring, so a killed study resumes where it stopped
-PARTIAL = "seeds.partial.jsonl"
-
-
 def _config_key(cfg: SeedsConfig) -> str:
-    """What must match for a partial line to be reused (everything but progress output)."""
-    d = dataclasses.asdict(cfg)
-    d.pop("progress", None)
-    return json.dumps(d, sort_keys=True, default=str)
+    """The config a partial line records (everything but progress output)."""
+    return json.dumps({k: v for k, v in dataclasses.asdict(cfg).items() if k != "progress"}, sort_keys=True)
 
 
 def _append_partial(path: Path, cfg: SeedsConfig, key, results, seconds: float) -> None:
@@ -334,15 +407,13 @@ def _append_partial(path: Path, cfg: SeedsConfig, key, results, seconds: float) 
 def _read_partial(path: Path, cfg: SeedsConfig, labels: Sequence[str]) -> dict:
     """Scorings a previous, interrupted run of the same study finished (a torn last line is ignored)."""
     done: dict = {}
-    if not path.exists():
-        return done
-    key = _config_key(cfg)
-    for ln in path.read_text().splitlines():
+    key = _recipe(json.loads(_config_key(cfg)))  # _check_out refused lines of another study: this is a safeguard
+    for ln in path.read_text().splitlines() if path.exists() else ():
         try:
             d = json.loads(ln)
-        except ValueError:
-            continue
-        if d.get("config") != key or [r["program"] for r in d["results"]] != list(labels):
+            if _recipe(json.loads(d["config"])) != key or [r["program"] for r in d["results"]] != list(labels):
+                continue
+        except (ValueError, KeyError, TypeError):
             continue
         results = [summarise(r["program"], r["task"], np.array([np.nan if x is None else x for x in r["scores"]],
                                                                dtype=np.float64),
@@ -357,10 +428,9 @@ def _summary(runs: Sequence[SeedRun]) -> dict[str, float]:
     for stat in ("tau", "rho"):
         v = np.array([getattr(r, stat) for r in runs], dtype=np.float64)
         v = v[np.isfinite(v)]
-        out[f"{stat}_mean"] = float(v.mean()) if v.size else math.nan
-        out[f"{stat}_std"] = float(v.std(ddof=1)) if v.size >= 2 else math.nan
-        out[f"{stat}_min"] = float(v.min()) if v.size else math.nan
-        out[f"{stat}_max"] = float(v.max()) if v.size else math.nan
+        for name, f, need in (("mean", np.mean, 1), ("std", lambda x: np.std(x, ddof=1), 2), ("min", np.min, 1),
+                              ("max", np.max, 1)):
+            out[f"{stat}_{name}"] = float(f(v)) if v.size >= need else math.nan
     out["k_valid"] = float(sum(math.isfinite(r.tau) for r in runs))
     return out
 

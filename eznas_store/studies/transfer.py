@@ -6,7 +6,8 @@ NB201 on CIFAR-10, CIFAR-100 and ImageNet16-120), :func:`run_transfer`
 1. evolves a program on each task alone, with the same evolution options, into
    ``OUT/evolve/<task>/`` (an ordinary ``evolve`` run directory: ``report`` reads it).
    A rerun reuses a finished run and resumes an unfinished one from its checkpoint, so
-   a killed job loses at most one generation of one task;
+   a killed job loses at most one generation of one task (every task's run is checked
+   before any evolves, and the folder is written by one transfer at a time);
 2. scores each task's evolved program (``best_ever_1`` by default: the fittest program
    seen on its task; or ``best_final``) and the reference rows on every task, in one
    :class:`~eznas_store.fitness.engine.Engine`;
@@ -25,8 +26,6 @@ Outputs in ``OUT/``: ``transfer.csv`` (one line per cell: τ, Spearman ρ, mark,
 of τ, annotated, diverging colour map centred at 0) and ``transfer.json`` (configuration,
 package versions, per-task provenance, the matrices).
 
-Example
--------
 >>> cfg = TransferConfig(stores=("c10=c10.zarr", "c100=c100.zarr"), out="tr",
 ...                      generations=5, workers=2)                  # doctest: +SKIP
 >>> print(format_transfer(run_transfer(cfg)))                       # doctest: +SKIP
@@ -51,25 +50,20 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from eznas_store.config import check_seed
 from eznas_store.errors import ConfigError
 from eznas_store.fitness.engine import Engine, Task, load_task
 from eznas_store.fitness.scores import summarise
-from eznas_store.outputs import ensure_dir, figure, json_safe, package_versions, png, write_atomic
+from eznas_store.outputs import ensure_dir, exclusive, figure, json_safe, package_versions, png, write_atomic
 from eznas_store.programs.codec import load_program, program_to_json
 from eznas_store.programs.named import NAMED_PROGRAMS
 from eznas_store.programs.tree import Program
+from eznas_store.search.checkpoint import config_json, resume_point
 from eznas_store.search.evolve import CHECKPOINT, EvolveConfig, run_evolve
 from eznas_store.store.reader import open_store
 
-__all__ = [
-    "BASELINES",
-    "TransferConfig",
-    "TransferResult",
-    "format_transfer",
-    "mark_columns",
-    "parse_task_spec",
-    "run_transfer",
-]
+__all__ = ["BASELINES", "TransferConfig", "TransferResult", "format_transfer", "mark_columns", "parse_task_spec",
+           "run_transfer"]
 
 #: the reference rows, in the order they follow the evolved rows
 BASELINES: tuple[str, ...] = ("FLOPs", "params", "EZNAS-A")
@@ -162,6 +156,7 @@ class TransferConfig:
             raise ConfigError(f"--program must be one of {', '.join(REPRESENTATIVES)}, got {self.program!r}")
         if self.max_networks is not None and self.max_networks < 2:
             raise ConfigError(f"--max-networks must be at least 2 (Kendall tau needs two), got {self.max_networks}")
+        check_seed(self.seed, "--seed")
         self.evolve_config(self.tasks[0][0], self.tasks[0][1])  # the evolution options' own checks
 
     @property
@@ -237,50 +232,65 @@ def _role_file(role: str) -> str:
     return "best_ever_1.json" if role == "best_ever" else "best_final.json"
 
 
+def _reusable(cfg: TransferConfig, name: str, url: str) -> bool:
+    """Whether ``OUT/evolve/NAME`` holds a finished run of these options (and its program)."""
+    ecfg = cfg.evolve_config(name, url)
+    meta = _read_json(Path(ecfg.out) / "run.json") or {}
+    return (bool(meta.get("finished")) and isinstance(meta.get("config"), dict)
+            and (Path(ecfg.out) / "programs" / _role_file(cfg.program)).exists()
+            and all(meta["config"].get(k) == v for k, v in _plain(ecfg).items() if k not in _FREE))
+
+
+def _check_task(cfg: TransferConfig, name: str, url: str) -> None:
+    """Refuse, before any task evolves, a task whose run can be neither reused nor resumed with these options."""
+    ecfg = cfg.evolve_config(name, url)
+    d = Path(ecfg.out)
+    if not _reusable(cfg, name, url) and (d / CHECKPOINT).exists():
+        try:
+            resume_point(d / CHECKPOINT, config_json(ecfg), cfg.generations)
+        except ConfigError as e:
+            raise ConfigError(f"task {name}: {e} (or delete {d} to evolve it afresh)") from None
+
+
 def _evolve_task(cfg: TransferConfig, name: str, url: str) -> tuple[Program, str]:
     """Evolve on one task, or reuse/resume the run already in ``OUT/evolve/NAME``."""
     ecfg = cfg.evolve_config(name, url)
     d = Path(ecfg.out)
     prog_path = d / "programs" / _role_file(cfg.program)
-    meta = _read_json(d / "run.json")
-    new = _plain(ecfg)
-    if meta and meta.get("finished") and prog_path.exists() and isinstance(meta.get("config"), dict):
-        old = meta["config"]
-        if all(old.get(k) == v for k, v in new.items() if k not in _FREE):
-            return load_program(prog_path), "reused"
-    if (d / CHECKPOINT).exists():
-        old = (meta or {}).get("config") or {}
-        if isinstance(old.get("generations"), int) and old["generations"] > cfg.generations and meta.get("finished"):
-            raise ConfigError(f"{d} holds a finished run of {old['generations']} generations, more than "
-                              f"--generations {cfg.generations}; use the same --generations or another --out")
-        try:
-            run_evolve(ecfg, resume=True)
-        except ConfigError as e:
-            raise ConfigError(f"task {name}: {e} (or delete {d} to evolve it afresh)") from None
-        status = "resumed"
-    else:
-        run_evolve(ecfg)
-        status = "evolved"
+    if _reusable(cfg, name, url):
+        return load_program(prog_path), "reused"
+    resume = (d / CHECKPOINT).exists()
+    try:
+        run_evolve(ecfg, resume=resume)
+    except ConfigError as e:
+        if not resume:
+            raise
+        raise ConfigError(f"task {name}: {e} (or delete {d} to evolve it afresh)") from None
     if not prog_path.exists():
         raise ConfigError(f"task {name}: the evolve run in {d} wrote no {prog_path.name}")
-    return load_program(prog_path), status
+    return load_program(prog_path), "resumed" if resume else "evolved"
 
 
 # ----------------------------------------------------------------------------- the study
-def _network_column(url: str, column: str, networks: np.ndarray) -> np.ndarray:
-    """A column of the store's network table (``flops``, ``params``) over ``networks``."""
-    s = open_store(url)
-    return np.asarray(s.column(column), dtype=np.float64)[networks]
-
-
 def run_transfer(cfg: TransferConfig) -> TransferResult:
-    """Evolve on every task (reusing finished runs), then test every program on every task."""
+    """Evolve on every task (reusing finished runs), then test every program on every task.
+
+    Under the folder's one-writer lock; every store is opened and every task's earlier run
+    checked (reusable, or resumable with these options) before any task evolves."""
+    out = Path(cfg.out)
+    ensure_dir(out.parent, "folder of --out")
+    with exclusive(out, "transfer study"):
+        return _run_transfer(cfg, out)
+
+
+def _run_transfer(cfg: TransferConfig, out: Path) -> TransferResult:
     t0 = time.perf_counter()
     started = _dt.datetime.now(_dt.UTC).isoformat()
-    out = Path(cfg.out)
-    ensure_dir(out)
     names = [n for n, _ in cfg.tasks]
     tasks = [load_task(url, name=name, max_networks=cfg.max_networks) for name, url in cfg.tasks]
+    for name, url in cfg.tasks:
+        _check_task(cfg, name, url)
+    ensure_dir(out)
 
     evolved: dict[str, Program] = {}
     status: dict[str, str] = {}
@@ -326,7 +336,7 @@ def _correlation_matrices(cfg: TransferConfig, tasks: list[Task], programs: list
             r = row_of_program[k]
             tau[r, c], rho[r, c], n_valid[r, c] = s.tau, s.rho, s.n_valid
         for base, column in (("FLOPs", "flops"), ("params", "params")):
-            values = _network_column(task.url, column, task.networks)
+            values = np.asarray(open_store(task.url).column(column), dtype=np.float64)[task.networks]
             s = summarise(base, task.name, values, task.accuracy, task.archs, task.networks)
             r = rows.index(base)
             tau[r, c], rho[r, c], n_valid[r, c] = s.tau, s.rho, s.n_valid
