@@ -68,8 +68,13 @@ def test_split_is_seeded_disjoint_and_covers(tiny_store):
 
 
 def test_train_validation_test_tau_in_run_json_log_and_printed(tiny_store, tmp_path, capsys):
+    from conftest import tiny_ingest_config
+    from eznas_store.ingest.driver import run_ingest
+
+    other = str(tmp_path / "other.zarr")  # the same cells, another seed: other statistics (a train store is refused)
+    run_ingest(tiny_ingest_config(other, Path(tiny_store).parent / "bench.csv", seed=1))
     out = tmp_path / "run"
-    assert main(["evolve", tiny_store, "--out", str(out), "--split", "6/3/rest", "--test-store", tiny_store,
+    assert main(["evolve", tiny_store, "--out", str(out), "--split", "6/3/rest", "--test-store", other,
                  "--population", "6", "--generations", "2", "--max-depth", "4", "--workers", "0",
                  "--no-progress", "--seed", "3"]) == 0
     printed = capsys.readouterr().out

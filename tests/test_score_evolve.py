@@ -200,5 +200,5 @@ def test_population_alone_derives_mu_and_lambda_and_bad_pairs_are_refused(tmp_pa
         EvolveConfig(stores=("s",), out=str(tmp_path), population=4, mu=10)
     with pytest.raises(ConfigError, match="--population must be >= 2"):
         EvolveConfig(stores=("s",), out=str(tmp_path), population=9223372036854775807)
-    with pytest.raises(ConfigError, match="--seed must be >= 0"):
+    with pytest.raises(ConfigError, match="--seed must be an integer from 0"):
         EvolveConfig(stores=("s",), out=str(tmp_path), seed=-1)

@@ -44,7 +44,7 @@ from eznas_store.errors import (
     StoreError,
     UnknownNameError,
 )
-from eznas_store.ingest.proxy_table import is_proxy_table, read_proxy_table
+from eznas_store.ingest.proxy_table import read_proxy_table
 from eznas_store.sources.suitezero import read_zc
 from eznas_store.store.reader import open_store
 
@@ -247,13 +247,14 @@ def load_problems(source: str | os.PathLike[str], *, tasks: Collection[str] | No
     local = "://" not in src or src.startswith("file://")
     path = Path(src.removeprefix("file://")).expanduser()
     if local and not path.exists():
-        raise DataNotFoundError(f"{src} not found: give an eznas store or a Suite-Zero zc_*.json[.gz] file")
+        raise DataNotFoundError(f"{src} not found: give an eznas store, a Suite-Zero zc_*.json[.gz] file or a "
+                                "proxy table (.csv)")
     if _is_zc(src):
         if not local:
             raise ConfigError(f"{src}: Suite-Zero files are read from a local path")
         problems = _load_zc(path, accuracy)
-    elif local and is_proxy_table(path):
-        problems = _load_proxy_table(path, accuracy)
+    elif local and path.suffix.lower() == ".csv":
+        problems = _load_proxy_table(path, accuracy)  # a damaged table says what is wrong with it
     else:
         problems = _load_store(str(path) if local else src, accuracy)
     if tasks is None:

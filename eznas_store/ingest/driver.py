@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import os
 import socket
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -30,7 +32,8 @@ from eznas_store.ingest.estimate import IngestEstimate, estimate_ingest
 from eznas_store.ingest.layout import create_or_open, plan_layout
 from eznas_store.ingest.networks import collect_network, network_arrays, proxies_for_network
 from eznas_store.ingest.plan import plan_ingest, proxy_batch
-from eznas_store.outputs import package_versions
+from eznas_store.outputs import ensure_dir, exclusive, package_versions
+from eznas_store.store.group import normalise_url
 from eznas_store.store.plan import StorePlan, plan_to_json
 from eznas_store.store.reader import Store
 from eznas_store.store.verify import verify_store
@@ -61,15 +64,44 @@ def run_ingest(cfg: IngestConfig, *, redo: set[int] | None = None,
     """Collect every network of this shard that the store does not hold yet.
 
     ``on_plan`` sees the plan's estimate (networks, bytes, time) before the store is
-    created or anything collected; it may raise to refuse the plan (the CLI does).
+    created or anything collected; it may raise to refuse the plan (the CLI does). The
+    collection holds this shard's one-writer lock (:func:`shard_lock`) throughout.
     """
     t0 = time.perf_counter()
     device = resolve_device(cfg.device)
     plan, batch, labels = plan_ingest(cfg)
     if on_plan is not None:
         on_plan(estimate_ingest(cfg, plan))
-    store = create_or_open(cfg.store, plan, data_batch=batch, data_labels=labels)
-    _record_run(store, cfg, plan, device)
+    with shard_lock(cfg.store, cfg.shard):
+        store = create_or_open(cfg.store, plan, data_batch=batch, data_labels=labels)
+        _record_run(store, cfg, plan, device)
+        done, skipped = _collect(store, cfg, plan, device, redo)
+    return IngestReport(store=cfg.store, shard=cfg.shard, done=done, skipped=skipped,
+                        seconds=time.perf_counter() - t0)
+
+
+def shard_lock(url: str, shard: tuple[int, int]):
+    """The one-writer lock of one shard of a local store (remote URLs are not locked).
+
+    A whole-store run (shard 0/1) locks ``<store>.lock``; shard I/N locks
+    ``<store>.shard-I-of-N.lock``, so the shards of one store run side by side (each writes
+    its own chunks) while a second run of the same shard is refused in one line naming the
+    holder (runs of one store with different N are not kept apart: use one N per store).
+    The store's parent folder is made here (zarr would make it anyway).
+    """
+    local = normalise_url(url).rstrip("/") or str(url)  # a URL that cannot name a store: one line here
+    if "://" in local:
+        return exclusive(local, "store")
+    i, n = shard
+    ensure_dir(Path(os.path.abspath(local)).parent, "folder of --store")
+    if n == 1:
+        return exclusive(local, "store")
+    return exclusive(f"{local}.shard-{i}-of-{n}", "store shard")
+
+
+def _collect(store: Store, cfg: IngestConfig, plan: StorePlan, device: torch.device,
+             redo: set[int] | None) -> tuple[int, int]:
+    """Collect this shard's chunks still to do: (networks collected, networks skipped)."""
     data = torch.from_numpy(store.data_batch())
     stored_labels = store.data_labels()
     data_labels = torch.from_numpy(stored_labels) if stored_labels is not None else None
@@ -94,8 +126,7 @@ def run_ingest(cfg: IngestConfig, *, redo: set[int] | None = None,
                 bar.update(1)
             write_chunk(store, lo, networks, proxy_values or None)
             done += hi - lo
-    return IngestReport(store=cfg.store, shard=cfg.shard, done=done, skipped=skipped,
-                        seconds=time.perf_counter() - t0)
+    return done, skipped
 
 
 def _record_run(store: Store, cfg: IngestConfig, plan: StorePlan, device: torch.device) -> None:

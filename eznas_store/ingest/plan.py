@@ -24,6 +24,7 @@ from eznas_store.ingest.config import IngestConfig
 from eznas_store.sources.datasets import get_spec, sample_batch
 from eznas_store.sources.spaces import SearchSpace, get_space
 from eznas_store.sources.suitezero import read_zc
+from eznas_store.sources.table_cells import table_cells
 from eznas_store.sources.tables import BenchmarkTable, default_accuracy_column, read_benchmark, select_networks
 from eznas_store.store.plan import StorePlan
 from eznas_store.terminals import CollectConfig
@@ -64,8 +65,9 @@ def _from_benchmark(cfg: IngestConfig, space: SearchSpace) -> Selection:
     count = cfg.networks if isinstance(cfg.networks, int) else None
     if archs_arg is not None:
         archs_arg = [space.canonical(a) for a in archs_arg]
+    cells = table_cells(table, space)  # every row a cell of the space, as search refuses them too
     rows = select_networks(table, networks=count, archs=archs_arg, seed=cfg.seed)
-    archs = tuple(space.canonical(table.archs[r]) for r in rows)
+    archs = tuple(cells[r] for r in rows)
     bench_index = tuple(int(table.index[r]) for r in rows)
     acc_col = cfg.accuracy_column or (SUITEZERO_LABEL if list(table.columns) == [SUITEZERO_LABEL]
                                       else default_accuracy_column(table, cfg.dataset))

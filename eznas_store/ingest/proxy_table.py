@@ -29,7 +29,11 @@ those in both Suite-Zero NB201 tasks (9,445: no branch cut off by ``none`` edges
 permutation seeded by ``seed``; ``networks`` takes its first N, so a larger N extends a
 table. Resumable: each finished cell is one appended, flushed and fsynced CSV row; a rerun
 with the same recipe continues after the last complete row (a torn last row is cut), one
-with another recipe is refused naming the option that differs.
+with another recipe is refused naming the option that differs. One writer at a time: a
+second run on the same ``--out`` is refused in one line naming the holder
+(:func:`~eznas_store.outputs.exclusive`). A damaged table (no or a broken ``.meta.json``, a
+row of another width, an empty or non-numeric cell, a cell twice) is refused in one line
+naming the file, both when read and when continued.
 """
 
 from __future__ import annotations
@@ -46,10 +50,11 @@ from typing import Any
 
 import numpy as np
 
+from eznas_store.config import check_seed
 from eznas_store.errors import BenchmarkFormatError, ConfigError, DataNotFoundError
-from eznas_store.outputs import write_atomic
+from eznas_store.outputs import ensure_dir, exclusive, write_atomic
 
-__all__ = ["FORMAT", "HEAD_FREE", "LABEL_SETS", "PER_HEAD", "ProxyTableConfig", "ProxyTableResult",
+__all__ = ["FORMAT", "HEAD_FREE", "LABEL_SETS", "MAX_THREADS", "PER_HEAD", "ProxyTableConfig", "ProxyTableResult",
            "collect_proxy_table", "is_proxy_table", "plan_cells", "read_proxy_table"]
 
 FORMAT = "eznas-proxy-table/1"
@@ -63,6 +68,8 @@ LABEL_SETS: dict[str, tuple[int, str, str]] = {
 HEAD_FREE: tuple[str, ...] = ("az_expressivity", "az_progressivity", "az_trainability", "meco", "swap")
 #: computed (or derived) per label set's head
 PER_HEAD: tuple[str, ...] = ("az_complexity", "zico", "swap_reg")
+#: ``--threads`` of ``proxy-table``: 1 (bit-reproducible) up to this many torch threads
+MAX_THREADS = 256
 _RECIPE_KEYS = ("benchmark", "suitezero", "data_root", "seed", "batch_size", "proxies", "label_sets",
                 "channels", "cells_per_stage", "swap_batch")
 
@@ -72,9 +79,10 @@ class ProxyTableConfig:
     """What ``eznas-store proxy-table`` collects; validated once here."""
 
     out: str
-    benchmark: str
-    suitezero: str
-    data_root: str
+    #: the three inputs have no default (the CLI passes None for one not given: refused here)
+    benchmark: str | None
+    suitezero: str | None
+    data_root: str | None
     networks: int = 1100
     seed: int = 0
     batch_size: int = 64
@@ -93,7 +101,6 @@ class ProxyTableConfig:
         checks = [
             (str(self.out).endswith(".csv"), f"--out must name a .csv file, got {self.out!r}"),
             (isinstance(self.networks, int) and self.networks >= 1, f"--networks must be >= 1, got {self.networks!r}"),
-            (isinstance(self.seed, int) and self.seed >= 0, f"--seed must be >= 0, got {self.seed!r}"),
             (isinstance(self.batch_size, int) and 2 <= self.batch_size <= 500,
              f"--batch-size must be from 2 to 500 (ZiCo uses two batches of it), got {self.batch_size!r}"),
             (bool(self.label_sets) and set(self.label_sets) <= set(LABEL_SETS),
@@ -108,13 +115,24 @@ class ProxyTableConfig:
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+        check_seed(self.seed)
         if "swap_reg" in self.proxies and "swap" not in self.proxies:
             raise ConfigError("--proxy swap_reg is derived from swap: name swap too")
-        for p in (self.benchmark, self.suitezero, self.data_root):
-            if not Path(p).exists():
-                raise DataNotFoundError(f"{p} not found")
+        self._check_inputs()
         object.__setattr__(self, "label_sets", tuple(dict.fromkeys(self.label_sets)))
         object.__setattr__(self, "proxies", tuple(dict.fromkeys(self.proxies)))
+
+    def _check_inputs(self) -> None:
+        """Each input given must exist; then none may be missing (they have no default)."""
+        given = (("--benchmark", self.benchmark), ("--suitezero", self.suitezero), ("--data-root", self.data_root))
+        for _, p in given:
+            if p and not Path(p).exists():
+                raise DataNotFoundError(f"{p} not found")
+        missing = [flag for flag, p in given if not p]
+        if missing:
+            raise ConfigError(f"proxy-table needs {', '.join(missing)}: the NB201 accuracy table (--benchmark), "
+                              "Suite-Zero's zc_nasbench201.json[.gz] (--suitezero) and the CIFAR-10 images "
+                              "(--data-root)")
 
     def recipe(self) -> dict[str, Any]:
         """What must match for a rerun to continue a table (everything but ``networks``)."""
@@ -194,41 +212,104 @@ def _meta_path(out: Path) -> Path:
     return out.with_name(out.name[:-4] + ".meta.json")
 
 
+def _read_meta(out: Path) -> dict[str, Any]:
+    """The table's ``.meta.json``; one line naming the file and what is wrong with it."""
+    path = _meta_path(out)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BenchmarkFormatError(f"{out}: a proxy table without its meta file {path.name} (proxy-table writes "
+                                   "the two together; copy it beside the table or collect a new one)") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else "not JSON"
+        raise BenchmarkFormatError(f"{out}: its meta file {path.name} cannot be read ({why})") from None
+    problem = _meta_problem(doc)
+    if problem:
+        raise BenchmarkFormatError(f"{out}: its meta file {path.name} {problem}")
+    return doc
+
+
+def _meta_problem(doc: Any) -> str | None:
+    """What a meta document lacks, or None."""
+    if not isinstance(doc, dict):
+        return "is not a JSON object"
+    if doc.get("format") != FORMAT:
+        return f"is not a {FORMAT} recipe (format {doc.get('format')!r})"
+    columns = doc.get("columns")
+    if not (isinstance(columns, list) and all(isinstance(c, str) for c in columns) and columns[:2] == ["index", "arch"]):
+        return "lacks 'columns' (the table's column names, beginning index, arch)"
+    if not isinstance(doc.get("recipe"), dict):
+        return "lacks 'recipe' (the options the table was collected with)"
+    sets = doc.get("label_sets")
+    if not isinstance(sets, dict) or not sets:
+        return "lacks 'label_sets'"
+    for name, info in sets.items():
+        if not isinstance(info, dict) or info.get("accuracy") not in columns[2:]:
+            return f"names no accuracy column of its columns for label set {name!r}"
+    return None
+
+
 def _check_recipe(cfg: ProxyTableConfig, meta: dict[str, Any], out: Path) -> None:
-    if meta.get("format") != FORMAT:
-        raise ConfigError(f"{out}: {_meta_path(out).name} is not a {FORMAT} recipe")
-    old, new = meta.get("recipe", {}), cfg.recipe()
+    old, new = meta["recipe"], cfg.recipe()
     for k in _RECIPE_KEYS:
         if old.get(k) != new[k]:
             raise ConfigError(f"{out} was collected with {k}={old.get(k)!r}, this run asks for {new[k]!r}: "
                               f"rerun with the same {k} to continue it, or choose another --out")
 
 
+def _csv_rows(out: Path, raw: bytes) -> list[list[str]]:
+    """The CSV's rows (blank lines as ``[]``, so a row's index is its line - 1)."""
+    try:
+        return list(csv.reader(io.StringIO(raw.decode("utf-8"))))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise BenchmarkFormatError(f"{out}: not a readable CSV ({str(e)[:80]})") from None
+
+
+def _body(out: Path, rows: list[list[str]]) -> list[tuple[int, list[str]]]:
+    """(line, row) of the table's rows under its header: each as wide as the header, with a
+    cell, and each cell once (a cell twice would put training cells into the held-out part)."""
+    width, seen, body = len(rows[0]), {}, []
+    for line, r in enumerate(rows[1:], start=2):
+        if not r:
+            continue
+        if len(r) != width:
+            raise BenchmarkFormatError(f"{out}: line {line} has {len(r)} fields, its header {width}")
+        if not r[1].strip():
+            raise BenchmarkFormatError(f"{out}: line {line} has no cell in its arch column")
+        if r[1] in seen:
+            raise BenchmarkFormatError(f"{out}: cell {r[1]} is in it twice (lines {seen[r[1]]} and {line}; two runs "
+                                       "writing one table at once?): collect it again into a new --out")
+        seen[r[1]] = line
+        body.append((line, r))
+    return body
+
+
 def _done_rows(out: Path, columns: list[str]) -> list[str]:
     """Archs of the complete rows already in ``out``; a torn last row is cut off the file."""
     if not out.exists():
         return []
+    if not out.is_file():
+        raise ConfigError(f"{out} is not a file: choose another --out")
     raw = out.read_bytes()
     if raw and not raw.endswith(b"\n"):
         raw = raw[: raw.rfind(b"\n") + 1]
         with open(out, "r+b") as f:
             f.truncate(len(raw))
-    rows = list(csv.reader(io.StringIO(raw.decode("utf-8"))))
+    rows = _csv_rows(out, raw)
     if not rows:
         return []
     if rows[0] != columns:
         raise ConfigError(f"{out}: its header differs from this recipe's columns (another version wrote it?)")
-    return [r[1] for r in rows[1:]]
+    return [r[1] for _, r in _body(out, rows)]
 
 
 def _start(cfg: ProxyTableConfig, cells: list[str], columns: list[str], naslib: list[str]) -> list[str]:
     out = Path(cfg.out)
     meta_file = _meta_path(out)
     if meta_file.exists():
-        _check_recipe(cfg, json.loads(meta_file.read_text()), out)
+        _check_recipe(cfg, _read_meta(out), out)
     elif out.exists():
         raise ConfigError(f"{out} exists without its recipe {meta_file.name}: choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
     done = _done_rows(out, columns)
     if done != cells[: len(done)]:
         raise ConfigError(f"{out}: its {len(done)} rows are not the first cells of this recipe's order")
@@ -290,16 +371,28 @@ def _cell_values(cfg: ProxyTableConfig, arch: str, images, labels) -> dict[str, 
 
 
 def collect_proxy_table(cfg: ProxyTableConfig) -> ProxyTableResult:
-    """Fill (or continue) the table: one appended row per cell, a progress bar, a time cap."""
-    from tqdm.auto import tqdm
+    """Fill (or continue) the table: one appended row per cell, a progress bar, a time cap.
 
+    One writer at a time: the table is written under :func:`~eznas_store.outputs.exclusive`
+    (a second run on the same ``--out`` is refused in one line naming the holder)."""
     from eznas_store.sources.datasets import sample_batch
 
     cells, plan = plan_cells(cfg)
     columns = _columns(cfg, plan["naslib"])
-    done = set(_start(cfg, cells, columns, plan["naslib"]))
+    out = Path(cfg.out)
+    ensure_dir(out.parent, "folder of --out")
+    with exclusive(out, "proxy table"):
+        done = set(_start(cfg, cells, columns, plan["naslib"]))
+        batch = sample_batch("cifar10", cfg.data_root, batch_size=2 * cfg.batch_size, seed=cfg.seed)
+        return _append_rows(cfg, cells, done, columns, plan, batch)
+
+
+def _append_rows(cfg: ProxyTableConfig, cells: list[str], done: set[str], columns: list[str], plan, batch
+                 ) -> ProxyTableResult:
+    """Compute and append the rows of the cells not ``done``, each flushed and fsynced."""
+    from tqdm.auto import tqdm
+
     todo = [a for a in cells if a not in done]
-    batch = sample_batch("cifar10", cfg.data_root, batch_size=2 * cfg.batch_size, seed=cfg.seed)
     out, t0, new, stopped = Path(cfg.out), time.perf_counter(), 0, ""
     with open(out, "a", newline="") as f, tqdm(total=len(cells), initial=len(done), desc="proxy-table",
                                                 unit="cell", disable=not cfg.progress) as bar:
@@ -325,33 +418,44 @@ def collect_proxy_table(cfg: ProxyTableConfig) -> ProxyTableResult:
 
 
 def is_proxy_table(path: str | os.PathLike[str]) -> bool:
-    """A ``.csv`` beside a ``.meta.json`` of this format."""
+    """A ``.csv`` beside a readable ``.meta.json`` of this format (:func:`read_proxy_table` says
+    what is wrong with a ``.csv`` that is not)."""
     p = Path(path)
     if p.suffix.lower() != ".csv" or not _meta_path(p).exists():
         return False
     try:
-        return json.loads(_meta_path(p).read_text()).get("format") == FORMAT
-    except (OSError, ValueError):
+        _read_meta(p)
+    except BenchmarkFormatError:
         return False
+    return True
 
 
 def read_proxy_table(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """``{"archs", "meta", "label_sets": {set: {"accuracy": (n,), "columns": {proxy: (n,)}}}}``."""
+    """``{"archs", "meta", "label_sets": {set: {"accuracy": (n,), "columns": {proxy: (n,)}}}}``.
+
+    A damaged table (no or a broken meta file, a row of another width, an empty or
+    non-numeric cell, a cell twice) is a one-line ``BenchmarkFormatError`` naming the file.
+    """
     p = Path(path)
-    if not is_proxy_table(p):
-        raise BenchmarkFormatError(f"{p}: not a proxy table (a .csv with a {FORMAT} .meta.json beside it)")
-    meta = json.loads(_meta_path(p).read_text())
+    if p.suffix.lower() != ".csv" or not p.is_file():
+        raise BenchmarkFormatError(f"{p}: not a proxy table (a .csv file with a {FORMAT} .meta.json beside it)")
+    meta = _read_meta(p)
     raw = p.read_bytes()
-    raw = raw[: raw.rfind(b"\n") + 1]  # a row being written (no newline yet) is not read
-    rows = list(csv.reader(io.StringIO(raw.decode("utf-8"))))
+    rows = _csv_rows(p, raw[: raw.rfind(b"\n") + 1])  # a row being written (no newline yet) is not read
     if not rows or rows[0] != meta["columns"]:
         raise BenchmarkFormatError(f"{p}: its header does not match {_meta_path(p).name}")
-    body = [r for r in rows[1:] if len(r) == len(rows[0])]
-    head = rows[0]
-    data = np.array([[float(x) for x in r[2:]] for r in body], dtype=np.float64).reshape(len(body), len(head) - 2)
+    head, body = rows[0], _body(p, rows)
+    data = np.empty((len(body), len(head) - 2), dtype=np.float64)
+    for i, (line, r) in enumerate(body):
+        for j, x in enumerate(r[2:]):
+            try:
+                data[i, j] = float(x)
+            except ValueError:
+                what = "is empty" if not x.strip() else f"is not a number ({x[:20]!r})"
+                raise BenchmarkFormatError(f"{p}: line {line}, column {head[j + 2]} {what}") from None
     col = {c: data[:, j] for j, c in enumerate(head[2:])}
     sets = {}
     for s, info in meta["label_sets"].items():
         proxies = {c.split("@")[0]: v for c, v in col.items() if c.endswith(f"@{s}")}
         sets[s] = {"accuracy": col[info["accuracy"]], "columns": proxies}
-    return {"archs": tuple(r[1] for r in body), "meta": meta, "label_sets": sets}
+    return {"archs": tuple(r[1] for _, r in body), "meta": meta, "label_sets": sets}

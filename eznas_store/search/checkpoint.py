@@ -3,22 +3,27 @@
 One JSON file, written atomically after every generation: the options, the population
 and hall of fame (as program JSON with their fitness records), the fitness cache, and
 the state of the run's own ``random.Random``, so a resumed run continues the same
-random stream and ends with the same programs.
+random stream and ends with the same programs. :func:`resume_point` checks a checkpoint
+before any work (options it may be continued with, no fewer generations than it has); the
+run's log (``generations.jsonl``, one line per generation) is written and trimmed here too.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import math
+import os
 import random
+import resource
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eznas_store.errors import ConfigError
+import numpy as np
+
+from eznas_store.errors import ConfigError, ProgramError
 from eznas_store.fitness.correlations import Fitness, selection_value
 from eznas_store.outputs import json_safe, write_atomic
 from eznas_store.programs.codec import program_from_json, program_to_json
@@ -177,15 +182,35 @@ def write_checkpoint(path: Path, ck: Checkpoint, rep) -> None:
     })
 
 
-def read_checkpoint(path: Path, rep, ops: Mapping[str, Op], config: dict) -> Checkpoint:
-    """The run saved at ``path``, to be continued with options ``config`` (refused if they
-    differ in more than :data:`RESUMABLE_CHANGES`)."""
-    ck = _load_checkpoint_json(path)
-    key = first_difference(ck["config"], config)
+def _check_options(path: Path, old: dict, new: dict) -> None:
+    key = first_difference(old, new)
     if key is not None:
-        old, new = normalised(ck["config"]).get(key), normalised(config).get(key)
+        was, now = normalised(old).get(key), normalised(new).get(key)
         raise ConfigError(f"{path.parent}: the checkpoint was made with other options: {_option_name(key)} "
-                          f"was {old!r}, now {new!r}; resume with the same value")
+                          f"was {was!r}, now {now!r}; resume with the same value")
+
+
+def resume_point(path: Path, config: dict, generations: int) -> dict:
+    """The checkpoint document at ``path``, checked before any work: a run made with options it
+    may be continued with (``config``), and no more generations done than ``generations`` asks
+    for (a run is never cut back: its log, checkpoint and programs are of its last generation)."""
+    ck = _load_checkpoint_json(path)
+    _check_options(path, ck["config"], config)
+    done = ck["generation"]
+    if not isinstance(done, int) or isinstance(done, bool) or done < 0:
+        raise ConfigError(f"{path} is damaged (generation {str(done)[:20]!r}); start over without --resume")
+    if done > generations:
+        raise ConfigError(f"{path.parent}: the run already has {done} generations; --generations must be "
+                          f">= {done} to continue it")
+    return ck
+
+
+def read_checkpoint(path: Path, rep, ops: Mapping[str, Op], config: dict, doc: dict | None = None) -> Checkpoint:
+    """The run saved at ``path``, to be continued with options ``config`` (refused if they
+    differ in more than :data:`RESUMABLE_CHANGES`); ``doc``: its document, if already read
+    (and checked) by :func:`resume_point`."""
+    ck = doc if doc is not None else _load_checkpoint_json(path)
+    _check_options(path, ck["config"], config)
     try:
         return Checkpoint(
             config=config, generation=int(ck["generation"]),
@@ -215,3 +240,38 @@ def _generation_of(line: str) -> float:
         return json.loads(line)["gen"]
     except (ValueError, KeyError, TypeError):
         return math.inf
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def log_generation(path: Path, gen: int, population, evaluated: int, seconds: float, scorer, rep,
+                   extra: dict | None = None) -> None:
+    """Append generation ``gen``'s line to the run's log (``generations.jsonl``)."""
+    values = np.array([i.record.value if i.record else np.nan for i in population], dtype=float)
+    finite = values[np.isfinite(values)]
+    best = max(population, key=lambda i: i.fitness.values[0])
+    worker_peak = scorer.peak_rss_mb()
+    try:
+        formula = rep.evaluable(rep.program(best)).formula()
+    except ProgramError:
+        formula = None
+    rec = {
+        "gen": gen,
+        "best": float(finite.max()) if finite.size else None,
+        "median": float(np.median(finite)) if finite.size else None,
+        "valid_fraction": float(finite.size / len(values)),
+        "evaluated": int(evaluated),
+        "seconds": round(seconds, 3),
+        "peak_rss_mb": round(max(_peak_rss_mb(), worker_peak), 1),
+        "driver_peak_rss_mb": round(_peak_rss_mb(), 1),
+        "worker_peak_rss_mb": round(worker_peak, 1),
+        "best_formula": formula,
+        **rep.stats(population),
+    }
+    if extra and "val_best" in extra:
+        rec["train_best"] = rec["best"]
+    rec.update(extra or {})
+    with open(path, "a") as f:
+        f.write(json.dumps(rec) + "\n")

@@ -33,21 +33,19 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime as _dt
-import json
 import math
 import random
-import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from deap import tools
 from tqdm.auto import tqdm
 
+from eznas_store.config import check_seed
 from eznas_store.errors import ConfigError, ProgramError
 from eznas_store.fitness.correlations import FITNESSES
-from eznas_store.outputs import ensure_dir, package_versions
+from eznas_store.outputs import ensure_dir, exclusive, package_versions
 from eznas_store.programs.codec import load_program, save_program
 from eznas_store.programs.ops import OP_SETS, op_set
 from eznas_store.programs.tree import Program
@@ -56,13 +54,21 @@ from eznas_store.search.checkpoint import (
     Checkpoint,
     config_json,
     fitness_to_json,
+    log_generation,
+    normalised,
     read_checkpoint,
+    resume_point,
     trim_log,
     write_checkpoint,
     write_json,
 )
 from eznas_store.search.fitness_cache import FitnessCache
-from eznas_store.search.generalise import ValidationHallOfFame, final_scores, roundoff_of_saved
+from eznas_store.search.generalise import (
+    ValidationHallOfFame,
+    check_test_stores,
+    final_scores,
+    roundoff_of_saved,
+)
 from eznas_store.search.gp_operators import sel_tournament, var_or
 from eznas_store.search.population_scorers import ProxyTablePopulationScorer, StatisticsPopulationScorer
 from eznas_store.search.representations import SequentialRepresentation, TreeRepresentation
@@ -151,7 +157,6 @@ class EvolveConfig:
             (1 <= self.mu <= self.population,
              f"--mu must be >= 1 and at most --population ({self.population}), got {self.mu}"),
             (1 <= self.lambda_ <= 10 * MAX_POPULATION, f"--lambda must be >= 1 (at most {10 * MAX_POPULATION:,}), got {self.lambda_}"),
-            (0 <= self.seed, f"--seed must be >= 0, got {self.seed}"),
             (0 <= self.cxpb and 0 <= self.mutpb and self.cxpb + self.mutpb <= 1,
              "--cxpb and --mutpb must be >= 0 and sum to at most 1 (DEAP varOr)"),
             (self.tournament >= 1, "--tournament must be >= 1"),
@@ -181,8 +186,14 @@ class EvolveConfig:
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+        check_seed(self.seed)
         if self.split is not None:
             parse_split(self.split)
+        paths = normalised({"stores": list(self.stores), "test_stores": list(self.test_stores)})
+        same = set(paths["stores"]) & set(paths["test_stores"])
+        if same:
+            raise ConfigError(f"--test-store {sorted(same)[0]} is also a train store: its tau would be the train "
+                              "tau; give a store of other networks")
 
     def _generalise_checks(self) -> list[tuple[bool, str]]:
         stats_only = [name for name, on in (("--split", self.split is not None), ("--test-store", self.test_stores),
@@ -213,18 +224,27 @@ class EvolveResult:
 
 
 def run_evolve(cfg: EvolveConfig, *, resume: bool = False) -> EvolveResult:
-    """Evolve, checkpointing every generation; with ``resume`` continue from the checkpoint."""
+    """Evolve, checkpointing every generation; with ``resume`` continue from the checkpoint.
+
+    One writer at a time: the run folder is written under
+    :func:`~eznas_store.outputs.exclusive` (a second run on it is refused in one line naming
+    the holder); everything the options and the checkpoint decide is checked before any
+    store is scored."""
     out = Path(cfg.out)
-    ckpt_path = out / CHECKPOINT
-    if resume and not ckpt_path.exists():
-        raise ConfigError(f"--resume: no checkpoint in {out} (start the run without --resume)")
-    if not resume and ckpt_path.exists():
-        raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    scorer = _population_scorer(cfg)
-    try:
-        return _run(cfg, scorer, out, resume)
-    finally:
-        scorer.close()
+    ensure_dir(out.parent, "folder of --out")
+    with exclusive(out, "run"):
+        ckpt_path = out / CHECKPOINT
+        if resume and not ckpt_path.exists():
+            raise ConfigError(f"--resume: no checkpoint in {out} (start the run without --resume)")
+        if not resume and ckpt_path.exists():
+            raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        saved = resume_point(ckpt_path, config_json(cfg), cfg.generations) if resume else None
+        check_test_stores(cfg.stores, cfg.test_stores)
+        scorer = _population_scorer(cfg)
+        try:
+            return _run(cfg, scorer, out, saved)
+        finally:
+            scorer.close()
 
 
 def _population_scorer(cfg: EvolveConfig):
@@ -249,7 +269,8 @@ def _representation(cfg: EvolveConfig, scorer):
                 max_depth=cfg.max_depth, to_scalar=cfg.to_scalar)
 
 
-def _run(cfg: EvolveConfig, scorer, out: Path, resume: bool) -> EvolveResult:
+def _run(cfg: EvolveConfig, scorer, out: Path, saved: dict | None) -> EvolveResult:
+    """The run: a new one, or (``saved``: its checkpoint document) a resumed one."""
     ensure_dir(out / "programs", "run folder")
     rep = _representation(cfg, scorer)
     t_start = time.perf_counter()
@@ -260,7 +281,7 @@ def _run(cfg: EvolveConfig, scorer, out: Path, resume: bool) -> EvolveResult:
         "started": _dt.datetime.now(_dt.UTC).isoformat(), "finished": None, "seconds": None,
     }
     n_fit = sum(1 for d in described if d.get("role", "train") == "train")
-    state = _resumed(cfg, out, rep, scorer) if resume else _started(cfg, out, rep)
+    state = _resumed(cfg, out, rep, scorer, saved) if saved is not None else _started(cfg, out, rep)
     if state.started is None:
         state.started = run_meta["started"]
     run_meta["started"] = state.started
@@ -296,8 +317,9 @@ def _seed_individuals(cfg: EvolveConfig, rep) -> list:
         try:
             program = load_program(name, ops=rep.ops if hasattr(rep, "ops") else None)
         except ProgramError as e:
-            if cfg.op_set == "paper" and _loads(name):
-                raise ProgramError(f"--seed-programs {e}: it needs --op-set extended") from None
+            hint = _seed_hint(cfg, name)
+            if hint:
+                raise ProgramError(f"--seed-programs {e}: {hint}") from None
             raise
         try:
             if hasattr(rep, "pset") != isinstance(program, Program):
@@ -309,13 +331,19 @@ def _seed_individuals(cfg: EvolveConfig, rep) -> list:
     return out
 
 
-def _loads(name: str) -> bool:
-    """Whether ``name`` loads against every op a program may name (the extended set)."""
+def _seed_hint(cfg: EvolveConfig, name: str) -> str:
+    """What would take a seed program this run refuses ("" if nothing would): a run over its
+    own terminals, or (statistics trees) the extended op set."""
     try:
-        load_program(name)
+        program = load_program(name)  # the ops of its own terminal set, extension included
     except ProgramError:
-        return False
-    return True
+        return ""
+    if program.terminal_set != cfg.over:
+        return (f"it is a program over {program.terminal_set}, this run (--over {cfg.over}) evolves programs "
+                f"over {cfg.over}")
+    if cfg.over == "statistics" and cfg.representation == "tree" and cfg.op_set == "paper":
+        return "it needs --op-set extended"
+    return ""
 
 
 def _started(cfg: EvolveConfig, out: Path, rep) -> Checkpoint:
@@ -330,9 +358,9 @@ def _started(cfg: EvolveConfig, out: Path, rep) -> Checkpoint:
                       rng=rng, cache={}, started=None)
 
 
-def _resumed(cfg: EvolveConfig, out: Path, rep, scorer) -> Checkpoint:
-    """A run continued from its checkpoint, with options it may be continued with."""
-    ck = read_checkpoint(out / CHECKPOINT, rep, scorer.ops, config_json(cfg))
+def _resumed(cfg: EvolveConfig, out: Path, rep, scorer, saved: dict) -> Checkpoint:
+    """A run continued from its checkpoint (``saved``, checked by :func:`resume_point`)."""
+    ck = read_checkpoint(out / CHECKPOINT, rep, scorer.ops, config_json(cfg), doc=saved)
     trim_log(out / LOG, ck.generation)
     return ck
 
@@ -360,8 +388,8 @@ def _generations(cfg: EvolveConfig, state: Checkpoint, evaluate: FitnessCache, s
             counts = (evaluate.hits, evaluate.raced_out)
             evaluated = _advance(cfg, state, hof, evaluate, rep, gen)
             extra = _generation_extra(cfg, hof, evaluate, counts)
-            _log_generation(out / LOG, gen, state.population, evaluated, time.perf_counter() - t0, scorer, rep,
-                            extra)
+            log_generation(out / LOG, gen, state.population, evaluated, time.perf_counter() - t0, scorer, rep,
+                           extra)
             state.generation, state.hall_of_fame = gen, list(hof)
             write_checkpoint(out / CHECKPOINT, state, rep)
             best = max(state.population, key=lambda i: i.fitness.values[0])
@@ -398,10 +426,6 @@ def _fmt(x: float | None) -> str:
     return "nan" if x is None or not math.isfinite(x) else f"{x:.4f}"
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _generation_extra(cfg: EvolveConfig, hof, evaluate: FitnessCache, counts: tuple[int, int]) -> dict:
     """Log fields of the opt-in features: validation tau, equivalence hits, raced-out children."""
     extra: dict = {}
@@ -412,36 +436,6 @@ def _generation_extra(cfg: EvolveConfig, hof, evaluate: FitnessCache, counts: tu
     if cfg.racing > 0:
         extra["raced_out"] = evaluate.raced_out - counts[1]
     return extra
-
-
-def _log_generation(path: Path, gen: int, population, evaluated: int, seconds: float, scorer, rep,
-                    extra: dict | None = None) -> None:
-    values = np.array([i.record.value if i.record else np.nan for i in population], dtype=float)
-    finite = values[np.isfinite(values)]
-    best = max(population, key=lambda i: i.fitness.values[0])
-    worker_peak = scorer.peak_rss_mb()
-    try:
-        formula = rep.evaluable(rep.program(best)).formula()
-    except ProgramError:
-        formula = None
-    rec = {
-        "gen": gen,
-        "best": float(finite.max()) if finite.size else None,
-        "median": float(np.median(finite)) if finite.size else None,
-        "valid_fraction": float(finite.size / len(values)),
-        "evaluated": int(evaluated),
-        "seconds": round(seconds, 3),
-        "peak_rss_mb": round(max(_peak_rss_mb(), worker_peak), 1),
-        "driver_peak_rss_mb": round(_peak_rss_mb(), 1),
-        "worker_peak_rss_mb": round(worker_peak, 1),
-        "best_formula": formula,
-        **rep.stats(population),
-    }
-    if extra and "val_best" in extra:
-        rec["train_best"] = rec["best"]
-    rec.update(extra or {})
-    with open(path, "a") as f:
-        f.write(json.dumps(rec) + "\n")
 
 
 def _save_results(out: Path, cfg: EvolveConfig, scorer, rep, best_final, state: Checkpoint, described,

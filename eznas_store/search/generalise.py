@@ -6,19 +6,22 @@ distinct programs of the generation (by train fitness; raced-out ones excluded) 
 scored on the validation networks, once each (the scores are cached by program key and
 checkpointed); the hall of fame is the two best programs seen by validation fitness.
 The final programs are then scored on the test tasks (held-out networks and
-``--test-store`` stores); :func:`final_scores` gives train / validation / test tau, and
-:func:`roundoff_of_saved` says whether each one's ranking is set by float32 round-off.
+``--test-store`` stores, none of which may be a train store: :func:`check_test_stores`);
+:func:`final_scores` gives train / validation / test tau, and :func:`roundoff_of_saved`
+says whether each one's ranking is set by float32 round-off.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from eznas_store.errors import EznasError, ProgramError, RoundoffSkippedWarning
+from eznas_store.errors import ConfigError, EznasError, ProgramError, RoundoffSkippedWarning
 from eznas_store.fitness.correlations import Fitness, selection_value
 from eznas_store.fitness.roundoff import Roundoff, roundoff_check
 
@@ -130,3 +133,29 @@ def roundoff_of_saved(store: str, programs: Sequence[Any], *, accuracy_column: s
         warnings.warn(f"round-off check of the saved programs skipped: {first}", RoundoffSkippedWarning, stacklevel=2)
         return {}
     return {p.name: c for p, c in zip(programs, found)}
+
+
+#: plan fields that change how a store keeps its networks, not which networks and statistics it holds
+_STORAGE_FIELDS = ("codec", "chunk_networks", "proxies", "proxy_batch_size")
+
+
+def check_test_stores(stores: Sequence[str], test_stores: Sequence[str]) -> None:
+    """Refuse a test store that holds a train store's networks and statistics: the same plan
+    (the same cells, dataset, batch, seeds and skeleton; codec and chunking aside), as a copy,
+    a transcode or another spelling of a train store has. Its tau would be the train tau.
+    (The same path or URL is refused earlier, by ``EvolveConfig``.)"""
+    if not test_stores:
+        return
+    from eznas_store.store.reader import open_store
+
+    def content(url: str) -> str:
+        ident = {k: v for k, v in open_store(url).plan.identity().items() if k not in _STORAGE_FIELDS}
+        return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
+
+    train = {content(u): u for u in stores}
+    for t in test_stores:
+        same = train.get(content(t))
+        if same is not None:
+            raise ConfigError(f"--test-store {t} holds the networks and statistics of the train store {same} "
+                              "(the same plan: a copy?): its tau would be the train tau; give a store of other "
+                              "networks")
