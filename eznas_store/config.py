@@ -82,7 +82,7 @@ def load_job(path: str | Path, section: str) -> dict[str, Any]:
     if not p.is_file():
         raise DataNotFoundError(f"job file {p} does not exist")
     try:
-        doc = tomllib.loads(p.read_text(encoding="utf-8"))
+        doc = tomllib.loads(p.read_text(encoding="utf-8-sig"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"job file {p} is not valid TOML: {e}") from None
     errors = sorted(schema_validator("job").iter_errors(doc), key=lambda e: list(e.absolute_path))

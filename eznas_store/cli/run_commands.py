@@ -159,22 +159,18 @@ def score(
     roundoff: Annotated[bool, typer.Option("--roundoff", help="Also score each program with every stored statistic nudged by one float32 ulp, and say which programs' rankings are set by round-off (a score moving by over 1 % of the scores' spread).")] = False,
 ) -> None:
     """Kendall tau and Spearman rho of programs and proxies, from a store or straight from networks (no store)."""
-    from eznas_store.programs.codec import load_program
-
-    if store is None and dataset is None:
-        fail("score without a STORE needs --dataset (and --benchmark, --data-root) to collect on the fly")
-    if roundoff and store is None:
-        fail("--roundoff needs a STORE: it rescores the stored statistics nudged by one float32 ulp")
-    programs = [load_program(p) for p in (program or ([] if proxy else ["eznas-a"]))]
+    programs = _score_programs(store, program, proxy, dataset, benchmark, roundoff, to_scalar, workers, out)
     checks: dict = {}
     if store is not None:
         results = _score_store(store, programs, proxy or [], accuracy_column, to_scalar, workers, no_progress)
         if roundoff and programs:
             checks = _roundoff(store, programs, results[len(results) - len(programs):], accuracy_column, to_scalar)
     else:
+        from eznas_store.config import check_seed
         from eznas_store.ingest.config import IngestConfig
         from eznas_store.sources.tables import parse_network_selection
 
+        check_seed(seed)
         sel = parse_network_selection(networks)
         cfg = IngestConfig(store="", dataset=dataset, space=space, benchmark=benchmark, data_root=data_root,
                            networks=tuple(sel) if isinstance(sel, list) else sel, seed=seed,
@@ -182,6 +178,37 @@ def score(
                            C=channels, N=cells, accuracy_column=accuracy_column, progress=not no_progress)
         results = _score_on_the_fly(cfg, programs, proxy or [], to_scalar, no_progress)
     _print_results(results, out, json_out, checks)
+
+
+def _score_programs(store: str | None, program: list[str] | None, proxy: list[str] | None,
+                    dataset: str | None, benchmark: str | None, roundoff: bool, to_scalar: str | None,
+                    workers: int, out: str | None) -> list:
+    """``score``'s checks that need no store and no network, made before any work (``--out``
+    made now); the programs."""
+    from eznas_store.fitness.engine import require_statistics_programs
+    from eznas_store.fitness.storeless import check_to_scalar
+    from eznas_store.outputs import ensure_dir
+    from eznas_store.programs.codec import load_program
+
+    if store is None and dataset is None:
+        fail("score without a STORE needs --dataset (and --benchmark, --data-root) to collect on the fly")
+    if roundoff and store is None:
+        fail("--roundoff needs a STORE: it rescores the stored statistics nudged by one float32 ulp")
+    if store is None and benchmark is None:
+        fail("score without a STORE needs --benchmark: the networks' accuracies come from its table "
+             "(without one there is nothing to correlate the scores with)")
+    if not isinstance(workers, int) or workers < 0:
+        fail(f"--workers must be >= 0 (0: in-process), got {workers}")
+    check_to_scalar(to_scalar)
+    if proxy and store is None:
+        from eznas_store.collect.proxies.registry import check_proxy_names
+
+        check_proxy_names(proxy)
+    programs = [load_program(p, require_output=True) for p in (program or ([] if proxy else ["eznas-a"]))]
+    require_statistics_programs(programs)
+    if out:
+        ensure_dir(out)
+    return programs
 
 
 def _score_store(store: str, programs: list, proxies: list[str], accuracy_column: str | None,
@@ -211,9 +238,11 @@ def _score_on_the_fly(cfg, programs: list, proxies: list[str], to_scalar: str | 
     """``score`` without a STORE: proxies and statistics collected network by network, discarded."""
     from eznas_store.fitness.storeless import score_storeless, score_storeless_proxies
 
-    results = score_storeless_proxies(cfg, proxies, progress=not no_progress) if proxies else []
+    # as from a store, networks without an accuracy are left out (never collected)
+    results = score_storeless_proxies(cfg, proxies, progress=not no_progress, labelled_only=True) if proxies else []
     if programs:
-        results += score_storeless(cfg, programs, to_scalar=to_scalar, progress=not no_progress)
+        results += score_storeless(cfg, programs, to_scalar=to_scalar, progress=not no_progress,
+                                   labelled_only=True)
     return results
 
 

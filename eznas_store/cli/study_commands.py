@@ -27,15 +27,17 @@ def compare(
     workers: Annotated[int, typer.Option("--workers", help=HELP["--workers"])] = 0,
 ) -> None:
     """Kendall tau and Spearman rho of every hand-crafted proxy, EZNAS-A and given programs."""
-    from eznas_store.studies.compare import compare_store, format_table, rows_json, suitezero_agreement, write_outputs
+    from eznas_store.studies.compare import (check_compare_args, compare_store, format_table, rows_json,
+                                             suitezero_agreement, write_outputs)
     from eznas_store.fitness.engine import Engine
     from eznas_store.fitness.scores import json_text
 
+    tables = check_compare_args(store, out=out, suitezero=suitezero, task=task)  # refuse before scoring
     with Engine(workers=workers) as engine:
         rows = compare_store(store, programs=program or [], engine=engine, accuracy_column=accuracy_column)
     label = rows[0].label if rows else ""
     title = f"{store}: {rows[0].n if rows else 0} networks, against {label}"
-    agreement = suitezero_agreement(store, suitezero, task=task) if suitezero else None
+    agreement = suitezero_agreement(store, suitezero, task=task, tables=tables) if suitezero else None
     if json_out:
         doc = {"store": store, "label": label, "rows": rows_json(rows)}
         if agreement is not None:
@@ -87,14 +89,14 @@ def transfer(
 
 @app.command()
 def seeds(
-    out: Annotated[str, typer.Option("--out", help="Folder for seeds.csv, seeds.json, seeds.png.")],
+    out: Annotated[str, typer.Option("--out", help="Folder for seeds.csv, seeds.json, seeds.png (a rerun with the same options resumes; other options are refused).")],
     benchmark: Annotated[str, typer.Option("--benchmark", help="Benchmark table with the accuracies.")],
     dataset: Annotated[str, typer.Option("--dataset", help=HELP["--dataset"])],
     data_root: Annotated[Optional[str], typer.Option("--data-root", help=HELP["--data-root"])] = None,
     space: Annotated[str, typer.Option("--space", help="Search space of the benchmark's cells: nb201 or darts.")] = "nb201",
     program: Annotated[Optional[list[str]], typer.Option("--program", help="Program JSON file or a name (eznas-a). Repeatable.")] = None,
     networks: Annotated[int, typer.Option("--networks", help="Cells per sample.")] = 100,
-    k: Annotated[int, typer.Option("--seeds", help="Number of seeds k.")] = 5,
+    k: Annotated[int, typer.Option("--seeds", help="Number of seeds k (2 to 1000).")] = 5,
     first_seed: Annotated[int, typer.Option("--first-seed", help=HELP["--first-seed"])] = 0,
     sample_seed: Annotated[int, typer.Option("--sample-seed", help="Seed of the one sample of mode 'fixed'.")] = 0,
     modes: Annotated[str, typer.Option("--modes", help="fixed (architectures fixed, init/batch vary), resampled (architectures vary too), or both, comma-separated.")] = "fixed,resampled",
@@ -164,10 +166,10 @@ def search(
 @app.command()
 def demo(
     out: Annotated[str, typer.Option("--out", help="Folder for the table, store, run and report.")] = "demo-out",
-    networks: Annotated[int, typer.Option("--networks", help="Cells to train and study.")] = 40,
+    networks: Annotated[int, typer.Option("--networks", help="Cells to train and study (at least 2: Kendall tau needs two).")] = 40,
     seed: Annotated[int, typer.Option("--seed", help=HELP["--seed"])] = 0,
     workers: Annotated[int, typer.Option("--workers", help=HELP["--workers"])] = 0,
-    fresh: Annotated[bool, typer.Option("--fresh", help="Delete --out first instead of resuming.")] = False,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Delete what an earlier demo wrote into --out (only that: a folder demo did not make is refused) instead of resuming.")] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress", help=HELP["--no-progress"])] = False,
 ) -> None:
     """The whole pipeline with no files from you: label (train cells on digits) → ingest → evolve → report."""

@@ -13,6 +13,7 @@ from typing import Any
 from eznas_store.errors import ConfigError, ProgramError, UnknownNameError
 from eznas_store.evaluate.table_ops import COMMUTATIVE, is_table_op
 from eznas_store.programs.ops import OPS, Op
+from eznas_store.programs.sequential import SequentialProgram
 
 __all__ = ["TO_SCALARS", "is_apply", "node_key", "terminal_names", "tree_and_mode"]
 
@@ -25,8 +26,15 @@ def is_apply(node: Any) -> bool:
 
 
 def tree_and_mode(program: Any, to_scalar: str | None) -> tuple[Any, str]:
-    """(tree, to_scalar) of a ``Program`` (a bare tree node is taken with ``"mean"``)."""
-    if hasattr(program, "tree"):
+    """(tree, to_scalar) of a ``Program`` (a bare tree node is taken with ``"mean"``).
+
+    A :class:`~eznas_store.programs.sequential.SequentialProgram` is the tree it computes
+    (:meth:`~eznas_store.programs.sequential.SequentialProgram.to_tree`, the tree evolve scores
+    it by); one without a tree (its output never written, ...) is a ``ProgramError``.
+    """
+    if isinstance(program, SequentialProgram):
+        tree, own = program.to_tree(), program.to_scalar
+    elif hasattr(program, "tree"):
         tree, own = program.tree, getattr(program, "to_scalar", "mean")
     else:
         tree, own = program, "mean"

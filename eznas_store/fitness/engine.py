@@ -28,19 +28,26 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from eznas_store.errors import ConfigError, IncompleteStoreWarning, StoreError, UnknownNameError
+from eznas_store.errors import ConfigError, IncompleteStoreWarning, ProgramError, StoreError, UnknownNameError
 from eznas_store.evaluate.population import ChunkScores, merge_chunk_scores
 from eznas_store.fitness.chunk_scoring import StoreCache, score_chunk
 from eznas_store.fitness.correlations import Fitness, population_fitness
 from eznas_store.fitness.scores import ScoreResult, summarise
 from eznas_store.programs.codec import program_to_json
+from eznas_store.programs.sequential import SequentialProgram
 from eznas_store.programs.tree import Program
 from eznas_store.store.reader import open_store
 
 
-def require_statistics_programs(programs: Sequence[Program]) -> None:
-    """Networks' statistics can only feed statistics programs; say so before any work."""
+def require_statistics_programs(programs: Sequence[Program | SequentialProgram]) -> None:
+    """Networks' statistics can only feed statistics programs, and a sequential program only
+    one whose output can be computed; say so before any work."""
     for p in programs:
+        if isinstance(p, SequentialProgram):
+            if not p.is_valid():
+                what = f"sequential program {p.name!r}" if p.name else "a sequential program"
+                raise ProgramError(f"{what} computes nothing to score: {p.invalid_reason()}")
+            continue
         if p.terminal_set != "statistics":
             raise ConfigError(
                 f"program {p.name or p.formula()!r} reads hand-crafted proxy values, not the "

@@ -370,7 +370,7 @@ def read_program_document(path: str | os.PathLike[str]) -> Any:
     if size > MAX_PROGRAM_BYTES:
         raise ProgramError(f"{path}: {size:,} bytes is larger than any program ({MAX_PROGRAM_BYTES:,} at most)")
     try:
-        return json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant,
+        return json.loads(path.read_text(encoding="utf-8-sig"), parse_constant=_reject_constant,
                           object_pairs_hook=_unique_keys)
     except ProgramError as e:
         raise ProgramError(f"{path}: {e}") from None
@@ -379,13 +379,26 @@ def read_program_document(path: str | os.PathLike[str]) -> Any:
 
 
 def load_program(
-    path_or_name: str | os.PathLike[str], *, ops: Mapping[str, Op] | None = None
+    path_or_name: str | os.PathLike[str], *, ops: Mapping[str, Op] | None = None,
+    require_output: bool = False,
 ) -> Program | SequentialProgram:
     """A registered program by name (e.g. ``"eznas-a"``), or one read from a JSON file.
 
     A file holding a sequential program gives a
     :class:`~eznas_store.programs.sequential.SequentialProgram` (see :func:`program_from_json`).
+    ``require_output``: the program is to be scored, so a sequential one must compute an output
+    (``s0`` written, every live read written before); else a :class:`ProgramError` naming the file.
     """
+    program = _load_program(path_or_name, ops)
+    if require_output and isinstance(program, SequentialProgram) and not program.is_valid():
+        raise ProgramError(f"{path_or_name}: the sequential program computes nothing to score: "
+                           f"{program.invalid_reason()}")
+    return program
+
+
+def _load_program(path_or_name: str | os.PathLike[str], ops: Mapping[str, Op] | None
+                  ) -> Program | SequentialProgram:
+    """:func:`load_program` without its ``require_output`` check."""
     if isinstance(path_or_name, str) and path_or_name in NAMED_PROGRAMS:
         program = NAMED_PROGRAMS[path_or_name]
         if ops is not None:  # a registered program is held to ``ops`` like a file (e.g. an op set)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from eznas_store.collect.proxies.registry import MODERN_PROXY_NAMES, PROXY_NAMES
 from eznas_store.errors import ConfigError
-from eznas_store.config import check_sizes, is_int
+from eznas_store.config import check_seed, check_sizes, is_int
 from eznas_store.programs.named import NAMED_PROGRAMS
 from eznas_store.sources.datasets import DATASETS
 from eznas_store.sources.spaces import SPACES
@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_REFERENCE_SIZE",
     "DEFAULT_SAMPLE",
     "DEFAULT_STATISTICS_BATCH",
+    "MAX_THREADS",
     "SearchConfig",
     "parse_duration",
     "searchable_spaces",
@@ -48,6 +49,8 @@ DEFAULT_STATISTICS_BATCH = 16
 DEFAULT_REFERENCE_SIZE = 64
 #: cycles in a row without an unseen cell after which a search counts as converged
 DEFAULT_PATIENCE = 10_000
+#: most torch threads a search may ask for (as ``proxy-table``; torch crashes on absurd counts)
+MAX_THREADS = 256
 
 _UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(d|h|min|m|sec|s)?", re.IGNORECASE)
@@ -159,8 +162,7 @@ class SearchConfig:
         if not is_int(self.sample) or not 1 <= self.sample <= self.population:
             raise ConfigError(
                 f"--sample must be an integer between 1 and --population ({self.population}), got {self.sample!r}")
-        if not is_int(self.seed) or self.seed < 0:
-            raise ConfigError(f"--seed must be a non-negative integer, got {self.seed!r}")
+        check_seed(self.seed)
         if self.batch_size is not None and (not is_int(self.batch_size) or self.batch_size < 1):
             raise ConfigError(f"--batch-size must be a positive integer, got {self.batch_size!r}")
         if not is_int(self.reference_size) or self.reference_size < 2:
@@ -174,8 +176,8 @@ class SearchConfig:
             raise ConfigError(f"--direction must be 'max' or 'min', got {self.direction!r}")
         if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
             raise ConfigError(f"--device must be auto, cpu or cuda[:k], got {self.device!r}")
-        if not is_int(self.threads) or self.threads < 1:
-            raise ConfigError(f"--threads must be a positive integer, got {self.threads!r}")
+        if not is_int(self.threads) or not 1 <= self.threads <= MAX_THREADS:
+            raise ConfigError(f"--threads must be an integer from 1 to {MAX_THREADS}, got {self.threads!r}")
         if self.structure not in ("rcb", "cbr"):
             raise ConfigError(f"--structure must be 'rcb' or 'cbr', got {self.structure!r}")
         if not (isinstance(self.perturb_scale, (int, float)) and math.isfinite(self.perturb_scale)

@@ -30,11 +30,13 @@ import torch
 from tqdm.auto import tqdm
 
 from eznas_store.collect.statistics import deterministic, resolve_device
+from eznas_store.errors import ConfigError
 from eznas_store.search.aging import AgingEvolution, Evaluation
 from eznas_store.search.aging_config import DEFAULT_PROXY_BATCH, DEFAULT_STATISTICS_BATCH, SearchConfig
 from eznas_store.search.aging_result import RunCost, SearchResult, judge, judged_accuracy_column, write_result
 from eznas_store.search.aging_table import table_space
-from eznas_store.search.cell_scorers import CellScorer, CellScoringSetup, load_fitness, make_cell_scorer
+from eznas_store.search.cell_scorers import (CellScorer, CellScoringSetup, check_fitness, load_fitness,
+                                            make_cell_scorer)
 from eznas_store.sources.datasets import get_spec, sample_batch
 from eznas_store.sources.spaces import get_space
 from eznas_store.sources.spaces.base import SearchSpace
@@ -58,15 +60,22 @@ class _Prepared:
 
 
 def _prepare(cfg: SearchConfig) -> _Prepared:
-    """Read the table and the batch and build the scorer; fails before any cell is scored."""
+    """Read the table and the batch and build the scorer. Everything the options and the table
+    can refute is checked before the batch is read: the fitness, every row a cell of the space,
+    a judging column with an accuracy."""
     device = resolve_device(cfg.device)
     kind, fitness, ops = load_fitness(cfg.proxy)
     default = DEFAULT_STATISTICS_BATCH if kind == "statistics" else DEFAULT_PROXY_BATCH
     batch_size = cfg.batch_size or default
     table = read_benchmark(cfg.benchmark)
     space = table_space(get_space(cfg.space), table)  # DARTS: the table's cells only
+    check_fitness(kind, fitness, ops, cfg, space)
     acc_col = cfg.accuracy_column or judged_accuracy_column(table, cfg.dataset)
-    table.column(acc_col)  # an unknown column fails now, not after the search
+    if not np.isfinite(table.column(acc_col)).any():  # an unknown column fails here too
+        raise ConfigError(f"column {acc_col!r} of {cfg.benchmark} holds no finite accuracy, so no cell the "
+                          "search chooses could be judged (give --accuracy-column)")
+    if cfg.out:
+        ensure_dir(cfg.out)  # a bad --out fails now, not after the budget is spent
     spec = get_spec(cfg.dataset)
     batch = sample_batch(cfg.dataset, cfg.data_root, batch_size=batch_size, seed=cfg.seed,
                          image_size=cfg.image_size or spec.image_size)
@@ -126,8 +135,6 @@ def run_search(cfg: SearchConfig) -> SearchResult:
     def elapsed() -> float:
         return time.perf_counter() - t0
 
-    if cfg.out:
-        ensure_dir(cfg.out)  # a bad --out fails now, not after the budget is spent
     run = _prepare(cfg)
     rng = np.random.default_rng(cfg.seed)
     with deterministic(cfg.threads):

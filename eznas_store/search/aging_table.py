@@ -32,6 +32,7 @@ import numpy as np
 
 from eznas_store.errors import ConfigError, InvalidArchError
 from eznas_store.sources.spaces.base import SearchSpace
+from eznas_store.sources.table_cells import table_cells
 from eznas_store.sources.tables import BenchmarkTable
 
 __all__ = ["TableWalk", "table_space"]
@@ -81,27 +82,16 @@ class TableWalk:
             raise InvalidArchError(f"{cell} is not a cell of the benchmark table this search walks") from None
 
 
-def _table_cells(space: SearchSpace, table: BenchmarkTable) -> list[str]:
-    """The table's cells as the space spells them, in row order; rows not of the space skipped."""
-    cells: list[str] = []
-    seen: set[str] = set()
-    for a in table.archs:
-        try:
-            c = space.canonical(a)
-        except InvalidArchError:
-            continue
-        if c not in seen:
-            seen.add(c)
-            cells.append(c)
-    return cells
-
-
 def table_space(space: SearchSpace, table: BenchmarkTable) -> SearchSpace:
-    """``space`` if a search can walk all of it, else ``space`` restricted to ``table``'s cells."""
-    if space.searchable:
-        return space
+    """``space`` if a search can walk all of it, else ``space`` restricted to ``table``'s cells;
+    either way every row of ``table`` must be a distinct cell of ``space``: a table of another
+    space, or with a damaged row, is refused in one line naming how many rows are bad and the
+    first (:func:`~eznas_store.sources.table_cells.table_cells`, as ingest refuses them)."""
     if not space.searchable_over_a_table:
         raise ConfigError(f"space {space.name!r} has no random cells, mutation and distance to search with")
-    walk = TableWalk(space, _table_cells(space, table))
+    cells = table_cells(table, space)
+    if space.searchable:
+        return space
+    walk = TableWalk(space, cells)
     return dataclasses.replace(space, n_cells=len(walk.cells), cell_at=walk.cell_at, index_of=walk.index_of,
                                random_cell=walk.random_cell, mutate=walk.mutate)

@@ -39,6 +39,7 @@ from eznas_store.collect.proxies.runner import compute_all
 from eznas_store.collect.statistics import collect, network_seed
 from eznas_store.errors import ConfigError, ProgramError
 from eznas_store.evaluate.columns import evaluate_columns
+from eznas_store.fitness.engine import require_statistics_programs
 from eznas_store.fitness.storeless import score_collected
 from eznas_store.programs.codec import load_program, read_program_document
 from eznas_store.programs.named import NAMED_PROGRAMS
@@ -56,6 +57,7 @@ __all__ = [
     "NamedProxyCellScorer",
     "ProxyProgramCellScorer",
     "StatisticsCellScorer",
+    "check_fitness",
     "load_fitness",
     "make_cell_scorer",
 ]
@@ -156,6 +158,51 @@ class StatisticsCellScorer(CellScorer):
         return value, (None if math.isfinite(value) else (res.reasons[0] or "score is not finite"))
 
 
+def proxy_program_terminals(program: Any) -> tuple[str, ...]:
+    """The proxies a proxy program reads, sorted; any other name is a one-line ``ConfigError``."""
+    names = tuple(sorted(program.tree.terminal_names()))
+    unknown = [n for n in names if n not in PROXY_NAMES and n not in MODERN_PROXY_NAMES]
+    if unknown:
+        raise ConfigError(f"proxy program {program.name or program.formula()!r} reads {unknown}, which are "
+                          f"not proxies (known: {', '.join(PROXY_NAMES + MODERN_PROXY_NAMES)})")
+    return names
+
+
+def proxy_program_init(program: Any, cfg: SearchConfig) -> str:
+    """The init a proxy program's values are computed on: ``cfg.proxy_init``, else the program's
+    meta ``proxy_init`` (a formula combines values, so their scale must be the one it was evolved
+    on), else "eznas"; anything else is a one-line ``ConfigError``."""
+    init = cfg.proxy_init or str(program.meta.get("proxy_init", "eznas"))
+    if init not in ("eznas", "default"):
+        raise ConfigError(f"proxy program {program.name or program.formula()!r}: meta proxy_init must be "
+                          f"'eznas' or 'default', got {init!r}")
+    return init
+
+
+def check_fitness(kind: str, fitness: Any, ops: Mapping[str, Any] | None, cfg: SearchConfig,
+                  space: SearchSpace) -> None:
+    """What :func:`make_cell_scorer` and the scorer's ``prepare`` would refuse, checked before any
+    data is read: a statistics program that cannot be scored (a proxy program, a sequential one
+    without output), a proxy program reading names that are not proxies or asking for an unknown
+    init, a reference sample larger than the space (or the table) it is drawn from."""
+    if kind == "statistics":
+        require_statistics_programs([fitness])
+    elif kind == "proxies":
+        proxy_program_terminals(fitness)
+        proxy_program_init(fitness, cfg)
+    needs_reference = kind == "az_nas" or (kind == "proxies" and _reads_reference(fitness, ops))
+    if needs_reference and space.n_cells is not None and cfg.reference_size > space.n_cells:
+        raise ConfigError(f"--reference-size {cfg.reference_size} is more than the {space.n_cells} --space "
+                          f"{space.name} cells the search can draw from; give at most {space.n_cells}")
+
+
+def _reads_reference(program: Any, ops: Mapping[str, Any] | None) -> bool:
+    """Whether a proxy program has an op that compares with a reference sample (``rank``)."""
+    ops = ops or {}
+    return any(isinstance(node, Apply) and hasattr(ops.get(node.op), "bind_reference")
+               for node in program.tree.iter_nodes())
+
+
 class ProxyProgramCellScorer(CellScorer):
     """A proxy program over the proxies its formula reads (and, for ``rank``, a reference sample)."""
 
@@ -164,19 +211,11 @@ class ProxyProgramCellScorer(CellScorer):
     def __init__(self, setup: CellScoringSetup, program: Any, ops: Mapping[str, Any]) -> None:
         self.setup, self.program, self.ops = setup, program, ops
         self.name = program.name or program.formula()
-        self.names = tuple(sorted(program.tree.terminal_names()))
-        unknown = [n for n in self.names if n not in PROXY_NAMES and n not in MODERN_PROXY_NAMES]
-        if unknown:
-            raise ConfigError(f"proxy program {self.name!r} reads {unknown}, which are not proxies "
-                              f"(known: {', '.join(PROXY_NAMES + MODERN_PROXY_NAMES)})")
+        self.names = proxy_program_terminals(program)
         self.values: dict[str, dict[str, tuple[float, str | None]]] = {}
         self.reference: dict[str, np.ndarray] | None = None
         self.reference_cells: list[str] = []
-        # a formula combines values, so their scale must be the one it was evolved on
-        self.proxy_init = setup.cfg.proxy_init or str(program.meta.get("proxy_init", "eznas"))
-        if self.proxy_init not in ("eznas", "default"):
-            raise ConfigError(f"proxy program {self.name!r}: meta proxy_init must be 'eznas' or 'default', "
-                              f"got {self.proxy_init!r}")
+        self.proxy_init = proxy_program_init(program, setup.cfg)
 
     def _values(self, cell: str) -> dict[str, tuple[float, str | None]]:
         got = self.values.get(cell)
@@ -187,8 +226,7 @@ class ProxyProgramCellScorer(CellScorer):
         return got
 
     def _needs_reference(self) -> bool:
-        return any(isinstance(node, Apply) and hasattr(self.ops.get(node.op), "bind_reference")
-                   for node in self.program.tree.iter_nodes())
+        return _reads_reference(self.program, self.ops)
 
     def prepare(self, rng: np.random.Generator) -> None:
         if not self._needs_reference():
@@ -254,7 +292,7 @@ def load_fitness(name: str) -> tuple[str, Any, Mapping[str, Any] | None]:
         doc = read_program_document(name)
         if isinstance(doc, dict) and doc.get("terminal_set") == "proxies":
             return "proxies", load_program(name, ops=PROXY_OPS), PROXY_OPS
-        program = load_program(name)
+        program = load_program(name, require_output=True)
     if program.terminal_set == "proxies":
         return "proxies", program, PROXY_OPS
     return "statistics", program, None

@@ -25,7 +25,7 @@ import numpy as np
 
 from eznas_store.errors import StoreError, UnknownNameError
 from eznas_store.fitness.correlations import kendall_tau, spearman_rho
-from eznas_store.fitness.engine import Engine, load_task
+from eznas_store.fitness.engine import Engine, load_task, require_statistics_programs
 from eznas_store.fitness.scores import ScoreResult, json_ready, summarise
 from eznas_store.outputs import ensure_dir, figure, png, write_atomic
 from eznas_store.programs.codec import load_program
@@ -86,7 +86,10 @@ def stored_proxy_results(url: str, names: Sequence[str], *, accuracy_column: str
 def compare_store(url: str, *, programs: Sequence[str] = (), engine: Engine | None = None,
                   accuracy_column: str | None = None) -> list[Row]:
     """Rows for every stored proxy, EZNAS-A and ``programs`` (files or names), same networks,
-    against ``accuracy_column`` (None: the column chosen at ingest)."""
+    against ``accuracy_column`` (None: the column chosen at ingest). Programs are loaded and
+    checked (statistics programs; a sequential one with an output) before the store is read."""
+    progs = [NAMED_PROGRAMS["eznas-a"]] + [load_program(p, require_output=True) for p in programs]
+    require_statistics_programs(progs)
     store = open_store(url)
     task = load_task(url, accuracy_column=accuracy_column)
     rows: list[Row] = []
@@ -98,7 +101,6 @@ def compare_store(url: str, *, programs: Sequence[str] = (), engine: Engine | No
             failed = [r for r in reasons[:, j] if r]
             note = f"failed on {len(failed)}: {failed[0]}" if failed else ""
             rows.append(_row(name, "proxy", values, task.accuracy, note, task.label))
-    progs = [NAMED_PROGRAMS["eznas-a"]] + [load_program(p) for p in programs]
     names = ["eznas-a"] + [os.path.splitext(os.path.basename(p))[0] if os.path.exists(p) else p for p in programs]
     own = engine is None
     engine = engine or Engine(workers=0)
@@ -158,13 +160,33 @@ def write_outputs(rows: Sequence[Row], out_dir: str, title: str) -> tuple[str, s
     return csv_path, png_path
 
 
-def suitezero_agreement(url: str, zc_path: str, *, task: str = "cifar10") -> list[tuple[str, int, float]]:
-    """Per proxy: (name, common cells, Spearman ρ between our values and Suite-Zero's)."""
+def check_compare_args(url: str, *, out: str | None = None, suitezero: str | None = None,
+                       task: str = "cifar10") -> dict | None:
+    """``compare``'s checks of its arguments, made before any program is scored: ``out`` made
+    (a file in its place is a one-line error); with ``suitezero``, the store holding proxies,
+    the file read and its ``task`` found. Returns the Suite-Zero tables (None without
+    ``suitezero``) for :func:`suitezero_agreement`."""
+    if out:
+        ensure_dir(out)
+    if suitezero is None:
+        return None
+    if open_store(url).proxy_table() is None:
+        raise StoreError(f"store {url} has no hand-crafted proxies to compare with {suitezero}")
+    tables = read_zc(suitezero)
+    if task not in tables:
+        raise UnknownNameError(f"{suitezero} has no task {task!r} (it has: {', '.join(tables)})")
+    return tables
+
+
+def suitezero_agreement(url: str, zc_path: str, *, task: str = "cifar10",
+                        tables: dict | None = None) -> list[tuple[str, int, float]]:
+    """Per proxy: (name, common cells, Spearman ρ between our values and Suite-Zero's);
+    ``tables``: ``zc_path`` already read (:func:`check_compare_args`)."""
     store = open_store(url)
     table = store.proxy_table()
     if table is None:
         raise StoreError(f"store {url} has no hand-crafted proxies to compare")
-    tables = read_zc(zc_path)
+    tables = read_zc(zc_path) if tables is None else tables
     if task not in tables:
         raise UnknownNameError(f"{zc_path} has no task {task!r} (it has: {', '.join(tables)})")
     zc = tables[task]
