@@ -45,10 +45,10 @@ from eznas_store.ingest.driver import run_ingest  # noqa: E402
 from eznas_store.programs.codec import load_program  # noqa: E402
 from eznas_store.programs.formula import parse_formula  # noqa: E402
 from eznas_store.programs.tree import Program  # noqa: E402
-from eznas_store.search.evolve import EvolveConfig, run_evolve  # noqa: E402
+from eznas_store.evolution.evolve import EvolveConfig, run_evolve  # noqa: E402
 from eznas_store.store.group import dir_bytes  # noqa: E402
 from eznas_store.store.plan import canonical_codec  # noqa: E402
-from eznas_store.store.reader import open_store  # noqa: E402
+from eznas_store.store.store import open_store  # noqa: E402
 from eznas_store.store.transcode import transcode_store  # noqa: E402
 
 #: the five statistics programs issue 14's evolves found (extended op set, ``sum`` aggregate;

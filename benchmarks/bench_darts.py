@@ -40,11 +40,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eznas_store.collect.statistics import resolve_device  # noqa: E402
 from eznas_store.fitness.scores import summarise  # noqa: E402
-from eznas_store.fitness.storeless import score_collected  # noqa: E402
+from eznas_store.storeless.scoring import score_collected  # noqa: E402
 from eznas_store.ingest.config import IngestConfig  # noqa: E402
 from eznas_store.ingest.networks import collect_network, proxies_for_network  # noqa: E402
-from eznas_store.ingest.plan import plan_ingest  # noqa: E402
-from eznas_store.programs.named import NAMED_PROGRAMS  # noqa: E402
+from eznas_store.ingest.job import plan_ingest  # noqa: E402
+from eznas_store.programs.registered import NAMED_PROGRAMS  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 #: published figures for the DARTS space: (row, Kendall tau or None, Spearman rho or None, where)

@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eznas_store.search.evolve import EvolveConfig, run_evolve  # noqa: E402
+from eznas_store.evolution.evolve import EvolveConfig, run_evolve  # noqa: E402
 
 
 def summary(out: Path, limit_s: float | None = None) -> dict:

@@ -30,7 +30,7 @@ from eznas_store.ingest.config import IngestConfig  # noqa: E402
 from eznas_store.ingest.driver import run_ingest  # noqa: E402
 from eznas_store.store.group import dir_bytes  # noqa: E402
 from eznas_store.store.layout import ARRAY_FAMILY  # noqa: E402
-from eznas_store.store.reader import open_store  # noqa: E402
+from eznas_store.store.store import open_store  # noqa: E402
 
 
 def raw_bytes_22(store) -> np.ndarray:

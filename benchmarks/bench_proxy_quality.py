@@ -54,7 +54,7 @@ from eznas_store.fitness.problems import load_problems, split_problem
 from eznas_store.fitness.proxy_table_scorer import ProxyTableScorer
 from eznas_store.outputs import ensure_dir, figure, png, write_atomic
 from eznas_store.programs.codec import load_program, save_program
-from eznas_store.search.evolve import EvolveConfig, run_evolve
+from eznas_store.evolution.evolve import EvolveConfig, run_evolve
 
 DATA = ROOT.parent / "shared" / "data"
 LABELS = ("cifar10", "cifar100", "imagenet16")
@@ -133,7 +133,7 @@ def _az_all(problems) -> str:
 def _statistics_programs(test, table_meta: dict, programs: dict[str, object]) -> dict[str, dict]:
     """Statistics programs scored on the fly at batch 16 (CIFAR-10 images, seed 0), one collection
     pass per held-out cell for all of them (``score --no-store``)."""
-    from eznas_store.fitness.storeless import score_storeless
+    from eznas_store.storeless.scoring import score_storeless
     from eznas_store.ingest.config import IngestConfig
 
     rec = table_meta["recipe"]

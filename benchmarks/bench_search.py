@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np
 
-from eznas_store.search.aging_config import SearchConfig
-from eznas_store.search.aging_run import run_search
+from eznas_store.archsearch.config import ArchSearchConfig
+from eznas_store.archsearch.run import run_search
 
 DATA = ROOT.parent / "shared" / "data"
 
@@ -59,7 +59,7 @@ def main() -> None:
     print(f"{'seed':>4} {'acc':>7} {'rank':>6} {'pctl':>7} {'cells':>6} {'cells/s':>8} {'wall s':>7} "
           f"{'best seen':>9}  cell")
     for seed in range(args.seed_start, args.seed_start + args.seeds):
-        cfg = SearchConfig(proxy=args.proxy, benchmark=args.benchmark, dataset="cifar10",
+        cfg = ArchSearchConfig(proxy=args.proxy, benchmark=args.benchmark, dataset="cifar10",
                            data_root=args.data_root, accuracy_column=args.accuracy_column,
                            budget=args.budget, max_evaluations=args.max_evaluations,
                            population=args.population, sample=args.sample, seed=seed,

@@ -40,10 +40,10 @@ import numpy as np
 from eznas_store.fitness.correlations import kendall_tau, spearman_rho
 from eznas_store.outputs import ensure_dir, figure, png, write_atomic
 from eznas_store.programs.codec import load_program
-from eznas_store.search.evolve import EvolveConfig, run_evolve
+from eznas_store.evolution.evolve import EvolveConfig, run_evolve
 from eznas_store.sources.suitezero import read_zc
 from eznas_store.sources.tables import read_benchmark
-from eznas_store.store.reader import open_store
+from eznas_store.store.store import open_store
 
 DATA = ROOT.parent / "shared" / "data"
 LABELS = {"cifar10": "cifar10_test", "cifar100": "cifar100_test", "imagenet16": "imagenet16_test"}
@@ -108,7 +108,7 @@ def _collect_scores(job: tuple) -> dict[str, list[float]]:
     """One process: programs scored on the fly on ``cells`` at ``batch`` (scores by program)."""
     import torch
 
-    from eznas_store.fitness.storeless import score_storeless
+    from eznas_store.storeless.scoring import score_storeless
     from eznas_store.ingest.config import IngestConfig
 
     torch.set_num_threads(1)

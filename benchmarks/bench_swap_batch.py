@@ -28,7 +28,7 @@ from scipy.stats import kendalltau, spearmanr
 
 from eznas_store.collect.proxies.networks import fresh_network, nb201_factory
 from eznas_store.collect.proxies.swap import SwapState
-from eznas_store.ingest.proxy_table import read_proxy_table
+from eznas_store.sources.proxy_csv import read_proxy_table
 from eznas_store.sources.datasets import sample_batch
 
 

@@ -12,7 +12,7 @@ __all__ = ["__version__", "open_store", "score_model"]
 def __getattr__(name: str):
     # lazy: importing the package must not import torch/zarr for `eznas-store --help`
     if name == "open_store":
-        from eznas_store.store.reader import open_store
+        from eznas_store.store.store import open_store
 
         return open_store
     if name == "score_model":

@@ -70,8 +70,8 @@ def score_model(model: nn.Module, batch: torch.Tensor, program_or_proxy, *, labe
     model's output unchanged when the pair is made one module); failing that, or with no
     pair at all, the error says why in one line.
     """
-    from eznas_store.collect.proxies.registry import PROXIES
-    from eznas_store.programs.tree import Program
+    from eznas_store.collect import PROXIES
+    from eznas_store.programs import Program
 
     if not isinstance(batch, torch.Tensor) or batch.dim() != 4:
         raise ConfigError("batch must be an image tensor of shape (B, 3, H, W)")
@@ -90,9 +90,9 @@ def _scored(value: float, reason: str | None) -> ModelScore:
 
 def _load(name_or_path):
     """A registered program or a program file; a name that is neither lists what exists."""
-    from eznas_store.collect.proxies.registry import PROXY_NAMES
-    from eznas_store.programs.codec import load_program
-    from eznas_store.programs.named import NAMED_PROGRAMS
+    from eznas_store.collect import PROXY_NAMES
+    from eznas_store.programs import load_program
+    from eznas_store.programs import NAMED_PROGRAMS
 
     if isinstance(name_or_path, (str, os.PathLike)) and str(name_or_path) not in NAMED_PROGRAMS \
             and not os.path.isfile(name_or_path):
@@ -107,8 +107,8 @@ def _load(name_or_path):
 
 def _proxy_value(name: str, model: nn.Module, batch: torch.Tensor, labels, seed: int, device
                  ) -> tuple[float, str | None]:
-    from eznas_store.collect.proxies.registry import PROXIES
-    from eznas_store.collect.proxies.runner import compute_all
+    from eznas_store.collect import PROXIES
+    from eznas_store.collect import compute_all
 
     if PROXIES[name].needs_labels and labels is None:
         raise ConfigError(f"proxy {name!r} needs labels (pass the batch's labels)")
@@ -117,8 +117,8 @@ def _proxy_value(name: str, model: nn.Module, batch: torch.Tensor, labels, seed:
 
 def _program_value(program, model: nn.Module, batch: torch.Tensor, *, seed: int, structure: str,
                    device) -> tuple[float, str | None]:
-    from eznas_store.collect.statistics import collect, find_blocks
-    from eznas_store.fitness.storeless import score_collected
+    from eznas_store.collect import collect, find_blocks
+    from eznas_store.storeless import score_collected
     from eznas_store.terminals import CollectConfig
 
     if structure not in ("rcb", "cbr"):

@@ -83,7 +83,7 @@ def tiny_ingest_cmd(store: str, bench: Path, *, chunk_networks: int) -> list[str
 
 def store_arrays(url: str) -> dict[str, np.ndarray]:
     """Every per-network array a store holds (tensors, flags, params, FLOPs, proxies), loaded."""
-    from eznas_store.store.reader import open_store
+    from eznas_store.store.store import open_store
 
     s = open_store(url)
     names = ["complete", "params", "flops", *s.meta["stored"]]

@@ -1,8 +1,9 @@
 """The package's shape, enforced: one folder per stage, imports only down the stages.
 
 Read from the source text (nothing is imported), so a violation names the file and line.
-The stage order is the data flow of the README's "Architecture" section; a module may
-import its own stage or any stage before it, never one after it.
+The stages form a graph (``ALLOWED``): two halves, collecting and scoring, that meet only at
+``sources`` and ``store``, with what needs both above them; a module may import its own stage
+or a stage the graph allows, and another stage only through that stage's face.
 """
 
 from __future__ import annotations
@@ -14,23 +15,34 @@ import pytest
 
 PKG = pathlib.Path(__file__).resolve().parents[1] / "eznas_store"
 
-#: shared leaves first, then the stages in data-flow order, then the two faces
-STAGES = (
-    ("_version", "errors", "outputs", "terminals", "config"),
-    ("sources",),
-    ("collect",),
-    ("store",),
-    ("ingest",),
-    ("programs",),
-    ("evaluate",),
-    ("fitness",),
-    ("search",),
-    ("report",),
-    ("studies",),
-    ("api",),
-    ("cli",),
-)
-RANK = {name: i for i, names in enumerate(STAGES) for name in names}
+#: shared leaves, each may import the ones before it
+LEAVES = ("_version", "errors", "outputs", "terminals", "config")
+#: where the two halves meet: what the world gives (spaces, tables, datasets) and the store
+MEETING = ("sources", "store")
+#: the collecting half, in data-flow order: run untrained networks, write them into a store
+COLLECTING = ("collect", "ingest")
+#: the scoring half, in data-flow order: programs over store chunks, fitness, evolution, reports
+SCORING = ("programs", "evaluate", "fitness", "evolution", "report")
+#: what needs both halves (collect -> score -> discard) sits above both, then the faces
+ABOVE = ("storeless", "archsearch", "studies", "api", "cli")
+
+
+def _allowed() -> dict[str, set[str]]:
+    """stage -> the stages it may import besides itself: a graph, not a line, so neither half
+    may reach into the other; they meet only at ``sources`` and ``store``."""
+    allowed = {leaf: set(LEAVES[:i]) for i, leaf in enumerate(LEAVES)}
+    base = set(LEAVES)
+    allowed["sources"] = base
+    allowed["store"] = base  # no sources either: a store knows no search space (below)
+    for half in (COLLECTING, SCORING):
+        for i, stage in enumerate(half):
+            allowed[stage] = base | set(MEETING) | set(half[:i])
+    for i, stage in enumerate(ABOVE):
+        allowed[stage] = base | set(MEETING) | set(COLLECTING) | set(SCORING) | set(ABOVE[:i])
+    return allowed
+
+
+ALLOWED = _allowed()
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 60
 
@@ -72,18 +84,44 @@ def _stage(module: str) -> str:
     return parts[1] if len(parts) > 1 else "__root__"
 
 
-def test_no_module_imports_a_later_stage():
+def test_imports_follow_the_stage_graph():
     bad = []
     for mod, path in MODULES.items():
         stage = _stage(mod)
         if stage == "__root__":  # the package's face re-exports lazily from any stage
             continue
-        assert stage in RANK, f"{path}: folder or module {stage!r} is not a stage of STAGES"
+        assert stage in ALLOWED, f"{path}: folder or module {stage!r} is not a stage of the graph"
         for line, target in _imports(path):
             t = _stage(target)
-            if t != "__root__" and RANK[t] > RANK[stage]:
+            if t not in ("__root__", stage) and t not in ALLOWED[stage]:
                 bad.append(f"{path.relative_to(PKG.parent)}:{line}: {stage} imports {target} (stage {t})")
-    assert not bad, "imports up the stages:\n" + "\n".join(sorted(set(bad)))
+    assert not bad, "imports against the stage graph:\n" + "\n".join(sorted(set(bad)))
+
+
+def test_the_two_halves_meet_only_at_sources_and_store():
+    for a, b in ((SCORING, COLLECTING), (COLLECTING, SCORING)):
+        for stage in a:
+            assert not ALLOWED[stage] & set(b), f"{stage} may import {sorted(ALLOWED[stage] & set(b))}"
+    for stage in MEETING:
+        assert not ALLOWED[stage] - set(LEAVES), f"{stage} may import {sorted(ALLOWED[stage] - set(LEAVES))}"
+
+
+def test_other_stages_import_a_stage_through_its_face():
+    """``from eznas_store.<stage> import name``: the stage's ``__init__`` lists what it offers
+    (``__all__``), so moving a module inside a stage changes no other stage."""
+    bad = []
+    for mod, path in MODULES.items():
+        stage = _stage(mod)
+        if stage == "__root__":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("eznas_store."):
+                t = _stage(node.module)
+                deep = node.module.count(".") > 1
+                submodule = any(f"{node.module}.{a.name}" in MODULES for a in node.names)
+                if t not in (stage, *LEAVES) and deep and not submodule:
+                    bad.append(f"{path.relative_to(PKG.parent)}:{node.lineno}: from {node.module} import ...")
+    assert not bad, "imports past a stage's face:\n" + "\n".join(sorted(bad))
 
 
 def test_import_graph_has_no_circle():
@@ -179,3 +217,27 @@ def test_nothing_imports_the_cli():
             continue
         for line, target in _imports(path):
             assert not target.startswith("eznas_store.cli"), f"{path}:{line}: imports the CLI (it only wires the stages)"
+
+
+def test_every_name_of_every_face_resolves():
+    import importlib
+
+    for mod, path in MODULES.items():
+        if path.name != "__init__.py" or mod.count(".") != 1:
+            continue
+        stage = importlib.import_module(mod)
+        for name in getattr(stage, "_FACE", {}):
+            assert getattr(stage, name) is not None, f"{mod} offers {name} but cannot give it"
+
+
+def test_no_face_name_is_also_a_module_of_its_stage():
+    """Python sets a package attribute to its submodule once that is imported, which would
+    shadow the face's name of the same spelling."""
+    for mod, path in MODULES.items():
+        if path.name != "__init__.py" or mod.count(".") != 1:
+            continue
+        subs = {p.stem for p in path.parent.glob("*.py")} | {p.name for p in path.parent.iterdir() if p.is_dir()}
+        import importlib
+
+        clash = set(getattr(importlib.import_module(mod), "_FACE", {})) & subs
+        assert not clash, f"{mod}: face names that are also its modules: {sorted(clash)}"

@@ -29,7 +29,7 @@ def test_huge_program_file_is_refused_before_it_is_read(tmp_path):
 
 
 def test_deeply_nested_program_for_search_is_one_line(tmp_path):
-    from eznas_store.search.cell_scorers import load_fitness
+    from eznas_store.archsearch.cell_scorers import load_fitness
 
     deep = tmp_path / "deep.json"
     deep.write_text("[" * 200_000 + "]" * 200_000)
@@ -91,7 +91,7 @@ def test_report_out_that_is_a_file(tmp_path, capsys):
 
 
 def test_checkpoint_json_nested_too_deeply_is_one_line(tmp_path):
-    from eznas_store.search.checkpoint import _load_checkpoint_json
+    from eznas_store.evolution.checkpoint import _load_checkpoint_json
 
     p = tmp_path / "checkpoint.json"
     p.write_text(json.dumps({"a": 1})[:-1] + "[" * 100_000)
@@ -104,7 +104,7 @@ def test_a_partial_store_is_used_with_a_one_line_warning(tiny_store, tmp_path, c
 
     import numpy as np
 
-    from eznas_store.store.reader import open_store
+    from eznas_store.store.store import open_store
 
     partial = str(tmp_path / "partial.zarr")
     shutil.copytree(tiny_store, partial)

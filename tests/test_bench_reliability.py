@@ -49,6 +49,15 @@ def test_every_issue_bullet_has_a_case_and_names_are_unique(bench):
     assert {c.name for c in bench.select("seed-2^64-*")} >= {"seed-2^64-ingest", "seed-2^64-evolve"}
 
 
+def test_fixture_helpers_match_the_published_formats(bench):
+    # NASLib's Suite-Zero key of the worked example in eznas_store/sources/suitezero.py
+    cell = "|avg_pool_3x3~0|+|skip_connect~0|none~1|+|nor_conv_1x1~0|avg_pool_3x3~1|nor_conv_1x1~2|"
+    assert bench.naslib_key(cell) == "(4, 0, 3, 1, 4, 3)"
+    assert len(set(bench.nb201_cells(8))) == 8 and all("none" not in c for c in bench.nb201_cells(8))
+    g = bench.darts_genotype(__import__("numpy").random.default_rng(0))
+    assert g.startswith("Genotype(normal=[(") and g.count("(") == 1 + 16
+
+
 def test_hostile_files_are_what_they_claim(bench, tmp_path):
     # the deep pickle: raw opcodes, nested as deep as asked, no Python recursion to write it
     doc = pickle.loads(bench.deep_list_pickle(depth=500))

@@ -19,7 +19,7 @@ import pytest
 from eznas_store.errors import ConfigError, StoreError
 from eznas_store.ingest.driver import run_ingest
 from eznas_store.store.plan import plan_fingerprint, plan_from_json, plan_to_json
-from eznas_store.store.reader import open_store
+from eznas_store.store.store import open_store
 
 from conftest import store_arrays, tiny_ingest_config
 

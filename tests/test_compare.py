@@ -15,7 +15,7 @@ from eznas_store.errors import StoreError
 from eznas_store.ingest.driver import run_ingest
 from eznas_store.ingest.networks import proxies_for_network
 from eznas_store.collect.proxies.registry import PROXY_NAMES
-from eznas_store.store.reader import open_store
+from eznas_store.store.store import open_store
 
 from conftest import tiny_ingest_config
 

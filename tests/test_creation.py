@@ -19,7 +19,7 @@ import zarr.storage
 
 from eznas_store.errors import StoreError
 from eznas_store.ingest.layout import create_or_open
-from eznas_store.ingest.plan import plan_ingest
+from eznas_store.ingest.job import plan_ingest
 from eznas_store.store.plan import CREATION, plan_fingerprint
 
 from conftest import tiny_ingest_config

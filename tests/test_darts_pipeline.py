@@ -22,16 +22,16 @@ from eznas_store.errors import ConfigError
 from eznas_store.ingest.config import IngestConfig
 from eznas_store.ingest.driver import run_ingest
 from eznas_store.ingest.layout import plan_layout
-from eznas_store.programs.named import NAMED_PROGRAMS
+from eznas_store.programs.registered import NAMED_PROGRAMS
 from eznas_store.fitness.engine import score_store
-from eznas_store.search.aging_config import SearchConfig, searchable_spaces
-from eznas_store.search.aging_run import run_search
-from eznas_store.search.aging_table import table_space
-from eznas_store.search.evolve import EvolveConfig, run_evolve
+from eznas_store.archsearch.config import ArchSearchConfig, searchable_spaces
+from eznas_store.archsearch.run import run_search
+from eznas_store.archsearch.table_space import table_space
+from eznas_store.evolution.evolve import EvolveConfig, run_evolve
 from eznas_store.sources.spaces import get_space
 from eznas_store.sources.spaces import darts_genotype as dg
 from eznas_store.sources.tables import read_benchmark
-from eznas_store.store.reader import open_store
+from eznas_store.store.store import open_store
 from eznas_store.store.verify import verify_store
 from eznas_store.studies.compare import compare_store, suitezero_agreement
 from eznas_store.studies.seeds import SeedsConfig, run_seeds
@@ -165,7 +165,7 @@ def test_darts_is_searched_over_the_table_cells(darts_bench, tmp_path):
         parent = space.random_cell(rng)
         child = space.mutate(parent, rng)
         assert parent in cells and child in cells and child != parent
-    cfg = SearchConfig(proxy="synflow", benchmark=str(darts_bench), max_evaluations=4, population=3, sample=2,
+    cfg = ArchSearchConfig(proxy="synflow", benchmark=str(darts_bench), max_evaluations=4, population=3, sample=2,
                        seed=0, batch_size=2, out=str(tmp_path / "s"), **{k: v for k, v in DARTS_TINY.items()
                                                                             if k != "batch_size"})
     result = run_search(cfg)
@@ -187,7 +187,7 @@ def test_search_cli_with_space_darts(darts_bench, tmp_path, capsys):
 
 
 def test_ingest_without_a_table_samples_random_genotypes(tmp_path):
-    from eznas_store.ingest.plan import plan_ingest
+    from eznas_store.ingest.job import plan_ingest
 
     cfg = IngestConfig(store=str(tmp_path / "s.zarr"), networks=3, **{**DARTS_TINY, "accuracy_column": None})
     plan, _, _ = plan_ingest(cfg)

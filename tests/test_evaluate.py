@@ -21,7 +21,7 @@ from eznas_store.evaluate.shapes import shape_rule as _rule
 from eznas_store.programs.ops import OPS, Op
 from eznas_store.programs.tree import Apply, Program, Terminal
 from eznas_store.programs.formula import parse_formula
-from eznas_store.programs.named import NAMED_PROGRAMS
+from eznas_store.programs.registered import NAMED_PROGRAMS
 from eznas_store.evaluate.synthetic import synthetic_chunk
 from eznas_store.terminals import TERMINALS
 

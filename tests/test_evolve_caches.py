@@ -12,7 +12,7 @@ import pytest
 from eznas_store.cli import main
 from eznas_store.fitness.engine import Engine, load_task
 from eznas_store.programs.formula import parse_formula
-from eznas_store.programs.named import NAMED_PROGRAMS
+from eznas_store.programs.registered import NAMED_PROGRAMS
 from eznas_store.programs.tree import Program
 
 FORMULAS = [

@@ -18,13 +18,13 @@ from eznas_store.evaluate.synthetic import synthetic_chunk
 from eznas_store.fitness.engine import load_task
 from eznas_store.programs.codec import program_from_json, program_to_json
 from eznas_store.programs.formula import parse_formula
-from eznas_store.programs.named import NAMED_PROGRAMS
+from eznas_store.programs.registered import NAMED_PROGRAMS
 from eznas_store.programs.tree import Program
-from eznas_store.search.evolve import EvolveConfig, run_evolve
-from eznas_store.search.fitness_cache import FitnessCache
-from eznas_store.search.population_scorers import StatisticsPopulationScorer
-from eznas_store.search.representations import TreeRepresentation
-from eznas_store.search.split import parse_split, race_parts, split_task
+from eznas_store.evolution.evolve import EvolveConfig, run_evolve
+from eznas_store.evolution.fitness_cache import FitnessCache
+from eznas_store.evolution.population_scorers import StatisticsPopulationScorer
+from eznas_store.evolution.representations import TreeRepresentation
+from eznas_store.evolution.split import parse_split, race_parts, split_task
 
 SMALL = dict(population=6, mu=4, lambda_=6, generations=2, max_depth=4, workers=0, progress=False)
 

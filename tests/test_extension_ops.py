@@ -23,8 +23,8 @@ from eznas_store.errors import ConfigError, ProgramError
 from eznas_store.programs.formula import parse_formula
 from eznas_store.programs.ops import EXTENSION_OPS, OPS, PAPER_OPS
 from eznas_store.programs.tree import Program
-from eznas_store.search.evolve import EvolveConfig, run_evolve
-from eznas_store.search.representations import TreeRepresentation
+from eznas_store.evolution.evolve import EvolveConfig, run_evolve
+from eznas_store.evolution.representations import TreeRepresentation
 from eznas_store.terminals import TERMINALS
 
 SMALL = dict(population=8, mu=4, lambda_=8, generations=1, max_depth=4, workers=0, progress=False)
@@ -159,7 +159,7 @@ def test_named_statistics_twins_score_a_store_as_computed_by_hand(tiny_store):
     with ``Store.tensor``; both twins load by name and record what they are."""
     from eznas_store.fitness.engine import score_store
     from eznas_store.programs.codec import load_program
-    from eznas_store.store.reader import open_store
+    from eznas_store.store.store import open_store
 
     meco = load_program("meco-statistics")
     az = load_program("az-expressivity-statistics")

@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from eznas_store.ingest.driver import run_ingest
-from eznas_store.store.reader import open_store
+from eznas_store.store.store import open_store
 from eznas_store.store.verify import verify_store
 
 from conftest import make_bench, store_arrays, tiny_ingest_cmd, tiny_ingest_config

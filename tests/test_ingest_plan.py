@@ -19,7 +19,7 @@ from eznas_store.cli import main
 from eznas_store.errors import ConfigError
 from eznas_store.ingest.estimate import (COMPRESSION_RATIO, IngestEstimate, check_estimate,
                                          estimate_ingest, free_disk_bytes)
-from eznas_store.ingest.plan import plan_ingest
+from eznas_store.ingest.job import plan_ingest
 
 Usage = namedtuple("Usage", "total used free")
 
@@ -85,7 +85,7 @@ def test_a_lossy_stores_tensors_fit_its_estimate(tmp_path, tiny_bench):
     """The (9 + K) / 32 ratio is an upper bound of what the rounded tensors take."""
     from eznas_store.ingest.driver import run_ingest
     from eznas_store.store.group import dir_bytes
-    from eznas_store.store.reader import open_store
+    from eznas_store.store.store import open_store
 
     cfg = tiny_ingest_config(str(tmp_path / "s.zarr"), tiny_bench, codec="compact")
     est = estimate_ingest(cfg, plan_ingest(cfg)[0], free_bytes=10**12)
@@ -157,11 +157,11 @@ def test_label_refuses_the_same_bad_values(tmp_path, capsys, extra, flag):
     ({"batch_size": 5000}, "--batch-size"),
 ])
 def test_search_and_seeds_configs_bound_the_network_size(tmp_path, kw, flag):
-    from eznas_store.search.aging_config import SearchConfig
+    from eznas_store.archsearch.config import ArchSearchConfig
     from eznas_store.studies.seeds import SeedsConfig
 
     bench = make_bench(tmp_path / "b.csv")
     with pytest.raises(ConfigError, match=flag):
-        SearchConfig(proxy="synflow", benchmark=str(bench), dataset="digits", max_evaluations=5, **kw)
+        ArchSearchConfig(proxy="synflow", benchmark=str(bench), dataset="digits", max_evaluations=5, **kw)
     with pytest.raises(ConfigError, match=flag):
         SeedsConfig(out=str(tmp_path / "o"), dataset="digits", benchmark=str(bench), **kw)

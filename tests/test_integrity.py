@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from eznas_store.cli import main as main_cli
-from eznas_store.store.reader import open_store
+from eznas_store.store.store import open_store
 from eznas_store.store.verify import verify_store
 
 #: random single-bit flips the property test makes (each one must be found)

@@ -20,8 +20,8 @@ import eznas_store
 from eznas_store.cli import main
 from eznas_store.errors import UnknownNameError
 from eznas_store.fitness.engine import load_task, score_store
-from eznas_store.programs.named import NAMED_PROGRAMS
-from eznas_store.store.reader import open_store
+from eznas_store.programs.registered import NAMED_PROGRAMS
+from eznas_store.store.store import open_store
 
 from conftest import tiny_ingest_config
 
@@ -157,7 +157,7 @@ def test_score_proxy_without_a_store(two_label_store, capsys):
 
 
 def test_storeless_proxies_equal_the_stored_ones(two_label_store):
-    from eznas_store.fitness.storeless import score_storeless_proxies
+    from eznas_store.storeless.scoring import score_storeless_proxies
 
     url, bench = two_label_store
     store = open_store(url)

@@ -25,7 +25,7 @@ from eznas_store.programs.tree import (
     validate_tree,
 )
 from eznas_store.programs.formula import from_prefix, parse_formula
-from eznas_store.programs.named import NAMED_PROGRAMS
+from eznas_store.programs.registered import NAMED_PROGRAMS
 from eznas_store.programs.codec import (
     SCHEMA_PATH,
     load_program,

@@ -354,7 +354,7 @@ def test_load_missing_sources(tmp_path: Path) -> None:
 
 
 def test_load_store(tiny_store: str) -> None:
-    from eznas_store.store.reader import open_store
+    from eznas_store.store.store import open_store
 
     (p,) = load_problems(tiny_store)
     store = open_store(tiny_store)

@@ -361,7 +361,7 @@ def _darts_table(tmp_path: Path, bad: dict[int, str] | None = None):
 
 def test_darts_table_rows_are_checked(tmp_path):
     from eznas_store.sources.spaces import get_space
-    from eznas_store.sources.table_cells import find_bad_rows, table_cells
+    from eznas_store.sources.table_rows import find_bad_rows, table_cells
 
     space = get_space("darts")
     table, archs = _darts_table(tmp_path)
@@ -379,7 +379,7 @@ def test_darts_table_rows_are_checked(tmp_path):
 
 def test_table_of_another_space_is_refused(tmp_path):
     from eznas_store.sources.spaces import get_space
-    from eznas_store.sources.table_cells import table_cells
+    from eznas_store.sources.table_rows import table_cells
     from eznas_store.sources.tables import read_benchmark
 
     nb201 = read_benchmark(_bench(tmp_path))

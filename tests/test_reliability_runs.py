@@ -73,7 +73,7 @@ def test_a_second_ingest_of_one_store_is_refused_and_writes_nothing(tmp_path, ca
 
 def test_shards_of_one_store_run_side_by_side_but_one_shard_once(tmp_path, capsys):
     from eznas_store.ingest.driver import shard_lock
-    from eznas_store.store.reader import open_store
+    from eznas_store.store.store import open_store
 
     bench = make_bench(tmp_path / "bench.csv")
     store = str(tmp_path / "s.zarr")

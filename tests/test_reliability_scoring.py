@@ -20,7 +20,7 @@ from conftest import make_bench, tiny_ingest_config
 from eznas_store.cli import main
 from eznas_store.errors import ConfigError, ProgramError
 from eznas_store.programs.codec import load_program, save_program
-from eznas_store.programs.named import NAMED_PROGRAMS
+from eznas_store.programs.registered import NAMED_PROGRAMS
 from eznas_store.programs.sequential import SequentialProgram, from_tree
 
 #: the storeless options of ``score`` matching ``tiny_ingest_config`` (a 12-network tiny table)
@@ -61,7 +61,7 @@ def bench(tmp_path: Path) -> Path:
 @pytest.fixture(scope="module")
 def sequential_run(tiny_store, tmp_path_factory) -> Path:
     """A tiny ``evolve --representation sequential`` run on the tiny store."""
-    from eznas_store.search.evolve import EvolveConfig, run_evolve
+    from eznas_store.evolution.evolve import EvolveConfig, run_evolve
 
     out = tmp_path_factory.mktemp("seqrun") / "run"
     run_evolve(EvolveConfig(stores=(tiny_store,), out=str(out), seed=0, representation="sequential",
@@ -88,8 +88,8 @@ def test_score_scores_an_evolved_sequential_program_as_evolve_did(tiny_store, se
 
 def test_score_compare_roundoff_and_storeless_take_a_sequential_program(tiny_store, tmp_path, capsys):
     from eznas_store.fitness.engine import score_store
-    from eznas_store.fitness.storeless import score_storeless
-    from eznas_store.store.reader import open_store
+    from eznas_store.storeless.scoring import score_storeless
+    from eznas_store.store.store import open_store
 
     seq = from_tree(NAMED_PROGRAMS["eznas-a"].tree, name="seq_a")
     path = save_program(seq, tmp_path / "seq_a.json")
@@ -134,15 +134,15 @@ def test_the_evaluator_reads_a_sequential_program_as_its_tree():
 
 
 def test_storeless_score_without_a_benchmark_refuses_before_any_work(capsys, monkeypatch):
-    forbid(monkeypatch, "eznas_store.fitness.storeless.plan_ingest", "planning (data, table)")
-    forbid(monkeypatch, "eznas_store.fitness.storeless.collect_network", "collection")
+    forbid(monkeypatch, "eznas_store.storeless.scoring.plan_ingest", "planning (data, table)")
+    forbid(monkeypatch, "eznas_store.storeless.scoring.collect_network", "collection")
     assert main(["score", "--networks", "3", *STORELESS]) == 2
     assert "needs --benchmark" in one_error_line(capsys)
 
 
 @pytest.mark.parametrize("seed", [2**32, 2**64, 2**64 + 1, -1])
 def test_storeless_score_seed_out_of_range_is_one_line_before_work(bench, seed, capsys, monkeypatch):
-    forbid(monkeypatch, "eznas_store.fitness.storeless.plan_ingest", "planning (data, table)")
+    forbid(monkeypatch, "eznas_store.storeless.scoring.plan_ingest", "planning (data, table)")
     assert main(["score", "--benchmark", str(bench), "--seed", str(seed), *STORELESS]) == 2
     assert "--seed must be an integer from 0 to 4294967295" in one_error_line(capsys)
 
@@ -155,7 +155,7 @@ def test_storeless_score_seed_out_of_range_is_one_line_before_work(bench, seed, 
     (["--program", "no-such-program"], "no-such-program"),
 ])
 def test_storeless_score_argument_errors_come_before_work(bench, extra, needle, capsys, monkeypatch):
-    forbid(monkeypatch, "eznas_store.fitness.storeless.plan_ingest", "planning (data, table)")
+    forbid(monkeypatch, "eznas_store.storeless.scoring.plan_ingest", "planning (data, table)")
     assert main(["score", "--benchmark", str(bench), *STORELESS, *extra]) == 2
     assert needle in one_error_line(capsys)
 
@@ -169,7 +169,7 @@ def test_a_proxy_program_beside_proxies_is_refused_before_the_proxies_are_comput
     prog = Program(tree=parse_formula("add(synflow, nwot)", ops=PROXY_OPS, terminals=None),
                    terminal_set="proxies", name="sn")
     path = save_program(prog, tmp_path / "sn.json")
-    forbid(monkeypatch, "eznas_store.fitness.storeless.plan_ingest", "planning (data, table)")
+    forbid(monkeypatch, "eznas_store.storeless.scoring.plan_ingest", "planning (data, table)")
     assert main(["score", "--benchmark", str(bench), *STORELESS, "--proxy", "synflow",
                  "--program", str(path)]) == 2
     assert "reads hand-crafted proxy values" in one_error_line(capsys)
@@ -185,8 +185,8 @@ def _bench_with_accuracies(path: Path, values: list[float]) -> Path:
 
 def test_storeless_score_with_no_accuracy_refuses_before_collecting(tmp_path, capsys, monkeypatch):
     bench = _bench_with_accuracies(tmp_path / "nan.csv", [math.nan] * 4)  # NaN everywhere
-    forbid(monkeypatch, "eznas_store.fitness.storeless.collect_network", "collection")
-    forbid(monkeypatch, "eznas_store.fitness.storeless.proxies_for_network", "proxy computation")
+    forbid(monkeypatch, "eznas_store.storeless.scoring.collect_network", "collection")
+    forbid(monkeypatch, "eznas_store.storeless.scoring.proxies_for_network", "proxy computation")
     for extra in ([], ["--proxy", "synflow"]):
         assert main(["score", "--benchmark", str(bench), "--networks", "all", *STORELESS, *extra]) == 2
         err = one_error_line(capsys)
@@ -194,7 +194,7 @@ def test_storeless_score_with_no_accuracy_refuses_before_collecting(tmp_path, ca
 
 
 def test_storeless_score_collects_only_networks_with_an_accuracy(tmp_path, monkeypatch, capsys):
-    import eznas_store.fitness.storeless as storeless
+    import eznas_store.storeless.scoring as storeless
 
     bench = _bench_with_accuracies(tmp_path / "some.csv", [70.0, math.nan, 60.0, 80.0])
     seen: list[int] = []
@@ -214,11 +214,11 @@ def test_storeless_score_collects_only_networks_with_an_accuracy(tmp_path, monke
 def test_library_storeless_scoring_refuses_unlabelled_networks_before_collecting(tmp_path, monkeypatch):
     """A caller that needs every selected network scored (the seeds study) gets a one-line
     refusal before any work, not a correlation error after all of it."""
-    from eznas_store.fitness.storeless import score_storeless, score_storeless_proxies
+    from eznas_store.storeless.scoring import score_storeless, score_storeless_proxies
 
     bench = _bench_with_accuracies(tmp_path / "some.csv", [70.0, math.nan, 60.0, 80.0])
-    forbid(monkeypatch, "eznas_store.fitness.storeless.collect_network", "collection")
-    forbid(monkeypatch, "eznas_store.fitness.storeless.proxies_for_network", "proxy computation")
+    forbid(monkeypatch, "eznas_store.storeless.scoring.collect_network", "collection")
+    forbid(monkeypatch, "eznas_store.storeless.scoring.proxies_for_network", "proxy computation")
     cfg = tiny_ingest_config("", bench, networks=None)
     with pytest.raises(ConfigError, match="1 of the 4 selected networks have no accuracy"):
         score_storeless(cfg, [NAMED_PROGRAMS["eznas-a"]], progress=False)
@@ -319,8 +319,8 @@ def _search(*argv: str) -> int:
 
 @pytest.fixture
 def no_search_work(monkeypatch):
-    forbid(monkeypatch, "eznas_store.search.aging_run.sample_batch", "reading the data batch")
-    forbid(monkeypatch, "eznas_store.search.aging_run.make_cell_scorer", "building the scorer")
+    forbid(monkeypatch, "eznas_store.archsearch.run.sample_batch", "reading the data batch")
+    forbid(monkeypatch, "eznas_store.archsearch.run.make_cell_scorer", "building the scorer")
 
 
 def test_search_over_a_table_of_another_space_is_refused(tmp_path, bench, capsys, no_search_work):
@@ -372,11 +372,11 @@ def test_search_judged_by_a_column_without_accuracies_is_refused(tmp_path, capsy
 
 
 def test_search_config_refuses_big_seeds_and_threads(bench):
-    from eznas_store.search.aging_config import SearchConfig
+    from eznas_store.archsearch.config import ArchSearchConfig
 
     for kw in ({"seed": 2**64}, {"threads": 10**5}):
         with pytest.raises(ConfigError):
-            SearchConfig(proxy="synflow", benchmark=str(bench), max_evaluations=1, **kw)
+            ArchSearchConfig(proxy="synflow", benchmark=str(bench), max_evaluations=1, **kw)
 
 
 def test_search_scores_a_sequential_program(bench, tmp_path, capsys):

@@ -20,7 +20,7 @@ from eznas_store.cli import main
 from eznas_store.errors import CorruptChunkError, StoreError
 from eznas_store.store import transcode as transcode_mod
 from eznas_store.store.chunks import WRITTEN, chunk_indices, chunk_keys
-from eznas_store.store.reader import open_store
+from eznas_store.store.store import open_store
 from eznas_store.store.transcode import partial_path, transcode_store
 from eznas_store.store.verify import verify_store
 

@@ -261,7 +261,7 @@ def test_transfer_second_writer_is_refused(tmp_path, capsys):
 def test_transfer_checks_every_tasks_run_before_evolving_any(tmp_path, monkeypatch, capsys):
     """Task b's run was made with another seed: refused before task a (new) evolves."""
     import eznas_store.studies.transfer as transfer
-    from eznas_store.search.checkpoint import config_json
+    from eznas_store.evolution.checkpoint import config_json
     from eznas_store.studies.transfer import TransferConfig
 
     evolved = []

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 
 from eznas_store.cli import main
-from eznas_store.search.evolve import EvolveConfig, run_evolve
+from eznas_store.evolution.evolve import EvolveConfig, run_evolve
 from eznas_store.programs.codec import load_program
 from eznas_store.programs.sequential import SequentialProgram
 from eznas_store.fitness.engine import score_store

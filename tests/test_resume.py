@@ -10,7 +10,7 @@ import pytest
 
 from eznas_store.cli import main
 from eznas_store.errors import ConfigError
-from eznas_store.search.checkpoint import first_difference, normalised
+from eznas_store.evolution.checkpoint import first_difference, normalised
 
 
 def test_paths_compare_by_meaning(tmp_path, monkeypatch):
@@ -62,7 +62,7 @@ def test_damaged_checkpoint_is_a_one_line_error(tiny_store, tmp_path, capsys, co
 
 
 def test_resume_without_a_checkpoint(tmp_path):
-    from eznas_store.search.checkpoint import _load_checkpoint_json
+    from eznas_store.evolution.checkpoint import _load_checkpoint_json
 
     with pytest.raises(ConfigError, match="no checkpoint.json to resume from"):
         _load_checkpoint_json(tmp_path / "checkpoint.json")

@@ -125,9 +125,9 @@ def test_evolve_says_what_the_check_found(store, tmp_path, capsys):
 
 
 def test_a_check_that_cannot_run_is_a_warning_not_a_lost_run(store, tmp_path, monkeypatch):
-    import eznas_store.search.generalise as generalise
+    import eznas_store.evolution.generalise as generalise
     from eznas_store.errors import StoreError
-    from eznas_store.search.evolve import EvolveConfig, run_evolve
+    from eznas_store.evolution.evolve import EvolveConfig, run_evolve
 
     def unreadable(*a, **k):
         raise StoreError("chunk 0 of act_D: no such file\nsecond line")
@@ -142,7 +142,7 @@ def test_a_check_that_cannot_run_is_a_warning_not_a_lost_run(store, tmp_path, mo
 
 
 def test_a_skipped_check_is_one_line_from_the_command(store, tmp_path, monkeypatch, capsys):
-    import eznas_store.search.generalise as generalise
+    import eznas_store.evolution.generalise as generalise
     from eznas_store.cli import main
     from eznas_store.errors import StoreError
 

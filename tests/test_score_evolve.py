@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 
 from eznas_store.cli import main
-from eznas_store.search.evolve import EvolveConfig, run_evolve
+from eznas_store.evolution.evolve import EvolveConfig, run_evolve
 from eznas_store.programs.tree import Program
 from eznas_store.programs.formula import parse_formula
-from eznas_store.programs.named import NAMED_PROGRAMS
+from eznas_store.programs.registered import NAMED_PROGRAMS
 from eznas_store.programs.codec import load_program
 from eznas_store.fitness.engine import Engine, score_store
-from eznas_store.fitness.storeless import score_storeless
-from eznas_store.store.reader import open_store
+from eznas_store.storeless.scoring import score_storeless
+from eznas_store.store.store import open_store
 
 from conftest import tiny_ingest_config
 
@@ -190,7 +190,7 @@ def test_a_proxy_program_on_statistics_is_a_clear_error(tiny_store, tmp_path, ca
 def test_population_alone_derives_mu_and_lambda_and_bad_pairs_are_refused(tmp_path):
     """`--population 10` gives mu 5 / lambda 10 (the paper's 25/50 for 50); mu > population is refused."""
     from eznas_store.errors import ConfigError
-    from eznas_store.search.evolve import EvolveConfig
+    from eznas_store.evolution.evolve import EvolveConfig
 
     cfg = EvolveConfig(stores=("s",), out=str(tmp_path), population=10)
     assert (cfg.mu, cfg.lambda_) == (5, 10)

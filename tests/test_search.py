@@ -1,4 +1,4 @@
-"""Aging-evolution search (``eznas_store.search.aging``): the algorithm with a fake fitness, and
+"""Aging-evolution search (``eznas_store.archsearch.aging``): the algorithm with a fake fitness, and
 whole runs on tiny NB201 networks (C=4, N=1, 8×8 digits, a few ms per cell)."""
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import pytest
 from conftest import make_bench
 
 from eznas_store.errors import ConfigError
-from eznas_store.search.aging import AgingEvolution
-from eznas_store.search.aging_config import SearchConfig, parse_duration
-from eznas_store.search.aging_result import format_result, rank_in_table
-from eznas_store.search.aging_run import run_search
+from eznas_store.archsearch.aging import AgingEvolution
+from eznas_store.archsearch.config import ArchSearchConfig, parse_duration
+from eznas_store.archsearch.result import format_result, rank_in_table
+from eznas_store.archsearch.run import run_search
 from eznas_store.sources.spaces.nb201 import (
     N_CELLS,
     OPS,
@@ -34,8 +34,8 @@ TINY_SEARCH = {"dataset": "digits", "C": 4, "N": 1, "batch_size": 4, "device": "
                    "population": 6, "sample": 3}
 
 
-def tiny(bench: Path, **kw) -> SearchConfig:
-    return SearchConfig(**({"proxy": "synflow", "benchmark": str(bench)} | TINY_SEARCH | kw))
+def tiny(bench: Path, **kw) -> ArchSearchConfig:
+    return ArchSearchConfig(**({"proxy": "synflow", "benchmark": str(bench)} | TINY_SEARCH | kw))
 
 
 @pytest.fixture
@@ -233,7 +233,7 @@ def _proxy_program_file(tmp_path: Path) -> Path:
 def test_proxy_program_fitness_with_a_stand_in(bench30: Path, tmp_path: Path, monkeypatch):
     """Only the proxies the formula reads are computed; the reference sample is computed once."""
     from eznas_store.programs.ops import Op
-    from eznas_store.search import cell_scorers
+    from eznas_store.archsearch import cell_scorers
 
     class RefOp(Op):  # like proxy_ops.ReferenceOp: an op that compares with a reference sample
         def bind_reference(self, n_ref):
@@ -351,7 +351,7 @@ def test_cli_search(bench30: Path, tmp_path: Path, capsys):
 
 def test_search_is_judged_by_test_accuracy_by_default(tmp_path: Path):
     from eznas_store.sources.tables import read_benchmark, write_benchmark
-    from eznas_store.search.aging_result import judged_accuracy_column as _test_column
+    from eznas_store.archsearch.result import judged_accuracy_column as _test_column
 
     cells = list(all_cells())[:3]
     path = write_benchmark(tmp_path / "b.csv", cells, {"cifar10_valid": np.array([1.0, 2, 3]),

@@ -14,9 +14,9 @@ from eznas_store.sources.tables import read_benchmark, select_networks
 from eznas_store.errors import ConfigError
 from eznas_store.programs.tree import Program
 from eznas_store.programs.formula import parse_formula
-from eznas_store.programs.named import NAMED_PROGRAMS
+from eznas_store.programs.registered import NAMED_PROGRAMS
 from eznas_store.programs.codec import save_program
-from eznas_store.fitness.storeless import score_storeless
+from eznas_store.storeless.scoring import score_storeless
 from eznas_store.studies.seeds import SeedsConfig, format_seeds, run_seeds, seed_plan
 
 SMALL = dict(TINY, networks=4, seeds=2, first_seed=1, sample_seed=0, batch_size=2, device="cpu", progress=False)
@@ -95,7 +95,7 @@ def test_summary_and_files(study):
 
 
 def test_shared_experiment_is_computed_once(bench, tmp_path, monkeypatch):
-    from eznas_store.fitness import storeless as score
+    from eznas_store.storeless import scoring as score
     from eznas_store.studies import seeds as seeds_study  # run_seeds looks score_storeless up here
 
     calls = []
@@ -116,7 +116,7 @@ def test_shared_experiment_is_computed_once(bench, tmp_path, monkeypatch):
 
 def test_killed_study_resumes_from_its_finished_scorings(bench, tmp_path, monkeypatch):
     """A study that died after two scorings redoes only the rest, and ends with the same numbers."""
-    from eznas_store.fitness import storeless as score
+    from eznas_store.storeless import scoring as score
     from eznas_store.studies import seeds as seeds_study  # run_seeds looks score_storeless up here
 
     ref = run_seeds(SeedsConfig(out=str(tmp_path / "ref"), benchmark=str(bench), **SMALL))

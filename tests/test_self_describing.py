@@ -19,7 +19,7 @@ from eznas_store.cli import main as main_cli
 from eznas_store.errors import StoreError, UnknownNameError
 from eznas_store.evaluate.chunk import network_tensors, read_chunk
 from eznas_store.store.group import quiet_zarr
-from eznas_store.store.reader import open_store
+from eznas_store.store.store import open_store
 from eznas_store.store.verify import verify_store
 from eznas_store.terminals import STORED, TERMINALS, numpy_relu, terminal_value
 from conftest import make_bench

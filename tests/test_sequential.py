@@ -20,7 +20,7 @@ from eznas_store.evaluate.reference import evaluate_reference
 from eznas_store.programs.ops import OPS_BY_ID
 from eznas_store.programs.tree import MAX_DEPTH, MAX_NODES, Apply, Program
 from eznas_store.programs.formula import parse_formula
-from eznas_store.programs.named import NAMED_PROGRAMS
+from eznas_store.programs.registered import NAMED_PROGRAMS
 from eznas_store.programs.codec import (
     SCHEMA_PATH,
     load_program,

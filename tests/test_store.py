@@ -16,7 +16,7 @@ from eznas_store.errors import StoreError
 from eznas_store.evaluate.chunk import iter_chunks, network_tensors, raw_to_terminals, read_chunk
 from eznas_store.ingest.driver import run_ingest
 from eznas_store.ingest.networks import collect_network
-from eznas_store.store.reader import open_store
+from eznas_store.store.store import open_store
 from eznas_store.store.verify import store_summary
 from eznas_store.terminals import TERMINALS
 
@@ -161,7 +161,7 @@ def test_collect_network_is_what_ingest_stored(tiny_store):
 
 @pytest.mark.parametrize("scheme", ["memory", "file"])
 def test_fsspec_urls(tmp_path, tiny_bench, scheme):
-    from eznas_store.programs.named import NAMED_PROGRAMS
+    from eznas_store.programs.registered import NAMED_PROGRAMS
     from eznas_store.fitness.engine import score_store
 
     url = f"memory://eznas-test/{tmp_path.name}/s.zarr" if scheme == "memory" else f"file://{tmp_path}/s.zarr"
@@ -231,7 +231,7 @@ def test_shard_that_loses_the_create_race_joins_the_store(tmp_path, tiny_bench, 
     import zarr
     from zarr.core.group import AsyncGroup
 
-    from eznas_store.ingest.plan import plan_ingest
+    from eznas_store.ingest.job import plan_ingest
     from eznas_store.ingest.layout import create_or_open
 
     url = str(tmp_path / "s")

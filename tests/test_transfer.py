@@ -12,12 +12,12 @@ import pytest
 from conftest import make_bench, tiny_ingest_config
 
 from eznas_store.errors import ConfigError
-from eznas_store.search.evolve import EvolveConfig, run_evolve
+from eznas_store.evolution.evolve import EvolveConfig, run_evolve
 from eznas_store.fitness.correlations import kendall_tau, spearman_rho
-from eznas_store.programs.named import NAMED_PROGRAMS
+from eznas_store.programs.registered import NAMED_PROGRAMS
 from eznas_store.programs.codec import load_program
 from eznas_store.fitness.engine import score_store
-from eznas_store.store.reader import open_store
+from eznas_store.store.store import open_store
 from eznas_store.studies.transfer import (
     BASELINES,
     TransferConfig,

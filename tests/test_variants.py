@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from eznas_store.cli import main
-from eznas_store.search.evolve import EvolveConfig, run_evolve
+from eznas_store.evolution.evolve import EvolveConfig, run_evolve
 from eznas_store.ingest.driver import run_ingest
 from eznas_store.report.comparison import variant_label
 from eznas_store.report.runs import read_run, score_correlations
@@ -36,7 +36,7 @@ def variant_runs(tmp_path_factory):
 
 def test_cbr_and_rcb_stores_hold_different_statistics(variant_runs):
     from eznas_store.evaluate.chunk import network_tensors
-    from eznas_store.store.reader import open_store
+    from eznas_store.store.store import open_store
 
     root, _ = variant_runs
     a, b = open_store(str(root / "store-rcb")), open_store(str(root / "store-cbr"))

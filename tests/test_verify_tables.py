@@ -20,7 +20,7 @@ from conftest import make_bench, tiny_ingest_config
 from eznas_store.cli import app
 from eznas_store.ingest.benchmark_check import check_benchmark
 from eznas_store.sources.tables import read_benchmark, write_benchmark
-from eznas_store.store.reader import open_store
+from eznas_store.store.store import open_store
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ def proxy_table(
 ) -> None:
     """Modern proxies (AZ-NAS, MeCo, ZiCo, SWAP) of NB201 cells + NASLib's 13 joined from Suite-Zero."""
     from eznas_store.errors import ConfigError
-    from eznas_store.ingest.proxy_table import LABEL_SETS, MAX_THREADS, ProxyTableConfig, collect_proxy_table
+    from eznas_store.ingest import LABEL_SETS, MAX_THREADS, ProxyTableConfig, collect_proxy_table
 
     if not 1 <= threads <= MAX_THREADS:
         raise ConfigError(f"--threads must be from 1 to {MAX_THREADS}, got {threads}")

@@ -59,7 +59,7 @@ def evolve(
 ) -> None:
     """Evolve a proxy program by genetic programming (EZNAS appendix 1.7 defaults)."""
     given = dict(locals())
-    from eznas_store.search.evolve import EvolveConfig, run_evolve
+    from eznas_store.evolution import EvolveConfig, run_evolve
 
     o = with_job(ctx, job, "evolve", given)
     o.pop("resume"), o.pop("no_progress")
@@ -167,8 +167,8 @@ def score(
             checks = _roundoff(store, programs, results[len(results) - len(programs):], accuracy_column, to_scalar)
     else:
         from eznas_store.config import check_seed
-        from eznas_store.ingest.config import IngestConfig
-        from eznas_store.sources.tables import parse_network_selection
+        from eznas_store.ingest import IngestConfig
+        from eznas_store.sources import parse_network_selection
 
         check_seed(seed)
         sel = parse_network_selection(networks)
@@ -185,10 +185,10 @@ def _score_programs(store: str | None, program: list[str] | None, proxy: list[st
                     workers: int, out: str | None) -> list:
     """``score``'s checks that need no store and no network, made before any work (``--out``
     made now); the programs."""
-    from eznas_store.fitness.engine import require_statistics_programs
-    from eznas_store.fitness.storeless import check_to_scalar
+    from eznas_store.fitness import require_statistics_programs
+    from eznas_store.storeless import check_to_scalar
     from eznas_store.outputs import ensure_dir
-    from eznas_store.programs.codec import load_program
+    from eznas_store.programs import load_program
 
     if store is None and dataset is None:
         fail("score without a STORE needs --dataset (and --benchmark, --data-root) to collect on the fly")
@@ -201,7 +201,7 @@ def _score_programs(store: str | None, program: list[str] | None, proxy: list[st
         fail(f"--workers must be >= 0 (0: in-process), got {workers}")
     check_to_scalar(to_scalar)
     if proxy and store is None:
-        from eznas_store.collect.proxies.registry import check_proxy_names
+        from eznas_store.collect import check_proxy_names
 
         check_proxy_names(proxy)
     programs = [load_program(p, require_output=True) for p in (program or ([] if proxy else ["eznas-a"]))]
@@ -214,8 +214,8 @@ def _score_programs(store: str | None, program: list[str] | None, proxy: list[st
 def _score_store(store: str, programs: list, proxies: list[str], accuracy_column: str | None,
                  to_scalar: str | None, workers: int, no_progress: bool) -> list:
     """``score STORE``: the stored proxies' values and the programs, against one label."""
-    from eznas_store.fitness.engine import Engine, score_store
-    from eznas_store.studies.compare import stored_proxy_results
+    from eznas_store.fitness import Engine, score_store
+    from eznas_store.studies import stored_proxy_results
 
     results = stored_proxy_results(store, proxies, accuracy_column=accuracy_column) if proxies else []
     if programs:
@@ -228,7 +228,7 @@ def _score_store(store: str, programs: list, proxies: list[str], accuracy_column
 def _roundoff(store: str, programs: list, results: list, accuracy_column: str | None,
               to_scalar: str | None) -> dict:
     """``score --roundoff``: each program's round-off check, keyed by ``id`` of its result."""
-    from eznas_store.fitness.roundoff import roundoff_check
+    from eznas_store.fitness import roundoff_check
 
     found = roundoff_check(store, programs, results, accuracy_column=accuracy_column, to_scalar=to_scalar)
     return dict(zip(map(id, results), found))
@@ -236,7 +236,7 @@ def _roundoff(store: str, programs: list, results: list, accuracy_column: str | 
 
 def _score_on_the_fly(cfg, programs: list, proxies: list[str], to_scalar: str | None, no_progress: bool) -> list:
     """``score`` without a STORE: proxies and statistics collected network by network, discarded."""
-    from eznas_store.fitness.storeless import score_storeless, score_storeless_proxies
+    from eznas_store.storeless import score_storeless, score_storeless_proxies
 
     # as from a store, networks without an accuracy are left out (never collected)
     results = score_storeless_proxies(cfg, proxies, progress=not no_progress, labelled_only=True) if proxies else []
@@ -249,7 +249,7 @@ def _score_on_the_fly(cfg, programs: list, proxies: list[str], to_scalar: str | 
 def _print_results(results: list, out: str | None, json_out: bool, checks: dict | None = None) -> None:
     """One line per result (4 decimals) and its round-off check (``checks``: by ``id`` of the
     result), or with ``json_out`` only JSON on stdout; then the CSV."""
-    from eznas_store.fitness.scores import json_text, result_json, write_scores_csv
+    from eznas_store.fitness import json_text, result_json, write_scores_csv
     from eznas_store.outputs import ensure_dir, write_atomic
 
     checks = checks or {}
@@ -276,8 +276,8 @@ def report(
     """One run: RUN/report.md + .html (fitness curve, scatter plots, best program tree).
     Several runs (e.g. the statistic variants R-C-B/C-B-R x mean/L2, or tree vs sequential):
     one comparison table + overlaid fitness curves in --out."""
-    from eznas_store.report.comparison import write_comparison
-    from eznas_store.report.run_report import write_report
+    from eznas_store.report import write_comparison
+    from eznas_store.report import write_report
 
     if len(run_dirs) == 1 and out is None:
         md, html = write_report(run_dirs[0])

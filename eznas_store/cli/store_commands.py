@@ -49,11 +49,11 @@ def ingest(
     the free disk unless --yes; the default --networks all is 15,625 NB201 cells.
     """
     given = dict(locals())
-    from eznas_store.sources.tables import parse_network_selection
+    from eznas_store.sources import parse_network_selection
     from eznas_store.terminals import DEFAULT_PERTURB_SCALE
-    from eznas_store.ingest.config import IngestConfig, parse_shard
-    from eznas_store.ingest.driver import run_ingest
-    from eznas_store.ingest.estimate import plan_announcer
+    from eznas_store.ingest import IngestConfig, parse_shard
+    from eznas_store.ingest import run_ingest
+    from eznas_store.ingest import plan_announcer
 
     o = with_job(ctx, job, "ingest", given)
     (store, dataset, space, benchmark, data_root, networks, seed, batch_size, structure, perturb_scale, shard,
@@ -84,10 +84,10 @@ def verify(
 ) -> None:
     """Read every chunk of every array; check the tables against their checksum, the plan and the
     benchmark they came from; name broken chunks and networks, count complete ones."""
-    from eznas_store.ingest.benchmark_check import check_benchmark
-    from eznas_store.ingest.layout import plan_layout
-    from eznas_store.store.reader import open_store
-    from eznas_store.store.verify import verify_store
+    from eznas_store.ingest import check_benchmark
+    from eznas_store.ingest import plan_layout
+    from eznas_store.store import open_store
+    from eznas_store.store import verify_store
 
     s = open_store(store)
     rep = verify_store(s, plan_layout(s.plan))
@@ -108,11 +108,11 @@ def info(
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout (NaN as null).")] = False,
 ) -> None:
     """Print a store's summary: plan, completion, sizes and accuracy range."""
-    from eznas_store.store.reader import open_store
-    from eznas_store.store.verify import store_summary
+    from eznas_store.store import open_store
+    from eznas_store.store import store_summary
 
     if json_out:
-        from eznas_store.fitness.scores import json_text
+        from eznas_store.fitness import json_text
 
         typer.echo(json_text(_info_json(open_store(store))))
         return
@@ -133,9 +133,9 @@ def transcode(
     leaves no target (rerun the same command to resume)."""
     import time
 
-    from eznas_store.ingest.config import check_codec
-    from eznas_store.store.transcode import transcode_store
-    from eznas_store.store.verify import codec_line
+    from eznas_store.ingest import check_codec
+    from eznas_store.store import transcode_store
+    from eznas_store.store import codec_line
 
     spec = check_codec(codec)
     t0 = time.perf_counter()
@@ -148,7 +148,7 @@ def _info_json(s) -> dict:
     """``info --json``: the plan's main fields, completion and every accuracy column's range."""
     import numpy as np
 
-    from eznas_store.store.verify import intact_networks
+    from eznas_store.store import intact_networks
 
     p = s.plan
     complete, lost, tables = intact_networks(s)
@@ -190,8 +190,8 @@ def label(
     no_progress: Annotated[bool, typer.Option("--no-progress", help=HELP["--no-progress"])] = False,
 ) -> None:
     """Train cells for a fixed budget and write a benchmark table: ground truth no benchmark covers."""
-    from eznas_store.sources.tables import parse_network_selection
-    from eznas_store.collect.label import LabelConfig, run_label
+    from eznas_store.sources import parse_network_selection
+    from eznas_store.collect import LabelConfig, run_label
 
     sel = parse_network_selection(networks)
     if sel is None:

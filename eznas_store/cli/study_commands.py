@@ -27,10 +27,10 @@ def compare(
     workers: Annotated[int, typer.Option("--workers", help=HELP["--workers"])] = 0,
 ) -> None:
     """Kendall tau and Spearman rho of every hand-crafted proxy, EZNAS-A and given programs."""
-    from eznas_store.studies.compare import (check_compare_args, compare_store, format_table, rows_json,
+    from eznas_store.studies import (check_compare_args, compare_store, format_table, rows_json,
                                              suitezero_agreement, write_outputs)
-    from eznas_store.fitness.engine import Engine
-    from eznas_store.fitness.scores import json_text
+    from eznas_store.fitness import Engine
+    from eznas_store.fitness import json_text
 
     tables = check_compare_args(store, out=out, suitezero=suitezero, task=task)  # refuse before scoring
     with Engine(workers=workers) as engine:
@@ -77,7 +77,7 @@ def transfer(
 ) -> None:
     """Transfer matrix (EZNAS figure 4): evolve on each task, test every best program on every task (Kendall-tau matrix,
     FLOPs/params/EZNAS-A rows, best ** and second best * per column, heat map). Reruns reuse runs."""
-    from eznas_store.studies.transfer import TransferConfig, format_transfer, run_transfer
+    from eznas_store.studies import TransferConfig, format_transfer, run_transfer
 
     cfg = TransferConfig(stores=tuple(stores), out=out, program=program, population=population, mu=mu,
                          lambda_=lambda_, generations=generations, max_depth=max_depth, seed=seed, abs_tau=abs_tau,
@@ -112,7 +112,7 @@ def seeds(
 ) -> None:
     """Seed spread (EZNAS figure 2): spread of Kendall tau over k seeds, (a) architectures fixed, (b) resampled; box plots.
     Storeless; a killed study resumes from its finished seeds."""
-    from eznas_store.studies.seeds import SeedsConfig, format_seeds, run_seeds
+    from eznas_store.studies import SeedsConfig, format_seeds, run_seeds
 
     cfg = SeedsConfig(out=out, dataset=dataset, benchmark=benchmark, space=space, programs=tuple(program or ("eznas-a",)),
                       data_root=data_root, networks=networks, seeds=k, first_seed=first_seed, sample_seed=sample_seed,
@@ -151,11 +151,11 @@ def search(
     (no store): prints the chosen cell, its true accuracy, its rank among all cells, wall time.
     DARTS (--space darts) is searched over the benchmark table's genotypes only: a mutation moves
     to the nearest listed genotype, since only those have a true accuracy to judge the search by."""
-    from eznas_store.search.aging_config import SearchConfig
-    from eznas_store.search.aging_result import format_result
-    from eznas_store.search.aging_run import run_search
+    from eznas_store.archsearch import ArchSearchConfig
+    from eznas_store.archsearch import format_result
+    from eznas_store.archsearch import run_search
 
-    cfg = SearchConfig(proxy=proxy, benchmark=benchmark, budget=budget, max_evaluations=max_evaluations,
+    cfg = ArchSearchConfig(proxy=proxy, benchmark=benchmark, budget=budget, max_evaluations=max_evaluations,
                        dataset=dataset, data_root=data_root, accuracy_column=accuracy_column, space=space,
                        population=population, sample=sample, seed=seed, batch_size=batch_size,
                        reference_size=reference_size, proxy_init=proxy_init, device=device, threads=threads, image_size=image_size,
@@ -173,7 +173,7 @@ def demo(
     no_progress: Annotated[bool, typer.Option("--no-progress", help=HELP["--no-progress"])] = False,
 ) -> None:
     """The whole pipeline with no files from you: label (train cells on digits) → ingest → evolve → report."""
-    from eznas_store.studies.demo import DemoConfig, run_demo
+    from eznas_store.studies import DemoConfig, run_demo
 
     run_demo(DemoConfig(out=out, networks=networks, seed=seed, workers=workers, fresh=fresh,
                         progress=not no_progress), echo=typer.echo)

@@ -10,3 +10,45 @@ In: an architecture of a space (or any torch model) and a batch of images (and l
 Out: per-block statistic tensors, proxy values ``(value, None)`` / ``(nan, reason)``, and
 accuracy tables in the NB201 benchmark format. Reads sources/ only; never writes a store.
 """
+
+
+# The stage's face: what other stages import from it (``from eznas_store.collect import name``),
+# loaded on first use so that importing the stage stays cheap (``eznas-store -h`` loads no torch).
+_FACE = {
+    "AZ_COMPONENTS": "eznas_store.collect.proxies.az_nas",
+    "DEMO_LABEL": "eznas_store.collect.label",
+    "LabelConfig": "eznas_store.collect.label",
+    "MODERN_PROXY_NAMES": "eznas_store.collect.proxies.registry",
+    "NetworkStats": "eznas_store.collect.statistics",
+    "PROXIES": "eznas_store.collect.proxies.registry",
+    "PROXY_NAMES": "eznas_store.collect.proxies.registry",
+    "SWAP_BATCH": "eznas_store.collect.proxies.swap",
+    "az_nas_against": "eznas_store.collect.proxies.az_nas",
+    "check_proxy_names": "eznas_store.collect.proxies.registry",
+    "collect": "eznas_store.collect.statistics",
+    "compute_all": "eznas_store.collect.proxies.runner",
+    "deterministic": "eznas_store.collect.statistics",
+    "find_blocks": "eznas_store.collect.statistics",
+    "floor_failed": "eznas_store.collect.proxies.az_nas",
+    "nb201_factory": "eznas_store.collect.proxies.networks",
+    "network_factory": "eznas_store.collect.proxies.networks",
+    "network_seed": "eznas_store.collect.statistics",
+    "resolve_device": "eznas_store.collect.statistics",
+    "run_label": "eznas_store.collect.label",
+    "stored_subset": "eznas_store.collect.statistics",
+    "swap_regularised": "eznas_store.collect.proxies.swap",
+}
+__all__ = sorted(_FACE)
+
+
+def __getattr__(name: str):
+    if name in _FACE:
+        import importlib
+
+        return getattr(importlib.import_module(_FACE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_FACE))
+

@@ -49,10 +49,10 @@ from eznas_store.collect.training import train_network
 from eznas_store.config import MAX_C, MAX_IMAGE_SIZE, MAX_N, check_seed, is_int
 from eznas_store.errors import ConfigError, OutputError
 from eznas_store.outputs import ensure_dir, exclusive
-from eznas_store.sources.datasets import get_spec, load_split_tensors
-from eznas_store.sources.spaces import get_space
-from eznas_store.sources.spaces.base import SearchSpace
-from eznas_store.sources.tables import meta_path, read_benchmark, write_benchmark
+from eznas_store.sources import get_spec, load_split_tensors
+from eznas_store.sources import get_space
+from eznas_store.sources import SearchSpace
+from eznas_store.sources import meta_path, read_benchmark, write_benchmark
 
 __all__ = [
     "DEMO_LABEL",

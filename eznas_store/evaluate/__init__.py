@@ -31,3 +31,33 @@ Modules, in the order they build on each other:
 ``columns``
     ``evaluate_columns``: proxy programs over whole columns of a proxy table
 """
+
+
+# The stage's face: what other stages import from it (``from eznas_store.evaluate import name``),
+# loaded on first use so that importing the stage stays cheap (``eznas-store -h`` loads no torch).
+_FACE = {
+    "Chunk": "eznas_store.evaluate.chunk",
+    "ChunkScores": "eznas_store.evaluate.population",
+    "ShapeCache": "eznas_store.evaluate.shapes",
+    "SubtreeCache": "eznas_store.evaluate.runner",
+    "TO_SCALARS": "eznas_store.evaluate.keys",
+    "chunk_from_raw": "eznas_store.evaluate.chunk",
+    "evaluate_columns": "eznas_store.evaluate.columns",
+    "evaluate_population": "eznas_store.evaluate.population",
+    "merge_chunk_scores": "eznas_store.evaluate.population",
+    "read_chunk": "eznas_store.evaluate.chunk",
+}
+__all__ = sorted(_FACE)
+
+
+def __getattr__(name: str):
+    if name in _FACE:
+        import importlib
+
+        return getattr(importlib.import_module(_FACE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_FACE))
+

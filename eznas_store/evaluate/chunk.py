@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from eznas_store.store.reader import Store
+from eznas_store.store import Store
 from eznas_store.terminals import STORED, TERMINALS, terminal_value
 
 

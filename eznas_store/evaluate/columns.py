@@ -16,7 +16,7 @@ import torch
 from eznas_store.errors import UnknownNameError
 from eznas_store.evaluate.interpret import OpFailure, eval_tree, first_bad
 from eznas_store.evaluate.keys import node_key, terminal_names
-from eznas_store.programs.ops import Op
+from eznas_store.programs import Op
 
 __all__ = ["evaluate_columns"]
 

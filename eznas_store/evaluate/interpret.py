@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from eznas_store.evaluate.keys import is_apply
-from eznas_store.programs.ops import Op
+from eznas_store.programs import Op
 
 __all__ = [
     "OpFailure",

@@ -12,8 +12,8 @@ from typing import Any
 
 from eznas_store.errors import ConfigError, ProgramError, UnknownNameError
 from eznas_store.evaluate.table_ops import COMMUTATIVE, is_table_op
-from eznas_store.programs.ops import OPS, Op
-from eznas_store.programs.sequential import SequentialProgram
+from eznas_store.programs import OPS, Op
+from eznas_store.programs import SequentialProgram
 
 __all__ = ["TO_SCALARS", "is_apply", "node_key", "terminal_names", "tree_and_mode"]
 

@@ -60,10 +60,10 @@ from eznas_store.errors import ConfigError, CorruptChunkError, UnknownNameError
 from eznas_store.evaluate.chunk import BlockGroup, Chunk
 from eznas_store.evaluate.interpret import diagnose, where
 from eznas_store.evaluate.keys import terminal_names
-from eznas_store.evaluate.plan import PopulationPlan, ShapeInfo, build_plan, slice_step, slices
+from eznas_store.evaluate.subtree_plan import PopulationPlan, ShapeInfo, build_plan, slice_step, slices
 from eznas_store.evaluate.runner import SliceRunner, SliceValue, SubtreeCache
 from eznas_store.evaluate.shapes import ShapeCache
-from eznas_store.programs.ops import OPS, Op
+from eznas_store.programs import OPS, Op
 
 __all__ = ["ChunkScores", "evaluate_population", "merge_chunk_scores"]
 

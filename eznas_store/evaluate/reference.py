@@ -17,7 +17,7 @@ import torch
 from eznas_store.errors import UnknownNameError
 from eznas_store.evaluate.interpret import OpFailure, block_scalar, diagnose, eval_tree, where
 from eznas_store.evaluate.keys import node_key, terminal_names, tree_and_mode
-from eznas_store.programs.ops import OPS, Op
+from eznas_store.programs import OPS, Op
 
 __all__ = ["evaluate_reference"]
 

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from eznas_store.evaluate.interpret import block_scalar, first_line, reduce
-from eznas_store.evaluate.plan import PopulationPlan
+from eznas_store.evaluate.subtree_plan import PopulationPlan
 from eznas_store.evaluate.shapes import ShapeCache, TensorSpec
 from eznas_store.evaluate.stacked import call_stacked
-from eznas_store.programs.ops import Op
+from eznas_store.programs import Op
 
 __all__ = ["SliceRunner", "SliceValue", "SubtreeCache"]
 

@@ -16,7 +16,7 @@ import torch
 
 from eznas_store.evaluate.interpret import first_line
 from eznas_store.evaluate.table_ops import BINARY_BROADCAST, UNARY_SAME, UNARY_SCALAR, is_table_op
-from eznas_store.programs.ops import Op
+from eznas_store.programs import Op
 
 __all__ = ["ShapeAnswer", "ShapeCache", "TensorSpec", "infer_shape", "shape_rule"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from eznas_store.evaluate.table_ops import ELEMENTWISE_1, ELEMENTWISE_2, LASTDIMS_1, is_table_op
-from eznas_store.programs.ops import Op
+from eznas_store.programs import Op
 
 __all__ = ["call_stacked"]
 

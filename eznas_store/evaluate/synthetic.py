@@ -27,9 +27,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from eznas_store.collect.statistics import derived_inpactgrad, derived_preact
 from eznas_store.evaluate.chunk import BlockGroup, Chunk, LazyTerminals
-from eznas_store.terminals import INPUTS, TERMINALS
+from eznas_store.terminals import INPUTS, TERMINALS, derive_inpactgrad, derive_preact
 
 __all__ = ["synthetic_chunk", "random_cell_blocks"]
 
@@ -83,9 +82,9 @@ def _terminals(
         inpact = randn(in_shape, scale)
         preactgrad = randn(in_shape, 0.1 * scale)
         t[f"inpact_{x}"] = inpact
-        t[f"preact_{x}"] = derived_preact(inpact, "rcb")
+        t[f"preact_{x}"] = derive_preact(inpact, "rcb", torch.relu)
         t[f"preactgrad_{x}"] = preactgrad
-        t[f"inpactgrad_{x}"] = derived_inpactgrad(preactgrad, inpact, "rcb")
+        t[f"inpactgrad_{x}"] = derive_inpactgrad(preactgrad, inpact, "rcb")
         t[f"wtgrad_{x}"] = randn(w_shape, 0.1 * scale)
         t[f"act_{x}"] = randn(out_shape, scale)
         t[f"actgrad_{x}"] = randn(out_shape, 0.1 * scale)

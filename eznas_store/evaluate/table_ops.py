@@ -7,7 +7,7 @@ them is listed here, so that a change to the table is checked against one file.
 
 from __future__ import annotations
 
-from eznas_store.programs.ops import OPS, Op
+from eznas_store.programs import OPS, Op
 
 __all__ = [
     "BINARY_BROADCAST",

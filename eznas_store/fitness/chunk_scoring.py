@@ -16,13 +16,13 @@ from collections import OrderedDict
 
 import torch
 
-from eznas_store.evaluate.chunk import Chunk, read_chunk
-from eznas_store.evaluate.population import ChunkScores, evaluate_population
-from eznas_store.evaluate.runner import SubtreeCache
-from eznas_store.evaluate.shapes import ShapeCache
-from eznas_store.programs.codec import program_from_json
-from eznas_store.programs.tree import Program
-from eznas_store.store.reader import Store, open_store
+from eznas_store.evaluate import Chunk, read_chunk
+from eznas_store.evaluate import ChunkScores, evaluate_population
+from eznas_store.evaluate import SubtreeCache
+from eznas_store.evaluate import ShapeCache
+from eznas_store.programs import program_from_json
+from eznas_store.programs import Program
+from eznas_store.store import Store, open_store
 
 #: stores kept open per cache: the tasks of one run, with room to spare
 STORE_CACHE_SIZE = 8

@@ -16,7 +16,7 @@ import resource
 import psutil
 from distributed import WorkerPlugin, get_worker
 
-from eznas_store.evaluate.population import ChunkScores
+from eznas_store.evaluate import ChunkScores
 from eznas_store.fitness.chunk_scoring import STORE_CACHE_SIZE, StoreCache, score_chunk
 
 

@@ -29,14 +29,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from eznas_store.errors import ConfigError, IncompleteStoreWarning, ProgramError, StoreError, UnknownNameError
-from eznas_store.evaluate.population import ChunkScores, merge_chunk_scores
+from eznas_store.evaluate import ChunkScores, merge_chunk_scores
 from eznas_store.fitness.chunk_scoring import StoreCache, score_chunk
 from eznas_store.fitness.correlations import Fitness, population_fitness
 from eznas_store.fitness.scores import ScoreResult, summarise
-from eznas_store.programs.codec import program_to_json
-from eznas_store.programs.sequential import SequentialProgram
-from eznas_store.programs.tree import Program
-from eznas_store.store.reader import open_store
+from eznas_store.programs import program_to_json
+from eznas_store.programs import SequentialProgram
+from eznas_store.programs import Program
+from eznas_store.store import open_store
 
 
 def require_statistics_programs(programs: Sequence[Program | SequentialProgram]) -> None:

@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from eznas_store.errors import UnknownNameError
-from eznas_store.evaluate.columns import evaluate_columns
+from eznas_store.evaluate import evaluate_columns
 from eznas_store.fitness.correlations import kendall_tau, population_fitness, spearman_rho
 from eznas_store.fitness.problems import ProxyProblem
 from eznas_store.outputs import ensure_dir, figure, png, write_atomic
-from eznas_store.programs.proxy_ops import PROXY_OPS
-from eznas_store.programs.tree import Program
+from eznas_store.programs import PROXY_OPS
+from eznas_store.programs import Program
 
 __all__ = ["CrossMatrix", "cross_problem_matrix", "format_matrix", "write_matrix"]
 

@@ -21,7 +21,7 @@ proxy column kept; a column that is missing on more than ``MAX_MISSING`` of the
 networks is dropped instead (so one failing proxy does not cost most networks). What was
 dropped is recorded on the problem (``dropped``, ``dropped_columns``). In a proxy table a
 failed AZ-NAS component is not missing: it takes its floor
-(:data:`~eznas_store.collect.proxies.az_nas.AZ_FLOORS`, below every finite value; the
+(:data:`~eznas_store.sources.proxy_values.AZ_FLOORS`, below every finite value; the
 reference ranks it lowest), so the cell stays.
 """
 
@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from eznas_store.collect.proxies.az_nas import floor_failed
+from eznas_store.sources import floor_failed
 from eznas_store.errors import (
     BenchmarkFormatError,
     ConfigError,
@@ -44,9 +44,9 @@ from eznas_store.errors import (
     StoreError,
     UnknownNameError,
 )
-from eznas_store.ingest.proxy_table import read_proxy_table
-from eznas_store.sources.suitezero import read_zc
-from eznas_store.store.reader import open_store
+from eznas_store.sources import read_proxy_table
+from eznas_store.sources import read_zc
+from eznas_store.store import open_store
 
 __all__ = ["MAX_MISSING", "ProxyProblem", "load_problems", "split_problem"]
 

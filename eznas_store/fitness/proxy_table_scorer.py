@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 
 from eznas_store.errors import ConfigError
-from eznas_store.evaluate.columns import evaluate_columns
+from eznas_store.evaluate import evaluate_columns
 from eznas_store.fitness.correlations import COMBINES, FITNESSES, Fitness, population_fitness
 from eznas_store.fitness.problems import ProxyProblem
-from eznas_store.programs.proxy_ops import PROXY_OPS
-from eznas_store.programs.tree import Program
+from eznas_store.programs import PROXY_OPS
+from eznas_store.programs import Program
 
 __all__ = ["ProxyTableScorer"]
 

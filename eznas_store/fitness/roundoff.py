@@ -27,12 +27,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from eznas_store.evaluate.chunk import read_chunk
-from eznas_store.evaluate.population import evaluate_population
+from eznas_store.evaluate import read_chunk
+from eznas_store.evaluate import evaluate_population
 from eznas_store.fitness.engine import Engine, Task, load_task, task_scores
 from eznas_store.fitness.scores import ScoreResult, json_ready, summarise
-from eznas_store.programs.tree import Program
-from eznas_store.store.reader import open_store
+from eznas_store.programs import Program
+from eznas_store.store import open_store
 
 #: largest per-network score change, in standard deviations of the scores over networks,
 #: that a one-ulp nudge of the statistics may cause before a program is round-off-determined

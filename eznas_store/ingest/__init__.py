@@ -8,3 +8,38 @@ then collects each network (``networks``: statistics and proxies, as numpy rows)
 writes whole chunks, flags last; chunks already complete are skipped, so a killed job
 resumes. Modules: ``config``, ``plan``, ``layout``, ``networks``, ``driver``.
 """
+
+
+# The stage's face: what other stages import from it (``from eznas_store.ingest import name``),
+# loaded on first use so that importing the stage stays cheap (``eznas-store -h`` loads no torch).
+_FACE = {
+    "IngestConfig": "eznas_store.ingest.config",
+    "LABEL_SETS": "eznas_store.ingest.proxy_table",
+    "MAX_THREADS": "eznas_store.ingest.proxy_table",
+    "ProxyTableConfig": "eznas_store.ingest.proxy_table",
+    "check_benchmark": "eznas_store.ingest.benchmark_check",
+    "check_codec": "eznas_store.ingest.config",
+    "collect_network": "eznas_store.ingest.networks",
+    "collect_proxy_table": "eznas_store.ingest.proxy_table",
+    "parse_shard": "eznas_store.ingest.config",
+    "plan_announcer": "eznas_store.ingest.estimate",
+    "plan_ingest": "eznas_store.ingest.job",
+    "plan_layout": "eznas_store.ingest.layout",
+    "proxies_for_network": "eznas_store.ingest.networks",
+    "proxy_batch": "eznas_store.ingest.job",
+    "run_ingest": "eznas_store.ingest.driver",
+}
+__all__ = sorted(_FACE)
+
+
+def __getattr__(name: str):
+    if name in _FACE:
+        import importlib
+
+        return getattr(importlib.import_module(_FACE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_FACE))
+

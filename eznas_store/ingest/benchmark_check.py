@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from eznas_store.errors import EznasError
-from eznas_store.ingest.plan import read_table
-from eznas_store.sources.spaces import get_space
-from eznas_store.store.reader import Store
+from eznas_store.ingest.job import read_table
+from eznas_store.sources import get_space
+from eznas_store.store import Store
 
 #: mismatching networks named per column before the rest are only counted
 SHOWN = 3

@@ -73,11 +73,11 @@ def _check_codec(cfg: IngestConfig) -> None:
 def check_codec(text: str) -> str:
     """A ``--codec`` spec in its canonical form (``zfp:1e-3`` → ``zfp:0.001``), or a one-line
     ``ConfigError``; ``zfp`` is refused at once where zfpy is missing."""
-    from eznas_store.store.plan import canonical_codec
+    from eznas_store.store import canonical_codec
 
     codec = canonical_codec(text)
     if codec.startswith("zfp:"):
-        from eznas_store.store.group import zfp_missing
+        from eznas_store.store import zfp_missing
 
         try:
             zfp_missing()

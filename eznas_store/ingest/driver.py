@@ -26,18 +26,18 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from eznas_store.collect.statistics import resolve_device
+from eznas_store.collect import resolve_device
 from eznas_store.ingest.config import IngestConfig
 from eznas_store.ingest.estimate import IngestEstimate, estimate_ingest
 from eznas_store.ingest.layout import create_or_open, plan_layout
 from eznas_store.ingest.networks import collect_network, network_arrays, proxies_for_network
-from eznas_store.ingest.plan import plan_ingest, proxy_batch
+from eznas_store.ingest.job import plan_ingest, proxy_batch
 from eznas_store.outputs import ensure_dir, exclusive, package_versions
-from eznas_store.store.group import normalise_url
-from eznas_store.store.plan import StorePlan, plan_to_json
-from eznas_store.store.reader import Store
-from eznas_store.store.verify import verify_store
-from eznas_store.store.writer import record_run, write_chunk
+from eznas_store.store import normalise_url
+from eznas_store.store import StorePlan, plan_to_json
+from eznas_store.store import Store
+from eznas_store.store import verify_store
+from eznas_store.store import record_run, write_chunk
 
 #: a chunk of networks: (lo, hi)
 Range = tuple[int, int]

@@ -18,10 +18,10 @@ import numpy as np
 
 from eznas_store.errors import ConfigError
 from eznas_store.ingest.config import IngestConfig
-from eznas_store.sources.spaces import get_space
-from eznas_store.store.create import open_for_plan
-from eznas_store.store.layout import ARRAY_FAMILY, CHUNK_TARGET_BYTES, compute_layout
-from eznas_store.store.plan import ROUNDINGS, StorePlan, parse_codec
+from eznas_store.sources import get_space
+from eznas_store.store import open_for_plan
+from eznas_store.store import ARRAY_FAMILY, CHUNK_TARGET_BYTES, compute_layout
+from eznas_store.store import ROUNDINGS, StorePlan, parse_codec
 from eznas_store.terminals import STORED
 
 #: stored / raw float32 bytes of the statistics (Blosc-zstd, lossless), rounded up from

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from eznas_store.sources.spaces import get_space
-from eznas_store.store.create import create_store, open_for_plan
-from eznas_store.store.layout import Layout, compute_layout
-from eznas_store.store.plan import StorePlan
-from eznas_store.store.reader import Store
+from eznas_store.sources import get_space
+from eznas_store.store import create_store, open_for_plan
+from eznas_store.store import Layout, compute_layout
+from eznas_store.store import StorePlan
+from eznas_store.store import Store
 
 
 def plan_layout(plan: StorePlan) -> Layout:

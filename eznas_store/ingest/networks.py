@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import torch
 
-from eznas_store.collect.proxies.networks import network_factory
-from eznas_store.collect.proxies.runner import compute_all
-from eznas_store.collect.statistics import NetworkStats, collect, deterministic, network_seed
-from eznas_store.sources.spaces import get_space
-from eznas_store.store.plan import StorePlan
-from eznas_store.store.reader import Store
-from eznas_store.store.writer import NetworkArrays, ProxyValues
+from eznas_store.collect import network_factory
+from eznas_store.collect import compute_all
+from eznas_store.collect import NetworkStats, collect, deterministic, network_seed
+from eznas_store.sources import get_space
+from eznas_store.store import StorePlan
+from eznas_store.store import Store
+from eznas_store.store import NetworkArrays, ProxyValues
 from eznas_store.terminals import STORED
 
 

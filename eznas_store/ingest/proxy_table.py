@@ -53,17 +53,12 @@ import numpy as np
 from eznas_store.config import check_seed
 from eznas_store.errors import BenchmarkFormatError, ConfigError, DataNotFoundError
 from eznas_store.outputs import ensure_dir, exclusive, write_atomic
+from eznas_store.sources import (FORMAT, LABEL_SETS, csv_rows, is_proxy_table, proxy_meta_path, read_meta,
+                                 read_proxy_table, table_body)
 
 __all__ = ["FORMAT", "HEAD_FREE", "LABEL_SETS", "MAX_THREADS", "PER_HEAD", "ProxyTableConfig", "ProxyTableResult",
            "collect_proxy_table", "is_proxy_table", "plan_cells", "read_proxy_table"]
 
-FORMAT = "eznas-proxy-table/1"
-#: label set -> (classes of the head, benchmark column, Suite-Zero task of NASLib's values)
-LABEL_SETS: dict[str, tuple[int, str, str]] = {
-    "cifar10": (10, "cifar10_test", "cifar10"),
-    "cifar100": (100, "cifar100_test", "cifar10"),
-    "imagenet16": (120, "imagenet16_test", "ImageNet16-120"),
-}
 #: computed once per cell with the 10-class head (see the module docstring)
 HEAD_FREE: tuple[str, ...] = ("az_expressivity", "az_progressivity", "az_trainability", "meco", "swap")
 #: computed (or derived) per label set's head
@@ -96,7 +91,7 @@ class ProxyTableConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        from eznas_store.collect.proxies.registry import MODERN_PROXY_NAMES
+        from eznas_store.collect import MODERN_PROXY_NAMES
 
         checks = [
             (str(self.out).endswith(".csv"), f"--out must name a .csv file, got {self.out!r}"),
@@ -136,7 +131,7 @@ class ProxyTableConfig:
 
     def recipe(self) -> dict[str, Any]:
         """What must match for a rerun to continue a table (everything but ``networks``)."""
-        from eznas_store.collect.proxies.swap import SWAP_BATCH
+        from eznas_store.collect import SWAP_BATCH
 
         d = asdict(self)
         d["benchmark"] = os.path.abspath(self.benchmark)
@@ -165,8 +160,8 @@ class ProxyTableResult:
 
 def plan_cells(cfg: ProxyTableConfig) -> tuple[list[str], dict[str, Any]]:
     """The seeded cell order (first ``networks``) and per-cell joined values (labels + NASLib)."""
-    from eznas_store.sources.suitezero import read_zc
-    from eznas_store.sources.tables import read_benchmark
+    from eznas_store.sources import read_zc
+    from eznas_store.sources import read_benchmark
 
     bench = read_benchmark(cfg.benchmark)
     zc = read_zc(cfg.suitezero, space="nb201")
@@ -208,80 +203,12 @@ def _columns(cfg: ProxyTableConfig, naslib: list[str]) -> list[str]:
 # ----------------------------------------------------------------------------- resume
 
 
-def _meta_path(out: Path) -> Path:
-    return out.with_name(out.name[:-4] + ".meta.json")
-
-
-def _read_meta(out: Path) -> dict[str, Any]:
-    """The table's ``.meta.json``; one line naming the file and what is wrong with it."""
-    path = _meta_path(out)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BenchmarkFormatError(f"{out}: a proxy table without its meta file {path.name} (proxy-table writes "
-                                   "the two together; copy it beside the table or collect a new one)") from None
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
-        why = e.strerror if isinstance(e, OSError) and e.strerror else "not JSON"
-        raise BenchmarkFormatError(f"{out}: its meta file {path.name} cannot be read ({why})") from None
-    problem = _meta_problem(doc)
-    if problem:
-        raise BenchmarkFormatError(f"{out}: its meta file {path.name} {problem}")
-    return doc
-
-
-def _meta_problem(doc: Any) -> str | None:
-    """What a meta document lacks, or None."""
-    if not isinstance(doc, dict):
-        return "is not a JSON object"
-    if doc.get("format") != FORMAT:
-        return f"is not a {FORMAT} recipe (format {doc.get('format')!r})"
-    columns = doc.get("columns")
-    if not (isinstance(columns, list) and all(isinstance(c, str) for c in columns) and columns[:2] == ["index", "arch"]):
-        return "lacks 'columns' (the table's column names, beginning index, arch)"
-    if not isinstance(doc.get("recipe"), dict):
-        return "lacks 'recipe' (the options the table was collected with)"
-    sets = doc.get("label_sets")
-    if not isinstance(sets, dict) or not sets:
-        return "lacks 'label_sets'"
-    for name, info in sets.items():
-        if not isinstance(info, dict) or info.get("accuracy") not in columns[2:]:
-            return f"names no accuracy column of its columns for label set {name!r}"
-    return None
-
-
 def _check_recipe(cfg: ProxyTableConfig, meta: dict[str, Any], out: Path) -> None:
     old, new = meta["recipe"], cfg.recipe()
     for k in _RECIPE_KEYS:
         if old.get(k) != new[k]:
             raise ConfigError(f"{out} was collected with {k}={old.get(k)!r}, this run asks for {new[k]!r}: "
                               f"rerun with the same {k} to continue it, or choose another --out")
-
-
-def _csv_rows(out: Path, raw: bytes) -> list[list[str]]:
-    """The CSV's rows (blank lines as ``[]``, so a row's index is its line - 1)."""
-    try:
-        return list(csv.reader(io.StringIO(raw.decode("utf-8"))))
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise BenchmarkFormatError(f"{out}: not a readable CSV ({str(e)[:80]})") from None
-
-
-def _body(out: Path, rows: list[list[str]]) -> list[tuple[int, list[str]]]:
-    """(line, row) of the table's rows under its header: each as wide as the header, with a
-    cell, and each cell once (a cell twice would put training cells into the held-out part)."""
-    width, seen, body = len(rows[0]), {}, []
-    for line, r in enumerate(rows[1:], start=2):
-        if not r:
-            continue
-        if len(r) != width:
-            raise BenchmarkFormatError(f"{out}: line {line} has {len(r)} fields, its header {width}")
-        if not r[1].strip():
-            raise BenchmarkFormatError(f"{out}: line {line} has no cell in its arch column")
-        if r[1] in seen:
-            raise BenchmarkFormatError(f"{out}: cell {r[1]} is in it twice (lines {seen[r[1]]} and {line}; two runs "
-                                       "writing one table at once?): collect it again into a new --out")
-        seen[r[1]] = line
-        body.append((line, r))
-    return body
 
 
 def _done_rows(out: Path, columns: list[str]) -> list[str]:
@@ -295,19 +222,19 @@ def _done_rows(out: Path, columns: list[str]) -> list[str]:
         raw = raw[: raw.rfind(b"\n") + 1]
         with open(out, "r+b") as f:
             f.truncate(len(raw))
-    rows = _csv_rows(out, raw)
+    rows = csv_rows(out, raw)
     if not rows:
         return []
     if rows[0] != columns:
         raise ConfigError(f"{out}: its header differs from this recipe's columns (another version wrote it?)")
-    return [r[1] for _, r in _body(out, rows)]
+    return [r[1] for _, r in table_body(out, rows)]
 
 
 def _start(cfg: ProxyTableConfig, cells: list[str], columns: list[str], naslib: list[str]) -> list[str]:
     out = Path(cfg.out)
-    meta_file = _meta_path(out)
+    meta_file = proxy_meta_path(out)
     if meta_file.exists():
-        _check_recipe(cfg, _read_meta(out), out)
+        _check_recipe(cfg, read_meta(out), out)
     elif out.exists():
         raise ConfigError(f"{out} exists without its recipe {meta_file.name}: choose another --out")
     done = _done_rows(out, columns)
@@ -342,10 +269,10 @@ def _fmt(v: float) -> str:
 
 def _cell_values(cfg: ProxyTableConfig, arch: str, images, labels) -> dict[str, float]:
     """Our proxies of one cell: ``{proxy@label_set: value}`` (NaN where a proxy failed)."""
-    from eznas_store.collect.proxies.networks import nb201_factory
-    from eznas_store.collect.proxies.runner import compute_all
-    from eznas_store.collect.proxies.swap import swap_regularised
-    from eznas_store.collect.statistics import resolve_device
+    from eznas_store.collect import nb201_factory
+    from eznas_store.collect import compute_all
+    from eznas_store.collect import swap_regularised
+    from eznas_store.collect import resolve_device
 
     b = cfg.batch_size
     device = resolve_device(cfg.device)
@@ -375,7 +302,7 @@ def collect_proxy_table(cfg: ProxyTableConfig) -> ProxyTableResult:
 
     One writer at a time: the table is written under :func:`~eznas_store.outputs.exclusive`
     (a second run on the same ``--out`` is refused in one line naming the holder)."""
-    from eznas_store.sources.datasets import sample_batch
+    from eznas_store.sources import sample_batch
 
     cells, plan = plan_cells(cfg)
     columns = _columns(cfg, plan["naslib"])
@@ -414,48 +341,3 @@ def _append_rows(cfg: ProxyTableConfig, cells: list[str], done: set[str], column
                             cells_per_second=new / secs if secs > 0 else 0.0, stopped=stopped, columns=columns)
 
 
-# ----------------------------------------------------------------------------- read
-
-
-def is_proxy_table(path: str | os.PathLike[str]) -> bool:
-    """A ``.csv`` beside a readable ``.meta.json`` of this format (:func:`read_proxy_table` says
-    what is wrong with a ``.csv`` that is not)."""
-    p = Path(path)
-    if p.suffix.lower() != ".csv" or not _meta_path(p).exists():
-        return False
-    try:
-        _read_meta(p)
-    except BenchmarkFormatError:
-        return False
-    return True
-
-
-def read_proxy_table(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """``{"archs", "meta", "label_sets": {set: {"accuracy": (n,), "columns": {proxy: (n,)}}}}``.
-
-    A damaged table (no or a broken meta file, a row of another width, an empty or
-    non-numeric cell, a cell twice) is a one-line ``BenchmarkFormatError`` naming the file.
-    """
-    p = Path(path)
-    if p.suffix.lower() != ".csv" or not p.is_file():
-        raise BenchmarkFormatError(f"{p}: not a proxy table (a .csv file with a {FORMAT} .meta.json beside it)")
-    meta = _read_meta(p)
-    raw = p.read_bytes()
-    rows = _csv_rows(p, raw[: raw.rfind(b"\n") + 1])  # a row being written (no newline yet) is not read
-    if not rows or rows[0] != meta["columns"]:
-        raise BenchmarkFormatError(f"{p}: its header does not match {_meta_path(p).name}")
-    head, body = rows[0], _body(p, rows)
-    data = np.empty((len(body), len(head) - 2), dtype=np.float64)
-    for i, (line, r) in enumerate(body):
-        for j, x in enumerate(r[2:]):
-            try:
-                data[i, j] = float(x)
-            except ValueError:
-                what = "is empty" if not x.strip() else f"is not a number ({x[:20]!r})"
-                raise BenchmarkFormatError(f"{p}: line {line}, column {head[j + 2]} {what}") from None
-    col = {c: data[:, j] for j, c in enumerate(head[2:])}
-    sets = {}
-    for s, info in meta["label_sets"].items():
-        proxies = {c.split("@")[0]: v for c, v in col.items() if c.endswith(f"@{s}")}
-        sets[s] = {"accuracy": col[info["accuracy"]], "columns": proxies}
-    return {"archs": tuple(r[1] for _, r in body), "meta": meta, "label_sets": sets}

@@ -14,3 +14,44 @@ Out: validated ``Program`` / ``SequentialProgram`` objects (and the op tables) f
 Import from the defining module (``eznas_store.programs.codec.load_program``); this
 package re-exports nothing.
 """
+
+
+# The stage's face: what other stages import from it (``from eznas_store.programs import name``),
+# loaded on first use so that importing the stage stays cheap (``eznas-store -h`` loads no torch).
+_FACE = {
+    "AGGREGATES": "eznas_store.programs.tree",
+    "Apply": "eznas_store.programs.tree",
+    "NAMED_PROGRAMS": "eznas_store.programs.registered",
+    "Node": "eznas_store.programs.tree",
+    "OPS": "eznas_store.programs.ops",
+    "OP_SETS": "eznas_store.programs.ops",
+    "Op": "eznas_store.programs.ops",
+    "PROXY_OPS": "eznas_store.programs.proxy_ops",
+    "Program": "eznas_store.programs.tree",
+    "SequentialProgram": "eznas_store.programs.sequential",
+    "Terminal": "eznas_store.programs.tree",
+    "code_stats": "eznas_store.programs.sequential",
+    "from_prefix": "eznas_store.programs.formula",
+    "load_program": "eznas_store.programs.codec",
+    "op_set": "eznas_store.programs.ops",
+    "parse_formula": "eznas_store.programs.formula",
+    "program_from_json": "eznas_store.programs.codec",
+    "program_to_json": "eznas_store.programs.codec",
+    "read_program_document": "eznas_store.programs.codec",
+    "save_program": "eznas_store.programs.codec",
+    "terminals_for": "eznas_store.programs.tree",
+}
+__all__ = sorted(_FACE)
+
+
+def __getattr__(name: str):
+    if name in _FACE:
+        import importlib
+
+        return getattr(importlib.import_module(_FACE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_FACE))
+

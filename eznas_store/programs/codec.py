@@ -5,7 +5,7 @@ A document says ``"representation": "tree"`` (a tree of ``{"op", "args"}`` /
 tree) or ``"representation": "sequential"`` (``instructions``). :func:`program_to_json`
 and :func:`program_from_json` convert, :func:`save_program` and :func:`load_program`
 write and read files (``load_program`` also knows the registered names of
-:mod:`eznas_store.programs.named`).
+:mod:`eznas_store.programs.registered`).
 
 Loading trusts nothing: anything that is not a valid program -- wrong types, extra keys,
 unknown names, strings that are not names, hostile nesting -- ends in one
@@ -42,8 +42,8 @@ from eznas_store.config import SCHEMA_DIR, load_schema
 from eznas_store.errors import ProgramError
 from eznas_store.terminals import TERMINALS
 from eznas_store.programs.formula import parse_formula
-from eznas_store.programs.named import NAMED_PROGRAMS
-from eznas_store.programs.names import LABEL_RE, short
+from eznas_store.programs.registered import NAMED_PROGRAMS
+from eznas_store.programs.identifiers import LABEL_RE, short
 from eznas_store.programs.ops import OPS, Op
 from eznas_store.programs.proxy_ops import PROXY_OPS
 from eznas_store.programs.sequential import SequentialProgram, check_instructions

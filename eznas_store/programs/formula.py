@@ -23,7 +23,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 from eznas_store.errors import ProgramError
 from eznas_store.terminals import TERMINALS
-from eznas_store.programs.names import NAME_RE, short
+from eznas_store.programs.identifiers import NAME_RE, short
 from eznas_store.programs.ops import OPS, Op
 from eznas_store.programs.tree import (
     MAX_DEPTH,

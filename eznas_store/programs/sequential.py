@@ -83,7 +83,7 @@ from typing import Any
 
 from eznas_store.errors import ProgramError
 from eznas_store.terminals import TERMINALS
-from eznas_store.programs.names import check_labels, short
+from eznas_store.programs.identifiers import check_labels, short
 from eznas_store.programs.ops import OPS_BY_ID, PAPER_OPS
 from eznas_store.programs.tree import MAX_DEPTH, MAX_NODES, TO_SCALAR, Apply, Node, Program, Terminal
 

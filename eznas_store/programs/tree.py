@@ -33,7 +33,7 @@ from typing import Any
 
 from eznas_store.errors import ProgramError
 from eznas_store.terminals import TERMINALS
-from eznas_store.programs.names import check_labels, check_name, is_name, short
+from eznas_store.programs.identifiers import check_labels, check_name, is_name, short
 from eznas_store.programs.ops import OPS, Op
 
 __all__ = [

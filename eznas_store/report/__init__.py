@@ -9,3 +9,25 @@ directory: ``report.md`` and a self-contained ``report.html`` with ``plots/*.png
 proxies run's cross-problem matrix), ``sections`` (its header, configuration and log), ``plots``, ``markdown``,
 ``html``, ``run_report`` (``write_report``) and ``comparison`` (``write_comparison``).
 """
+
+
+# The stage's face: what other stages import from it (``from eznas_store.report import name``),
+# loaded on first use so that importing the stage stays cheap (``eznas-store -h`` loads no torch).
+_FACE = {
+    "write_comparison": "eznas_store.report.comparison",
+    "write_report": "eznas_store.report.run_report",
+}
+__all__ = sorted(_FACE)
+
+
+def __getattr__(name: str):
+    if name in _FACE:
+        import importlib
+
+        return getattr(importlib.import_module(_FACE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_FACE))
+

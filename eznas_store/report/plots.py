@@ -16,7 +16,7 @@ import pandas as pd
 from scipy import stats
 
 import eznas_store.outputs as outputs
-from eznas_store.programs.tree import Apply, Node, Terminal
+from eznas_store.programs import Apply, Node, Terminal
 from eznas_store.report.document import as_float, format_number
 from eznas_store.report.runs import RunRecord, score_correlations
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from eznas_store.errors import EznasError
-from eznas_store.programs.tree import Program
+from eznas_store.programs import Program
 from eznas_store.report.document import (
     DASH,
     MISSING,
@@ -295,9 +295,9 @@ def coarse_notes(run: RunRecord, tasks: list[str], groups: Sequence[ProgramGroup
 def _proxy_scores(run: RunRecord, groups: Sequence[ProgramGroup]
                   ) -> tuple[dict[str, list[tuple[str, np.ndarray]]], str | None]:
     """Each program's scores on every problem of the run's sources (all their networks)."""
-    from eznas_store.evaluate.columns import evaluate_columns
-    from eznas_store.fitness.problems import load_problems
-    from eznas_store.programs.proxy_ops import PROXY_OPS
+    from eznas_store.evaluate import evaluate_columns
+    from eznas_store.fitness import load_problems
+    from eznas_store.programs import PROXY_OPS
 
     stores = run.info.get("stores") or []
     progs = []

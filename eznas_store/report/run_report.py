@@ -41,7 +41,7 @@ from pathlib import Path
 
 import eznas_store.outputs as outputs
 from eznas_store.errors import ProgramError
-from eznas_store.programs.tree import Program
+from eznas_store.programs import Program
 from eznas_store.report.document import (
     MISSING,
     Block,

@@ -22,9 +22,9 @@ import pandas as pd
 from scipy import stats
 
 from eznas_store.errors import DataNotFoundError, ProgramError
-from eznas_store.programs.codec import load_program
-from eznas_store.programs.named import NAMED_PROGRAMS
-from eznas_store.programs.tree import Program
+from eznas_store.programs import load_program
+from eznas_store.programs import NAMED_PROGRAMS
+from eznas_store.programs import Program
 
 __all__ = [
     "MATRIX_DIR", "PROGRAM_ROLES", "REFERENCE", "SCORE_COLUMNS", "RunRecord", "one_line", "read_run",

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from eznas_store.errors import ProgramError
-from eznas_store.programs.formula import parse_formula
-from eznas_store.programs.tree import Apply, Node, Program, Terminal, terminals_for
+from eznas_store.programs import parse_formula
+from eznas_store.programs import Apply, Node, Program, Terminal, terminals_for
 from eznas_store.report.document import (
     DASH,
     MISSING,

@@ -40,3 +40,47 @@ from ``inpact``/``preactgrad``, and P terminals as (P − D) differences, the re
 EZNAS code's semantics (the rules: ``terminals.terminal_value``, which ``Store.tensor``
 applies in numpy).
 """
+
+
+# The stage's face: what other stages import from it (``from eznas_store.store import name``),
+# loaded on first use so that importing the stage stays cheap (``eznas-store -h`` loads no torch).
+_FACE = {
+    "ARRAY_FAMILY": "eznas_store.store.layout",
+    "CHUNK_TARGET_BYTES": "eznas_store.store.layout",
+    "Layout": "eznas_store.store.layout",
+    "NetworkArrays": "eznas_store.store.writer",
+    "ProxyValues": "eznas_store.store.writer",
+    "ROUNDINGS": "eznas_store.store.plan",
+    "Store": "eznas_store.store.store",
+    "StorePlan": "eznas_store.store.plan",
+    "canonical_codec": "eznas_store.store.plan",
+    "codec_line": "eznas_store.store.verify",
+    "compute_layout": "eznas_store.store.layout",
+    "create_store": "eznas_store.store.create",
+    "intact_networks": "eznas_store.store.verify",
+    "normalise_url": "eznas_store.store.group",
+    "open_for_plan": "eznas_store.store.create",
+    "open_store": "eznas_store.store.store",
+    "parse_codec": "eznas_store.store.plan",
+    "plan_to_json": "eznas_store.store.plan",
+    "record_run": "eznas_store.store.writer",
+    "store_summary": "eznas_store.store.verify",
+    "transcode_store": "eznas_store.store.transcode",
+    "verify_store": "eznas_store.store.verify",
+    "write_chunk": "eznas_store.store.writer",
+    "zfp_missing": "eznas_store.store.group",
+}
+__all__ = sorted(_FACE)
+
+
+def __getattr__(name: str):
+    if name in _FACE:
+        import importlib
+
+        return getattr(importlib.import_module(_FACE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_FACE))
+

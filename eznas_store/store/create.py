@@ -36,7 +36,7 @@ from eznas_store.store.describe import array_attributes
 from eznas_store.store.layout import ARRAY_FAMILY, FAMILIES, Layout, array_name
 from eznas_store.store.plan import (CREATION, FORMAT, FORMAT_VERSION, StorePlan, first_difference,
                                     plan_fingerprint, plan_to_json)
-from eznas_store.store.reader import Store, open_store
+from eznas_store.store.store import Store, open_store
 from eznas_store.terminals import STORED, TERMINALS
 
 #: creates one array of the root group: (name, data=None, *, shape, dtype, chunks, dims, fill)

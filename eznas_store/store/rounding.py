@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from eznas_store.store.plan import parse_codec
-from eznas_store.store.reader import Store
+from eznas_store.store.store import Store
 
 #: values per run whose summed rounding error is cancelled: a block's tensor spans few runs,
 #: so its sum drifts by a few quanta, not sqrt(size) of them

@@ -41,7 +41,7 @@ from eznas_store.store.describe import array_attributes
 from eznas_store.store.group import normalise_url, quiet_zarr, tensor_codecs, writable
 from eznas_store.store.layout import TENSOR_ARRAYS
 from eznas_store.store.plan import CREATION, FORMAT, canonical_codec, plan_fingerprint, plan_to_json
-from eznas_store.store.reader import Store, open_store
+from eznas_store.store.store import Store, open_store
 from eznas_store.store.verify import STRAY_SUFFIXES, _shape_problems, table_problems, verify_store
 from eznas_store.store.writer import write_tensors
 from eznas_store.terminals import STORED

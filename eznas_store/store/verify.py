@@ -28,7 +28,7 @@ from eznas_store.store.create import stored_tables_sha256
 from eznas_store.store.group import dir_bytes
 from eznas_store.store.layout import ARRAY_FAMILY, TENSOR_ARRAYS, Layout
 from eznas_store.store.plan import CREATION, codec_level, parse_codec
-from eznas_store.store.reader import Store
+from eznas_store.store.store import Store
 from eznas_store.terminals import STORED, TERMINALS
 
 #: name endings of temporary files a killed write leaves (zarr writes ``<key>.<uuid>.partial``)

@@ -23,7 +23,7 @@ from eznas_store.errors import StoreError
 from eznas_store.store.chunks import chunk_indices, chunk_label, is_directory
 from eznas_store.store.group import quiet_zarr, writable
 from eznas_store.store.layout import ARRAY_FAMILY
-from eznas_store.store.reader import Store
+from eznas_store.store.store import Store
 from eznas_store.store.rounding import for_codec, read_back_problem
 from eznas_store.terminals import STORED, split
 

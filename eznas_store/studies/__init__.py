@@ -8,3 +8,38 @@ whole pipeline (label, ingest, evolve, report) on a fresh machine. In: stores, b
 tables, programs and a configuration; out: CSV/JSON/Markdown tables and PNG plots in an
 output folder.
 """
+
+
+# The stage's face: what other stages import from it (``from eznas_store.studies import name``),
+# loaded on first use so that importing the stage stays cheap (``eznas-store -h`` loads no torch).
+_FACE = {
+    "DemoConfig": "eznas_store.studies.demo",
+    "SeedsConfig": "eznas_store.studies.seeds",
+    "TransferConfig": "eznas_store.studies.transfer",
+    "check_compare_args": "eznas_store.studies.compare",
+    "compare_store": "eznas_store.studies.compare",
+    "format_seeds": "eznas_store.studies.seeds",
+    "format_table": "eznas_store.studies.compare",
+    "format_transfer": "eznas_store.studies.transfer",
+    "rows_json": "eznas_store.studies.compare",
+    "run_demo": "eznas_store.studies.demo",
+    "run_seeds": "eznas_store.studies.seeds",
+    "run_transfer": "eznas_store.studies.transfer",
+    "stored_proxy_results": "eznas_store.studies.compare",
+    "suitezero_agreement": "eznas_store.studies.compare",
+    "write_outputs": "eznas_store.studies.compare",
+}
+__all__ = sorted(_FACE)
+
+
+def __getattr__(name: str):
+    if name in _FACE:
+        import importlib
+
+        return getattr(importlib.import_module(_FACE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_FACE))
+

@@ -24,14 +24,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from eznas_store.errors import StoreError, UnknownNameError
-from eznas_store.fitness.correlations import kendall_tau, spearman_rho
-from eznas_store.fitness.engine import Engine, load_task, require_statistics_programs
-from eznas_store.fitness.scores import ScoreResult, json_ready, summarise
+from eznas_store.fitness import kendall_tau, spearman_rho
+from eznas_store.fitness import Engine, load_task, require_statistics_programs
+from eznas_store.fitness import ScoreResult, json_ready, summarise
 from eznas_store.outputs import ensure_dir, figure, png, write_atomic
-from eznas_store.programs.codec import load_program
-from eznas_store.programs.named import NAMED_PROGRAMS
-from eznas_store.sources.suitezero import read_zc
-from eznas_store.store.reader import open_store
+from eznas_store.programs import load_program
+from eznas_store.programs import NAMED_PROGRAMS
+from eznas_store.sources import read_zc
+from eznas_store.store import open_store
 
 
 @dataclass(frozen=True)

@@ -23,17 +23,17 @@ from pathlib import Path
 
 import numpy as np
 
-from eznas_store.collect.label import DEMO_LABEL, LabelConfig, run_label
+from eznas_store.collect import DEMO_LABEL, LabelConfig, run_label
 from eznas_store.config import check_seed, is_int
 from eznas_store.errors import ConfigError, OutputError
-from eznas_store.fitness.correlations import kendall_tau, spearman_rho
-from eznas_store.ingest.config import IngestConfig
-from eznas_store.ingest.driver import run_ingest
+from eznas_store.fitness import kendall_tau, spearman_rho
+from eznas_store.ingest import IngestConfig
+from eznas_store.ingest import run_ingest
 from eznas_store.outputs import MARKER, ensure_dir, exclusive, mark_owned, remove_owned, write_atomic
-from eznas_store.report.run_report import write_report
-from eznas_store.search.evolve import CHECKPOINT, EvolveConfig, run_evolve
-from eznas_store.sources.spaces import get_space
-from eznas_store.sources.tables import meta_path
+from eznas_store.report import write_report
+from eznas_store.evolution import CHECKPOINT, EvolveConfig, run_evolve
+from eznas_store.sources import get_space
+from eznas_store.sources import meta_path
 
 #: evolution settings of the demo (the paper's defaults, shrunk to a few minutes on 2 cores)
 DEMO_EVOLVE = dict(population=20, mu=10, lambda_=20, generations=4, max_depth=6)

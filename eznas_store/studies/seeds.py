@@ -2,7 +2,7 @@
 
 The seed study of the EZNAS appendix (Fig. 2). For each program and each of ``k`` seeds
 it scores ``networks`` NB201 cells straight from the networks (no store:
-:func:`~eznas_store.fitness.storeless.score_storeless`, the same numbers ``ingest`` + ``score``
+:func:`~eznas_store.storeless.scoring.score_storeless`, the same numbers ``ingest`` + ``score``
 would give), in two modes:
 
 ``fixed``
@@ -51,15 +51,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from eznas_store.errors import ConfigError, OutputError
-from eznas_store.fitness.scores import summarise
-from eznas_store.fitness.storeless import score_storeless
+from eznas_store.fitness import summarise
+from eznas_store.storeless import score_storeless
 from eznas_store.config import SEED_LIMIT, check_seed, check_sizes, is_int
-from eznas_store.ingest.config import IngestConfig
+from eznas_store.ingest import IngestConfig
 from eznas_store.outputs import MARKER, ensure_dir, exclusive, figure, json_safe, mark_owned, package_versions, png, write_atomic
-from eznas_store.programs.codec import load_program, program_to_json
-from eznas_store.programs.tree import Program
+from eznas_store.programs import load_program, program_to_json
+from eznas_store.programs import Program
 from eznas_store.sources import tables as benchmarks
-from eznas_store.sources.spaces import get_space
+from eznas_store.sources import get_space
 from eznas_store.terminals import DEFAULT_PERTURB_SCALE
 
 __all__ = ["MAX_SEEDS", "MODES", "SeedRun", "SeedsConfig", "SeedsResult", "format_seeds", "run_seeds", "seed_plan"]

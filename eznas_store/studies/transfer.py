@@ -52,15 +52,15 @@ from tqdm.auto import tqdm
 
 from eznas_store.config import check_seed
 from eznas_store.errors import ConfigError
-from eznas_store.fitness.engine import Engine, Task, load_task
-from eznas_store.fitness.scores import summarise
+from eznas_store.fitness import Engine, Task, load_task
+from eznas_store.fitness import summarise
 from eznas_store.outputs import ensure_dir, exclusive, figure, json_safe, package_versions, png, write_atomic
-from eznas_store.programs.codec import load_program, program_to_json
-from eznas_store.programs.named import NAMED_PROGRAMS
-from eznas_store.programs.tree import Program
-from eznas_store.search.checkpoint import config_json, resume_point
-from eznas_store.search.evolve import CHECKPOINT, EvolveConfig, run_evolve
-from eznas_store.store.reader import open_store
+from eznas_store.programs import load_program, program_to_json
+from eznas_store.programs import NAMED_PROGRAMS
+from eznas_store.programs import Program
+from eznas_store.evolution import config_json, resume_point
+from eznas_store.evolution import CHECKPOINT, EvolveConfig, run_evolve
+from eznas_store.store import open_store
 
 __all__ = ["BASELINES", "TransferConfig", "TransferResult", "format_transfer", "mark_columns", "parse_task_spec",
            "run_transfer"]

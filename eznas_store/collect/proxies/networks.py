@@ -15,7 +15,7 @@ from torch import nn
 
 from eznas_store.collect.statistics import reinitialise
 from eznas_store.errors import ConfigError
-from eznas_store.sources.spaces import get_space
+from eznas_store.sources import get_space
 
 __all__ = ["ModelSource", "fresh_network", "nb201_factory", "network_factory", "weighted_layers"]
 

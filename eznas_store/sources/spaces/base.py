@@ -62,5 +62,5 @@ class SearchSpace:
     @property
     def searchable_over_a_table(self) -> bool:
         """Whether aging evolution can walk the cells of a benchmark table of this space
-        (:func:`eznas_store.search.aging_table.table_space`), enumerable or not."""
+        (:func:`eznas_store.archsearch.table_space.table_space`), enumerable or not."""
         return self.searchable or None not in (self.random_cell, self.mutate, self.distance)

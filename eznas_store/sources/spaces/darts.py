@@ -61,7 +61,7 @@ Search
 The space cannot be enumerated, so aging evolution (``search --space darts``) walks the
 cells of the benchmark table it is judged by: random table cells, and a mutation moves
 to the nearest table cell (:func:`~eznas_store.sources.spaces.darts_genotype.distance`:
-differing ``(op, input)`` pairs); see :mod:`eznas_store.search.aging_table`.
+differing ``(op, input)`` pairs); see :mod:`eznas_store.archsearch.table_space`.
 
 Example
 -------

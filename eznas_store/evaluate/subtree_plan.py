@@ -19,7 +19,7 @@ import numpy as np
 from eznas_store.evaluate.keys import is_apply, node_key, tree_and_mode
 from eznas_store.evaluate.shapes import ShapeAnswer, ShapeCache, TensorSpec
 from eznas_store.evaluate.table_ops import RAISE_ON_VALUES, SHAPE_ONLY, is_table_op
-from eznas_store.programs.ops import Op
+from eznas_store.programs import Op
 
 __all__ = ["PlanNode", "PopulationPlan", "ShapeInfo", "build_plan", "slice_step", "slices"]
 

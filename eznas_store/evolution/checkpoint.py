@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 
 from eznas_store.errors import ConfigError, ProgramError
-from eznas_store.fitness.correlations import Fitness, selection_value
+from eznas_store.fitness import Fitness, selection_value
 from eznas_store.outputs import json_safe, write_atomic
-from eznas_store.programs.codec import program_from_json, program_to_json
-from eznas_store.programs.ops import Op
+from eznas_store.programs import program_from_json, program_to_json
+from eznas_store.programs import Op
 
 #: options that may change on resume: where the work runs, progress output, how long to go
 #: on, and where the run folder itself now is (a preempted job may be resumed after a move)

@@ -16,17 +16,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from eznas_store.collect.proxies.registry import check_proxy_names
-from eznas_store.collect.statistics import resolve_device, stored_subset
+from eznas_store.collect import check_proxy_names
+from eznas_store.collect import resolve_device, stored_subset
 from eznas_store.errors import ConfigError
-from eznas_store.evaluate.chunk import chunk_from_raw
-from eznas_store.evaluate.keys import TO_SCALARS
-from eznas_store.evaluate.population import ChunkScores, evaluate_population
-from eznas_store.fitness.engine import require_statistics_programs
-from eznas_store.fitness.scores import ScoreResult, summarise
-from eznas_store.ingest.networks import collect_network, proxies_for_network
-from eznas_store.ingest.plan import plan_ingest, proxy_batch
-from eznas_store.programs.tree import Program
+from eznas_store.evaluate import chunk_from_raw
+from eznas_store.evaluate import TO_SCALARS
+from eznas_store.evaluate import ChunkScores, evaluate_population
+from eznas_store.fitness import require_statistics_programs
+from eznas_store.fitness import ScoreResult, summarise
+from eznas_store.ingest import collect_network, proxies_for_network
+from eznas_store.ingest import plan_ingest, proxy_batch
+from eznas_store.programs import Program
 
 
 def score_collected(blocks: Sequence[Any], programs: Sequence[Program], *, structure: str,

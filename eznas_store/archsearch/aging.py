@@ -1,7 +1,7 @@
 """Aging evolution (Real, Aggarwal, Huang & Le, AAAI 2019) over the cells of a search space.
 
 Regularised ("aging") evolution, the algorithm alone: the fitness is any function
-``cell -> (score, reason)`` (:mod:`eznas_store.search.cell_scorers` provides the
+``cell -> (score, reason)`` (:mod:`eznas_store.archsearch.cell_scorers` provides the
 training-free ones) and the space (:func:`eznas_store.sources.spaces.get_space`) draws
 random cells and mutates them, so the loop knows nothing of NB201::
 
@@ -13,7 +13,7 @@ random cells and mutates them, so the loop knows nothing of NB201::
         score child (free if seen before); append it; remove the oldest member
 
 Higher is better (``maximize=False`` flips it); a NaN score (proxy failed) ranks below
-everything. :func:`eznas_store.search.aging_run.run_search` runs it under a budget.
+everything. :func:`eznas_store.archsearch.run.run_search` runs it under a budget.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from eznas_store.errors import ConfigError
-from eznas_store.search.aging_config import DEFAULT_POPULATION, DEFAULT_SAMPLE
-from eznas_store.sources.spaces import get_space
-from eznas_store.sources.spaces.base import SearchSpace
+from eznas_store.archsearch.config import DEFAULT_POPULATION, DEFAULT_SAMPLE
+from eznas_store.sources import get_space
+from eznas_store.sources import SearchSpace
 
 __all__ = ["DEFAULT_SPACE", "AgingEvolution", "Evaluation", "Member", "ScoreFn"]
 

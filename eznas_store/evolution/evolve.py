@@ -44,13 +44,13 @@ from tqdm.auto import tqdm
 
 from eznas_store.config import check_seed
 from eznas_store.errors import ConfigError, ProgramError
-from eznas_store.fitness.correlations import FITNESSES
+from eznas_store.fitness import FITNESSES
 from eznas_store.outputs import ensure_dir, exclusive, package_versions
-from eznas_store.programs.codec import load_program, save_program
-from eznas_store.programs.ops import OP_SETS, op_set
-from eznas_store.programs.tree import Program
-from eznas_store.search.aggregate_variation import AggregateTreeRepresentation
-from eznas_store.search.checkpoint import (
+from eznas_store.programs import load_program, save_program
+from eznas_store.programs import OP_SETS, op_set
+from eznas_store.programs import Program
+from eznas_store.evolution.aggregate_variation import AggregateTreeRepresentation
+from eznas_store.evolution.checkpoint import (
     Checkpoint,
     config_json,
     fitness_to_json,
@@ -62,17 +62,17 @@ from eznas_store.search.checkpoint import (
     write_checkpoint,
     write_json,
 )
-from eznas_store.search.fitness_cache import FitnessCache
-from eznas_store.search.generalise import (
+from eznas_store.evolution.fitness_cache import FitnessCache
+from eznas_store.evolution.generalise import (
     ValidationHallOfFame,
     check_test_stores,
     final_scores,
     roundoff_of_saved,
 )
-from eznas_store.search.gp_operators import sel_tournament, var_or
-from eznas_store.search.population_scorers import ProxyTablePopulationScorer, StatisticsPopulationScorer
-from eznas_store.search.representations import SequentialRepresentation, TreeRepresentation
-from eznas_store.search.split import parse_split
+from eznas_store.evolution.gp_operators import sel_tournament, var_or
+from eznas_store.evolution.population_scorers import ProxyTablePopulationScorer, StatisticsPopulationScorer
+from eznas_store.evolution.representations import SequentialRepresentation, TreeRepresentation
+from eznas_store.evolution.split import parse_split
 
 CHECKPOINT = "checkpoint.json"
 LOG = "generations.jsonl"

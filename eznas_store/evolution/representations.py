@@ -25,13 +25,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from deap import base, gp
 
-from eznas_store.fitness.correlations import Fitness
+from eznas_store.fitness import Fitness
 from eznas_store.programs import sequential_variation
-from eznas_store.programs.formula import from_prefix
-from eznas_store.programs.ops import Op
-from eznas_store.programs.sequential import SequentialProgram, code_stats
-from eznas_store.programs.tree import Program
-from eznas_store.search.gp_operators import cx_one_point, gen_half_and_half, limit_height, mut_uniform
+from eznas_store.programs import from_prefix
+from eznas_store.programs import Op
+from eznas_store.programs import SequentialProgram, code_stats
+from eznas_store.programs import Program
+from eznas_store.evolution.gp_operators import cx_one_point, gen_half_and_half, limit_height, mut_uniform
 from eznas_store.terminals import TERMINALS
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import random
 
-from eznas_store.programs.tree import AGGREGATES, Program
-from eznas_store.search.representations import TreeIndividual, TreeRepresentation
+from eznas_store.programs import AGGREGATES, Program
+from eznas_store.evolution.representations import TreeIndividual, TreeRepresentation
 
 #: chance that a varied child gets another aggregate
 AGGREGATE_RATE = 0.1

@@ -1,4 +1,4 @@
-"""What one aging-evolution search is asked to do: :class:`SearchConfig`, checked on construction.
+"""What one aging-evolution search is asked to do: :class:`ArchSearchConfig`, checked on construction.
 
 Defaults and why: ``population=64, sample=16`` (Real et al. used P=100, S=25 for 20k
 models; a 15-minute CPU search scores about a thousand NB201 cells, so a smaller P
@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-from eznas_store.collect.proxies.registry import MODERN_PROXY_NAMES, PROXY_NAMES
+from eznas_store.collect import MODERN_PROXY_NAMES, PROXY_NAMES
 from eznas_store.errors import ConfigError
 from eznas_store.config import check_seed, check_sizes, is_int
-from eznas_store.programs.named import NAMED_PROGRAMS
-from eznas_store.sources.datasets import DATASETS
-from eznas_store.sources.spaces import SPACES
+from eznas_store.programs import NAMED_PROGRAMS
+from eznas_store.sources import DATASETS
+from eznas_store.sources import SPACES
 from eznas_store.terminals import DEFAULT_PERTURB_SCALE
 
 __all__ = [
@@ -33,7 +33,7 @@ __all__ = [
     "DEFAULT_SAMPLE",
     "DEFAULT_STATISTICS_BATCH",
     "MAX_THREADS",
-    "SearchConfig",
+    "ArchSearchConfig",
     "parse_duration",
     "searchable_spaces",
 ]
@@ -85,7 +85,7 @@ def searchable_spaces() -> list[str]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SearchConfig:
+class ArchSearchConfig:
     """One search, validated on construction and written into the result.
 
     ``proxy`` is a hand-crafted proxy name, ``az_nas`` (the AZ-NAS aggregate), a registered

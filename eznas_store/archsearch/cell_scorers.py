@@ -1,6 +1,6 @@
 """The fitness of one cell for aging evolution: a training-free score computed on the fly, no store.
 
-Four kinds, picked by :func:`load_fitness` from ``SearchConfig.proxy``:
+Four kinds, picked by :func:`load_fitness` from ``ArchSearchConfig.proxy``:
 
 * ``"proxy"`` -- a hand-crafted proxy by name (``"synflow"``, ``"jacov"``, ``"nwot"``, any
   of :data:`~eznas_store.collect.proxies.registry.PROXY_NAMES`): :class:`NamedProxyCellScorer`
@@ -32,21 +32,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from eznas_store.collect.proxies.az_nas import AZ_COMPONENTS, az_nas_against, floor_failed
-from eznas_store.collect.proxies.networks import network_factory
-from eznas_store.collect.proxies.registry import MODERN_PROXY_NAMES, PROXY_NAMES
-from eznas_store.collect.proxies.runner import compute_all
-from eznas_store.collect.statistics import collect, network_seed
+from eznas_store.collect import AZ_COMPONENTS, az_nas_against, floor_failed
+from eznas_store.collect import network_factory
+from eznas_store.collect import MODERN_PROXY_NAMES, PROXY_NAMES
+from eznas_store.collect import compute_all
+from eznas_store.collect import collect, network_seed
 from eznas_store.errors import ConfigError, ProgramError
-from eznas_store.evaluate.columns import evaluate_columns
-from eznas_store.fitness.engine import require_statistics_programs
-from eznas_store.fitness.storeless import score_collected
-from eznas_store.programs.codec import load_program, read_program_document
-from eznas_store.programs.named import NAMED_PROGRAMS
-from eznas_store.programs.proxy_ops import PROXY_OPS
-from eznas_store.programs.tree import Apply
-from eznas_store.search.aging_config import AZ_NAS_FITNESS, DEFAULT_PROXY_BATCH, SearchConfig
-from eznas_store.sources.spaces.base import SearchSpace
+from eznas_store.evaluate import evaluate_columns
+from eznas_store.fitness import require_statistics_programs
+from eznas_store.storeless import score_collected
+from eznas_store.programs import load_program, read_program_document
+from eznas_store.programs import NAMED_PROGRAMS
+from eznas_store.programs import PROXY_OPS
+from eznas_store.programs import Apply
+from eznas_store.archsearch.config import AZ_NAS_FITNESS, DEFAULT_PROXY_BATCH, ArchSearchConfig
+from eznas_store.sources import SearchSpace
 from eznas_store.terminals import CollectConfig
 
 __all__ = [
@@ -73,7 +73,7 @@ class CellScoringSetup:
     C: int
     N: int
     device: torch.device
-    cfg: SearchConfig
+    cfg: ArchSearchConfig
     space: SearchSpace
 
 
@@ -168,7 +168,7 @@ def proxy_program_terminals(program: Any) -> tuple[str, ...]:
     return names
 
 
-def proxy_program_init(program: Any, cfg: SearchConfig) -> str:
+def proxy_program_init(program: Any, cfg: ArchSearchConfig) -> str:
     """The init a proxy program's values are computed on: ``cfg.proxy_init``, else the program's
     meta ``proxy_init`` (a formula combines values, so their scale must be the one it was evolved
     on), else "eznas"; anything else is a one-line ``ConfigError``."""
@@ -179,7 +179,7 @@ def proxy_program_init(program: Any, cfg: SearchConfig) -> str:
     return init
 
 
-def check_fitness(kind: str, fitness: Any, ops: Mapping[str, Any] | None, cfg: SearchConfig,
+def check_fitness(kind: str, fitness: Any, ops: Mapping[str, Any] | None, cfg: ArchSearchConfig,
                   space: SearchSpace) -> None:
     """What :func:`make_cell_scorer` and the scorer's ``prepare`` would refuse, checked before any
     data is read: a statistics program that cannot be scored (a proxy program, a sequential one

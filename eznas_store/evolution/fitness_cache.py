@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from eznas_store.errors import ProgramError
-from eznas_store.fitness.correlations import Fitness, selection_value
+from eznas_store.fitness import Fitness, selection_value
 
 #: a child is scored in full when its partial tau is at least the threshold minus this
 RACING_MARGIN = 0.15

@@ -31,9 +31,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from eznas_store.errors import ConfigError, InvalidArchError
-from eznas_store.sources.spaces.base import SearchSpace
-from eznas_store.sources.table_cells import table_cells
-from eznas_store.sources.tables import BenchmarkTable
+from eznas_store.sources import SearchSpace
+from eznas_store.sources import table_cells
+from eznas_store.sources import BenchmarkTable
 
 __all__ = ["TableWalk", "table_space"]
 
@@ -86,7 +86,7 @@ def table_space(space: SearchSpace, table: BenchmarkTable) -> SearchSpace:
     """``space`` if a search can walk all of it, else ``space`` restricted to ``table``'s cells;
     either way every row of ``table`` must be a distinct cell of ``space``: a table of another
     space, or with a damaged row, is refused in one line naming how many rows are bad and the
-    first (:func:`~eznas_store.sources.table_cells.table_cells`, as ingest refuses them)."""
+    first (:func:`~eznas_store.sources.table_rows.table_cells`, as ingest refuses them)."""
     if not space.searchable_over_a_table:
         raise ConfigError(f"space {space.name!r} has no random cells, mutation and distance to search with")
     cells = table_cells(table, space)

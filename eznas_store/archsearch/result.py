@@ -22,9 +22,9 @@ import numpy as np
 
 from eznas_store.errors import InvalidArchError
 from eznas_store.outputs import ensure_dir, json_safe, package_versions, write_atomic
-from eznas_store.search.aging import AgingEvolution, Evaluation
-from eznas_store.search.aging_config import SearchConfig
-from eznas_store.sources.tables import DEFAULT_ACCURACY_COLUMNS, BenchmarkTable, default_accuracy_column
+from eznas_store.archsearch.aging import AgingEvolution, Evaluation
+from eznas_store.archsearch.config import ArchSearchConfig
+from eznas_store.sources import DEFAULT_ACCURACY_COLUMNS, BenchmarkTable, default_accuracy_column
 
 __all__ = [
     "HISTORY_FILE",
@@ -62,7 +62,7 @@ def rank_in_table(accuracies: np.ndarray, value: float) -> tuple[int | None, flo
 class SearchResult:
     """What a search found, how good it truly is, and what it cost."""
 
-    config: SearchConfig
+    config: ArchSearchConfig
     fitness: str  # the proxy or program searched with
     kind: str  # "proxy", "statistics" or "proxies"
     cell: str | None  # best-scored cell (None if every score failed)
@@ -172,7 +172,7 @@ def judged_accuracy_column(table: BenchmarkTable, dataset: str) -> str:
 
 @dataclass(frozen=True)
 class RunCost:
-    """What a run spent, as :func:`eznas_store.search.aging_run.run_search` measured it."""
+    """What a run spent, as :func:`eznas_store.archsearch.run.run_search` measured it."""
 
     wall_seconds: float
     setup_seconds: float
@@ -182,7 +182,7 @@ class RunCost:
     reference_evaluations: int
 
 
-def judge(cfg: SearchConfig, evo: AgingEvolution, table: BenchmarkTable, acc_col: str, *,
+def judge(cfg: ArchSearchConfig, evo: AgingEvolution, table: BenchmarkTable, acc_col: str, *,
           canonical: Callable[[str], str], fitness: str, kind: str, cost: RunCost) -> SearchResult:
     """The search's outcome against the table: chosen cell, its accuracy and rank, the optimum."""
     acc = np.asarray(table.column(acc_col), dtype=np.float64)

@@ -22,8 +22,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from eznas_store.errors import ConfigError, EznasError, ProgramError, RoundoffSkippedWarning
-from eznas_store.fitness.correlations import Fitness, selection_value
-from eznas_store.fitness.roundoff import Roundoff, roundoff_check
+from eznas_store.fitness import Fitness, selection_value
+from eznas_store.fitness import Roundoff, roundoff_check
 
 #: programs of each generation scored on the validation networks
 VALIDATION_TOP_K = 5
@@ -146,7 +146,7 @@ def check_test_stores(stores: Sequence[str], test_stores: Sequence[str]) -> None
     (The same path or URL is refused earlier, by ``EvolveConfig``.)"""
     if not test_stores:
         return
-    from eznas_store.store.reader import open_store
+    from eznas_store.store import open_store
 
     def content(url: str) -> str:
         ident = {k: v for k, v in open_store(url).plan.identity().items() if k not in _STORAGE_FIELDS}

@@ -18,15 +18,15 @@ import os
 
 import numpy as np
 
-from eznas_store.collect.proxies.registry import PROXY_NAMES
+from eznas_store.collect import PROXY_NAMES
 from eznas_store.errors import ConfigError
 from eznas_store.ingest.config import IngestConfig
-from eznas_store.sources.datasets import get_spec, sample_batch
-from eznas_store.sources.spaces import SearchSpace, get_space
-from eznas_store.sources.suitezero import read_zc
-from eznas_store.sources.table_cells import table_cells
-from eznas_store.sources.tables import BenchmarkTable, default_accuracy_column, read_benchmark, select_networks
-from eznas_store.store.plan import StorePlan
+from eznas_store.sources import get_spec, sample_batch
+from eznas_store.sources import SearchSpace, get_space
+from eznas_store.sources import read_zc
+from eznas_store.sources import table_cells
+from eznas_store.sources import BenchmarkTable, default_accuracy_column, read_benchmark, select_networks
+from eznas_store.store import StorePlan
 from eznas_store.terminals import CollectConfig
 
 #: (archs, bench_index, accuracy column, accuracies per column, benchmark path or "")

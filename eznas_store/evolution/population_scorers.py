@@ -15,21 +15,21 @@ from pathlib import Path
 import numpy as np
 
 from eznas_store.errors import ConfigError
-from eznas_store.evaluate.chunk import Chunk, read_chunk
-from eznas_store.evaluate.population import evaluate_population
-from eznas_store.fitness.correlations import Fitness, population_fitness
-from eznas_store.fitness.engine import Engine, Task, load_task
-from eznas_store.fitness.matrix import cross_problem_matrix, write_matrix
-from eznas_store.fitness.problems import load_problems, split_problem
-from eznas_store.fitness.proxy_table_scorer import ProxyTableScorer
-from eznas_store.fitness.scores import summarise, write_scores_csv
-from eznas_store.programs.named import NAMED_PROGRAMS
-from eznas_store.programs.ops import OPS
-from eznas_store.programs.proxy_ops import PROXY_OPS
-from eznas_store.programs.tree import Program
+from eznas_store.evaluate import Chunk, read_chunk
+from eznas_store.evaluate import evaluate_population
+from eznas_store.fitness import Fitness, population_fitness
+from eznas_store.fitness import Engine, Task, load_task
+from eznas_store.fitness import cross_problem_matrix, write_matrix
+from eznas_store.fitness import load_problems, split_problem
+from eznas_store.fitness import ProxyTableScorer
+from eznas_store.fitness import summarise, write_scores_csv
+from eznas_store.programs import NAMED_PROGRAMS
+from eznas_store.programs import OPS
+from eznas_store.programs import PROXY_OPS
+from eznas_store.programs import Program
 from eznas_store.terminals import TERMINALS
 from eznas_store.outputs import ensure_dir
-from eznas_store.search.split import parse_split, race_parts, split_task
+from eznas_store.evolution.split import parse_split, race_parts, split_task
 
 #: networks of the equivalence cache's probe (consecutive, in one chunk of the first task)
 PROBE_NETWORKS = 8

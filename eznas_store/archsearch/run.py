@@ -5,13 +5,13 @@ loading and reference sample included; an evaluation that would not finish in ti
 the mean cost so far is not started) and/or ``max_evaluations`` (distinct cells scored;
 cache hits and reference cells do not count). A space that cannot be enumerated (DARTS)
 is searched over the benchmark table's cells only, so the chosen cell always has a true
-accuracy (:mod:`eznas_store.search.aging_table`). A converged population can only revisit
+accuracy (:mod:`eznas_store.archsearch.table_space`). A converged population can only revisit
 cells it has scored (free, but it would spin until the budget ends): after ``patience``
 such cycles in a row (default 10,000, well under a second) the search stops early.
 
 Example
 -------
->>> cfg = SearchConfig(proxy="synflow", benchmark="nb201_accuracies.csv",
+>>> cfg = ArchSearchConfig(proxy="synflow", benchmark="nb201_accuracies.csv",
 ...                    data_root="cifar10-images", budget="15m", out="runs/s0")  # doctest: +SKIP
 >>> print(format_result(run_search(cfg)))  # doctest: +SKIP
 """
@@ -29,18 +29,18 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from eznas_store.collect.statistics import deterministic, resolve_device
+from eznas_store.collect import deterministic, resolve_device
 from eznas_store.errors import ConfigError
-from eznas_store.search.aging import AgingEvolution, Evaluation
-from eznas_store.search.aging_config import DEFAULT_PROXY_BATCH, DEFAULT_STATISTICS_BATCH, SearchConfig
-from eznas_store.search.aging_result import RunCost, SearchResult, judge, judged_accuracy_column, write_result
-from eznas_store.search.aging_table import table_space
-from eznas_store.search.cell_scorers import (CellScorer, CellScoringSetup, check_fitness, load_fitness,
+from eznas_store.archsearch.aging import AgingEvolution, Evaluation
+from eznas_store.archsearch.config import DEFAULT_PROXY_BATCH, DEFAULT_STATISTICS_BATCH, ArchSearchConfig
+from eznas_store.archsearch.result import RunCost, SearchResult, judge, judged_accuracy_column, write_result
+from eznas_store.archsearch.table_space import table_space
+from eznas_store.archsearch.cell_scorers import (CellScorer, CellScoringSetup, check_fitness, load_fitness,
                                             make_cell_scorer)
-from eznas_store.sources.datasets import get_spec, sample_batch
-from eznas_store.sources.spaces import get_space
-from eznas_store.sources.spaces.base import SearchSpace
-from eznas_store.sources.tables import BenchmarkTable, read_benchmark
+from eznas_store.sources import get_spec, sample_batch
+from eznas_store.sources import get_space
+from eznas_store.sources import SearchSpace
+from eznas_store.sources import BenchmarkTable, read_benchmark
 from eznas_store.outputs import ensure_dir
 
 __all__ = ["run_search"]
@@ -59,7 +59,7 @@ class _Prepared:
     scorer: CellScorer
 
 
-def _prepare(cfg: SearchConfig) -> _Prepared:
+def _prepare(cfg: ArchSearchConfig) -> _Prepared:
     """Read the table and the batch and build the scorer. Everything the options and the table
     can refute is checked before the batch is read: the fitness, every row a cell of the space,
     a judging column with an accuracy."""
@@ -86,7 +86,7 @@ def _prepare(cfg: SearchConfig) -> _Prepared:
                      device=device, scorer=make_cell_scorer(kind, setup, fitness, ops))
 
 
-def _progress_bar(cfg: SearchConfig) -> Any:
+def _progress_bar(cfg: ArchSearchConfig) -> Any:
     """Cells scored out of ``max_evaluations``, else seconds out of the time budget."""
     if cfg.max_evaluations is not None:
         return tqdm(total=cfg.max_evaluations, desc="search", unit="cell", disable=not cfg.progress)
@@ -94,7 +94,7 @@ def _progress_bar(cfg: SearchConfig) -> Any:
                 bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s {postfix}")
 
 
-def _stop_reason(cfg: SearchConfig, evo: AgingEvolution, elapsed: float) -> str | None:
+def _stop_reason(cfg: ArchSearchConfig, evo: AgingEvolution, elapsed: float) -> str | None:
     """Why the run must stop before the next cycle, or None to go on."""
     if cfg.max_evaluations is not None and evo.evaluations >= cfg.max_evaluations:
         return "evaluation budget spent"
@@ -109,7 +109,7 @@ def _stop_reason(cfg: SearchConfig, evo: AgingEvolution, elapsed: float) -> str 
     return None
 
 
-def _evolve(cfg: SearchConfig, evo: AgingEvolution, elapsed: Callable[[], float]) -> str:
+def _evolve(cfg: ArchSearchConfig, evo: AgingEvolution, elapsed: Callable[[], float]) -> str:
     """Step until the budget is spent; returns why it stopped."""
     with _progress_bar(cfg) as bar:
         shown: Evaluation | None = None
@@ -128,7 +128,7 @@ def _evolve(cfg: SearchConfig, evo: AgingEvolution, elapsed: Callable[[], float]
                 bar.set_postfix_str(f"best {shown.score:.5g} {shown.cell}", refresh=False)
 
 
-def run_search(cfg: SearchConfig) -> SearchResult:
+def run_search(cfg: ArchSearchConfig) -> SearchResult:
     """Run one aging-evolution search, write it to ``cfg.out`` (if given) and return the result."""
     t0 = time.perf_counter()
 

@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from eznas_store.errors import ConfigError
-from eznas_store.fitness.engine import Task
+from eznas_store.fitness import Task
 
 Part = int | float | str
 PART_NAMES = ("train", "validation", "test")
