@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from eznas_store.evolution import PAPER_GP
 from eznas_store.cli.app import HELP, JobOption, app, fail, with_job
 
 
@@ -20,15 +21,15 @@ def evolve(
     ctx: typer.Context,
     stores: Annotated[Optional[list[str]], typer.Argument(help="One store per evolution task (fitness: min over tasks).")] = None,
     out: Annotated[Optional[str], typer.Option("--out", help="Run directory (programs, log, checkpoint, scores).")] = None,
-    population: Annotated[int, typer.Option("--population", help=HELP["--population"])] = 50,
+    population: Annotated[int, typer.Option("--population", help=HELP["--population"])] = PAPER_GP.population,
     mu: Annotated[Optional[int], typer.Option("--mu", help="Parents kept per generation (default: population // 2).")] = None,
     lambda_: Annotated[Optional[int], typer.Option("--lambda", help="Children per generation (default: population).")] = None,
-    cxpb: Annotated[float, typer.Option("--cxpb", help=HELP["--cxpb"])] = 0.4,
-    mutpb: Annotated[float, typer.Option("--mutpb", help=HELP["--mutpb"])] = 0.4,
-    tournament: Annotated[int, typer.Option("--tournament", help=HELP["--tournament"])] = 4,
-    min_depth: Annotated[int, typer.Option("--min-depth", help=HELP["--min-depth"])] = 2,
-    max_depth: Annotated[int, typer.Option("--max-depth", help=HELP["--max-depth"])] = 10,
-    generations: Annotated[int, typer.Option("--generations", help=HELP["--generations"])] = 15,
+    cxpb: Annotated[float, typer.Option("--cxpb", help=HELP["--cxpb"])] = PAPER_GP.cxpb,
+    mutpb: Annotated[float, typer.Option("--mutpb", help=HELP["--mutpb"])] = PAPER_GP.mutpb,
+    tournament: Annotated[int, typer.Option("--tournament", help=HELP["--tournament"])] = PAPER_GP.tournament,
+    min_depth: Annotated[int, typer.Option("--min-depth", help=HELP["--min-depth"])] = PAPER_GP.min_depth,
+    max_depth: Annotated[int, typer.Option("--max-depth", help=HELP["--max-depth"])] = PAPER_GP.max_depth,
+    generations: Annotated[int, typer.Option("--generations", help=HELP["--generations"])] = PAPER_GP.generations,
     seed: Annotated[int, typer.Option("--seed", help=HELP["--seed"])] = 0,
     combine: Annotated[str, typer.Option("--combine", help="min (EZNAS) or mean over tasks.")] = "min",
     fitness: Annotated[str, typer.Option("--fitness", help="--over proxies: what each task's fitness measures: tau (Kendall tau, EZNAS) or weighted_tau (weighted Kendall tau, hyperbolic weights on the top of the score and accuracy rankings: ordering the top networks counts most).")] = "tau",

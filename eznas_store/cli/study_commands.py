@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from eznas_store.evolution import PAPER_GP
 from eznas_store.cli.app import HELP, JobOption, app, fail, with_job
 
 
@@ -62,11 +63,11 @@ def transfer(
     stores: Annotated[list[str], typer.Argument(help="One store per task, URL or NAME=URL (at least two).")],
     out: Annotated[str, typer.Option("--out", help="Folder: evolve/<task>/ runs, transfer.csv/.md/.json/.png.")],
     program: Annotated[str, typer.Option("--program", help="Each run's representative: best_ever or best_final.")] = "best_ever",
-    population: Annotated[int, typer.Option("--population", help=HELP["--population"])] = 50,
+    population: Annotated[int, typer.Option("--population", help=HELP["--population"])] = PAPER_GP.population,
     mu: Annotated[Optional[int], typer.Option("--mu", help="Parents kept per generation (default: population // 2).")] = None,
     lambda_: Annotated[Optional[int], typer.Option("--lambda", help="Children per generation (default: population).")] = None,
-    generations: Annotated[int, typer.Option("--generations", help=HELP["--generations"])] = 15,
-    max_depth: Annotated[int, typer.Option("--max-depth", help=HELP["--max-depth"])] = 10,
+    generations: Annotated[int, typer.Option("--generations", help=HELP["--generations"])] = PAPER_GP.generations,
+    max_depth: Annotated[int, typer.Option("--max-depth", help=HELP["--max-depth"])] = PAPER_GP.max_depth,
     seed: Annotated[int, typer.Option("--seed", help=HELP["--seed"])] = 0,
     abs_tau: Annotated[bool, typer.Option("--abs-tau", help=HELP["--abs-tau"])] = False,
     to_scalar: Annotated[str, typer.Option("--to-scalar", help=HELP["--to-scalar"])] = "mean",

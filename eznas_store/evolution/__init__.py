@@ -12,6 +12,8 @@ genomes (trees, instruction lists); ``population_scorers`` what a generation is 
 # The stage's face: what other stages import from it (``from eznas_store.evolution import name``),
 # loaded on first use so that importing the stage stays cheap (``eznas-store -h`` loads no torch).
 _FACE = {
+    "GPSettings": "eznas_store.evolution.settings",
+    "PAPER_GP": "eznas_store.evolution.settings",
     "CHECKPOINT": "eznas_store.evolution.evolve",
     "EvolveConfig": "eznas_store.evolution.evolve",
     "config_json": "eznas_store.evolution.checkpoint",

@@ -49,6 +49,7 @@ from eznas_store.outputs import ensure_dir, exclusive, package_versions
 from eznas_store.programs import load_program, save_program
 from eznas_store.programs import OP_SETS, op_set
 from eznas_store.programs import Program
+from eznas_store.evolution.settings import PAPER_GP
 from eznas_store.evolution.aggregate_variation import AggregateTreeRepresentation
 from eznas_store.evolution.checkpoint import (
     Checkpoint,
@@ -91,17 +92,17 @@ class EvolveConfig:
 
     stores: tuple[str, ...]
     out: str
-    population: int = 50
+    population: int = PAPER_GP.population
     #: parents kept / children made per generation; default population // 2 and population
     #: (the paper's 25 and 50 for its population of 50)
     mu: int | None = None
     lambda_: int | None = None
-    cxpb: float = 0.4
-    mutpb: float = 0.4
-    tournament: int = 4
-    min_depth: int = 2
-    max_depth: int = 10
-    generations: int = 15
+    cxpb: float = PAPER_GP.cxpb
+    mutpb: float = PAPER_GP.mutpb
+    tournament: int = PAPER_GP.tournament
+    min_depth: int = PAPER_GP.min_depth
+    max_depth: int = PAPER_GP.max_depth
+    generations: int = PAPER_GP.generations
     seed: int = 0
     combine: str = "min"
     abs_tau: bool = False
