@@ -54,6 +54,20 @@ def check_seed(value: Any, flag: str = "--seed") -> int:
     return int(value)
 
 
+#: torch threads of one process and local Dask worker processes: bounds of every command's
+#: ``--threads`` and ``--workers`` (torch crashes the process on absurd thread counts, and each
+#: worker is a process with its own copy of the evaluator)
+MAX_THREADS = 256
+MAX_WORKERS = 256
+
+
+def check_count(value: Any, flag: str, lo: int, hi: int) -> int:
+    """``value`` if it is an integer in ``lo..hi``; else a one-line ``ConfigError`` naming ``flag``."""
+    if not is_int(value) or not lo <= value <= hi:
+        raise ConfigError(f"{flag} must be an integer from {lo} to {hi}, got {value!r}")
+    return int(value)
+
+
 #: ``eznas_store/schemas`` is the repository's ``schemas/`` (a link in a checkout, a copy in a wheel)
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 

@@ -83,7 +83,7 @@ def steps(monkeypatch):
     (["--networks", "15626"], "to 15625"),
     (["--seed", str(2**32)], "--seed must be an integer from 0 to 4294967295"),
     (["--seed", "-1"], "--seed must be an integer from 0"),
-    (["--workers", "-1"], "--workers must be an integer >= 0"),
+    (["--workers", "-1"], "--workers must be an integer from 0 to"),
 ])
 def test_demo_fresh_with_a_bad_option_deletes_nothing(tmp_path, steps, capsys, bad, says):
     d = _victim(tmp_path)
@@ -311,3 +311,20 @@ def test_config_objects_refuse_the_same_bounds():
     with pytest.raises(ConfigError, match="at most 1000"):
         SeedsConfig(out="o", dataset="digits", benchmark="b.csv", seeds=1001)
     assert issubclass(OutputError, OSError)
+
+
+@pytest.mark.parametrize("argv", [
+    ["demo", "--workers", "100000"],
+    ["score", "S.zarr", "--workers", "100000"],
+])
+def test_absurd_worker_counts_are_one_line_before_any_work(tmp_path, capsys, argv):
+    """Each worker is a process: a count no machine has is refused before anything starts."""
+    from eznas_store.cli import main
+
+    argv = [a if a != "S.zarr" else str(tmp_path / "S.zarr") for a in argv]
+    if argv[0] == "demo":
+        argv += ["--out", str(tmp_path / "d")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--workers must be an integer from 0 to 256" in err[0]
+    assert not (tmp_path / "d").exists()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from eznas_store.collect import MODERN_PROXY_NAMES, PROXY_NAMES
 from eznas_store.errors import ConfigError
-from eznas_store.config import check_seed, check_sizes, is_int
+from eznas_store.config import MAX_THREADS, check_seed, check_sizes, is_int
 from eznas_store.programs import NAMED_PROGRAMS
 from eznas_store.sources import DATASETS
 from eznas_store.sources import SPACES
@@ -32,7 +32,6 @@ __all__ = [
     "DEFAULT_REFERENCE_SIZE",
     "DEFAULT_SAMPLE",
     "DEFAULT_STATISTICS_BATCH",
-    "MAX_THREADS",
     "ArchSearchConfig",
     "parse_duration",
     "searchable_spaces",
@@ -50,7 +49,6 @@ DEFAULT_REFERENCE_SIZE = 64
 #: cycles in a row without an unseen cell after which a search counts as converged
 DEFAULT_PATIENCE = 10_000
 #: most torch threads a search may ask for (as ``proxy-table``; torch crashes on absurd counts)
-MAX_THREADS = 256
 
 _UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(d|h|min|m|sec|s)?", re.IGNORECASE)

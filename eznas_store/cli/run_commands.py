@@ -198,8 +198,9 @@ def _score_programs(store: str | None, program: list[str] | None, proxy: list[st
     if store is None and benchmark is None:
         fail("score without a STORE needs --benchmark: the networks' accuracies come from its table "
              "(without one there is nothing to correlate the scores with)")
-    if not isinstance(workers, int) or workers < 0:
-        fail(f"--workers must be >= 0 (0: in-process), got {workers}")
+    from eznas_store.config import MAX_WORKERS, check_count
+
+    check_count(workers, "--workers", 0, MAX_WORKERS)
     check_to_scalar(to_scalar)
     if proxy and store is None:
         from eznas_store.collect import check_proxy_names

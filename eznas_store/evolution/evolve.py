@@ -42,7 +42,7 @@ from pathlib import Path
 from deap import tools
 from tqdm.auto import tqdm
 
-from eznas_store.config import check_seed
+from eznas_store.config import MAX_WORKERS, check_seed, is_int
 from eznas_store.errors import ConfigError, ProgramError
 from eznas_store.fitness import FITNESSES
 from eznas_store.outputs import ensure_dir, exclusive, package_versions
@@ -167,7 +167,8 @@ class EvolveConfig:
             (self.fitness in FITNESSES, f"--fitness must be one of {', '.join(FITNESSES)}, got {self.fitness!r}"),
             (self.fitness == "tau" or self.over == "proxies", "--fitness weighted_tau: with --over proxies only"),
             (self.to_scalar in ("mean", "l2"), "--to-scalar must be mean or l2"),
-            (self.workers >= 0, "--workers must be >= 0"),
+            (is_int(self.workers) and 0 <= self.workers <= MAX_WORKERS,
+             f"--workers must be an integer from 0 (in-process) to {MAX_WORKERS}, got {self.workers!r}"),
             (self.max_networks is None or self.max_networks >= 2,
              f"--max-networks must be at least 2 (Kendall tau needs two), got {self.max_networks}"),
             (self.over in OVER, f"--over must be one of {', '.join(OVER)}, got {self.over!r}"),

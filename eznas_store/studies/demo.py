@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from eznas_store.collect import DEMO_LABEL, LabelConfig, run_label
-from eznas_store.config import check_seed, is_int
+from eznas_store.config import MAX_WORKERS, check_count, check_seed, is_int
 from eznas_store.errors import ConfigError, OutputError
 from eznas_store.fitness import kendall_tau, spearman_rho
 from eznas_store.ingest import IngestConfig
@@ -61,8 +61,7 @@ class DemoConfig:
         if not isinstance(self.out, str) or not self.out.strip():
             raise ConfigError("demo needs --out (the folder for the table, store, run and report)")
         check_seed(self.seed, "--seed")
-        if not is_int(self.workers) or self.workers < 0:
-            raise ConfigError(f"--workers must be an integer >= 0, got {self.workers!r}")
+        check_count(self.workers, "--workers", 0, MAX_WORKERS)
         cells = get_space(DEMO_LABEL["space"]).n_cells
         if not is_int(self.networks) or not MIN_DEMO_NETWORKS <= self.networks <= cells:
             raise ConfigError(f"--networks must be an integer from {MIN_DEMO_NETWORKS} (Kendall tau needs two "
