@@ -36,7 +36,7 @@ import numpy as np
 from eznas_store._version import __version__
 from eznas_store.errors import OutputError
 
-__all__ = ["MARKER", "ensure_dir", "exclusive", "figure", "json_safe", "mark_owned", "package_versions", "png",
+__all__ = ["MARKER", "claim_outputs", "ensure_dir", "exclusive", "figure", "json_safe", "mark_owned", "package_versions", "png",
            "remove_owned", "write_atomic"]
 
 
@@ -147,6 +147,27 @@ def _marker(folder: Path) -> dict:
     ok = (isinstance(doc, dict) and isinstance(doc.get("command"), str) and isinstance(doc.get("entries"), list)
           and all(isinstance(e, str) for e in doc["entries"]))
     return doc if ok else {}
+
+
+def claim_outputs(folder: str | os.PathLike[str], command: str, entries: Iterable[str], *,
+                  made_before_markers: str | None = None) -> Path:
+    """Make ``folder`` the output of ``command``, which will write ``entries`` into it: refused in
+    one line (before any work) if another command marked it, or if one of ``entries`` is there
+    in a folder ``command`` never marked (a file of the user's it would overwrite).
+    ``made_before_markers``: an entry whose presence shows an output of ``command`` written
+    before this version marked its folders (it is adopted, so a rerun can continue it)."""
+    entries = list(entries)
+    folder = ensure_dir(folder)
+    doc = _marker(folder)
+    if doc and doc.get("command") != command:
+        raise OutputError(f"{folder} holds the output of eznas-store {doc['command']}, not {command}: "
+                          "choose another --out")
+    if not doc and not (made_before_markers and (folder / made_before_markers).is_file()):
+        taken = sorted(e for e in entries if (folder / e).exists())
+        if taken:
+            raise OutputError(f"{folder} already holds {', '.join(taken)}, which eznas-store {command} did not "
+                              "write: move them or choose another --out")
+    return mark_owned(folder, command, entries)
 
 
 def remove_owned(folder: str | os.PathLike[str], command: str) -> list[str]:

@@ -119,3 +119,27 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
     assert lock_path(out).exists()  # left behind by kill -9, but not held
     with exclusive(out, "proxy table"):
         pass
+
+
+def test_claim_outputs_refuses_a_users_file_and_another_commands_folder(tmp_path):
+    from eznas_store.outputs import claim_outputs
+
+    d = tmp_path / "study"
+    d.mkdir()
+    (d / "transfer.csv").write_text("the user's own table")
+    with pytest.raises(OutputError, match="already holds transfer.csv"):
+        claim_outputs(d, "transfer", ["transfer.csv", "transfer.md"])
+    assert (d / "transfer.csv").read_text() == "the user's own table" and not (d / MARKER).exists()
+    e = tmp_path / "seeds"
+    mark_owned(e, "seeds", ["seeds.csv"])
+    with pytest.raises(OutputError, match="output of eznas-store seeds"):
+        claim_outputs(e, "transfer", ["transfer.csv"])
+    f = tmp_path / "mine"
+    claim_outputs(f, "transfer", ["transfer.csv"])
+    (f / "transfer.csv").write_text("written by transfer")
+    claim_outputs(f, "transfer", ["transfer.csv"])  # a rerun continues its own folder
+    g = tmp_path / "old"
+    g.mkdir()
+    (g / "transfer.json").write_text("{}")
+    (g / "transfer.csv").write_text("an older version's table")
+    claim_outputs(g, "transfer", ["transfer.csv", "transfer.json"], made_before_markers="transfer.json")

@@ -54,7 +54,7 @@ from eznas_store.config import check_seed
 from eznas_store.errors import ConfigError
 from eznas_store.fitness import Engine, Task, load_task
 from eznas_store.fitness import summarise
-from eznas_store.outputs import ensure_dir, exclusive, figure, json_safe, package_versions, png, write_atomic
+from eznas_store.outputs import claim_outputs, ensure_dir, exclusive, figure, json_safe, package_versions, png, write_atomic
 from eznas_store.programs import load_program, program_to_json
 from eznas_store.programs import NAMED_PROGRAMS
 from eznas_store.programs import Program
@@ -290,7 +290,8 @@ def _run_transfer(cfg: TransferConfig, out: Path) -> TransferResult:
     tasks = [load_task(url, name=name, max_networks=cfg.max_networks) for name, url in cfg.tasks]
     for name, url in cfg.tasks:
         _check_task(cfg, name, url)
-    ensure_dir(out)
+    claim_outputs(out, "transfer", [*(f"transfer.{x}" for x in ("csv", "md", "json", "png"))],
+                  made_before_markers="transfer.json")
 
     evolved: dict[str, Program] = {}
     status: dict[str, str] = {}
