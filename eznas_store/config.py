@@ -90,15 +90,23 @@ def schema_validator(name: str):
     return Draft202012Validator(load_schema(name))
 
 
+#: a job file is a page of options; anything larger is not one (and would be read whole)
+MAX_JOB_BYTES = 1 << 20
+
+
 def load_job(path: str | Path, section: str) -> dict[str, Any]:
     """The ``[section]`` table of a TOML job file, validated; ``{}`` if the file has none."""
     p = Path(path)
     if not p.is_file():
         raise DataNotFoundError(f"job file {p} does not exist")
+    if p.stat().st_size > MAX_JOB_BYTES:
+        raise ConfigError(f"job file {p} is larger than {MAX_JOB_BYTES >> 20} MiB: not a job file")
     try:
         doc = tomllib.loads(p.read_text(encoding="utf-8-sig"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"job file {p} is not valid TOML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"job file {p} nests its values too deeply to be a job file") from None
     errors = sorted(schema_validator("job").iter_errors(doc), key=lambda e: list(e.absolute_path))
     if errors:
         e = errors[0]

@@ -260,3 +260,43 @@ def test_a_statistics_seed_program_in_a_proxies_run_is_not_told_to_use_the_exten
     assert rc == 2 and len(err) == 1, err
     assert "--op-set extended" not in err[0]
     assert "it is a program over statistics, this run (--over proxies) evolves programs over proxies" in err[0]
+
+
+# ----------------------------------------------------------------------------- found by the replay benchmark
+
+
+def _one_line_exit_2(capsys, argv):
+    from eznas_store.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_evolve_out_inside_a_store_and_negative_cache_are_refused(tiny_store, tmp_path, capsys):
+    line = _one_line_exit_2(capsys, ["evolve", tiny_store, "--out", tiny_store, "--no-progress"])
+    assert "inside the store" in line
+    line = _one_line_exit_2(capsys, ["evolve", tiny_store, "--out", str(tmp_path / "r"), "--chunk-cache-mb", "-1"])
+    assert "--chunk-cache-mb" in line and not (tmp_path / "r").exists()
+
+
+def test_hostile_run_logs_and_job_files_are_one_line(tiny_store, tmp_path, capsys):
+    from eznas_store.cli import main
+
+    run = tmp_path / "run"
+    assert main(["evolve", tiny_store, "--out", str(run), "--population", "4", "--generations", "1",
+                 "--max-depth", "3", "--no-progress"]) == 0
+    capsys.readouterr()
+    with open(run / "generations.jsonl", "a") as f:
+        f.write("[" * 100_000 + "\n")
+        f.write('{"gen": "a"}\n')
+    assert main(["report", str(run)]) == 0  # the bad lines become notes
+    assert main(["evolve", tiny_store, "--out", str(run), "--population", "4", "--generations", "1",
+                 "--max-depth", "3", "--no-progress", "--resume"]) == 0
+    capsys.readouterr()
+    (run / "run.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert "cannot be read as JSON" in _one_line_exit_2(capsys, ["report", str(run)])
+    job = tmp_path / "deep.toml"
+    job.write_text("[ingest]\nnetworks = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    assert "nests its values too deeply" in _one_line_exit_2(capsys, ["ingest", "--job", str(job)])

@@ -230,16 +230,20 @@ def read_checkpoint(path: Path, rep, ops: Mapping[str, Op], config: dict, doc: d
 def trim_log(path: Path, generation: int) -> None:
     """Drop log lines of generations after ``generation`` (the run was killed mid-write)."""
     if path.exists():
-        keep = [ln for ln in path.read_text().splitlines() if _generation_of(ln) <= generation]
+        if path.stat().st_size > MAX_CHECKPOINT_BYTES:
+            raise ConfigError(f"{path} is larger than {MAX_CHECKPOINT_BYTES >> 20} MB: not a log of this tool; "
+                              "start over without --resume")
+        keep = [ln for ln in path.read_text(errors="replace").splitlines() if _generation_of(ln) <= generation]
         path.write_text("".join(ln + "\n" for ln in keep))
 
 
 def _generation_of(line: str) -> float:
     """Generation of a log line; a half-written line (killed mid-write) counts as newest."""
     try:
-        return json.loads(line)["gen"]
-    except (ValueError, KeyError, TypeError):
+        gen = json.loads(line)["gen"]
+    except (ValueError, KeyError, TypeError, RecursionError):
         return math.inf
+    return gen if isinstance(gen, int) and not isinstance(gen, bool) else math.inf
 
 
 def _peak_rss_mb() -> float:

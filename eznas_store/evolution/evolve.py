@@ -34,6 +34,7 @@ import copy
 import dataclasses
 import datetime as _dt
 import math
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -183,6 +184,8 @@ class EvolveConfig:
              "--accuracy-column picks a store's label for --over statistics; proxy problems carry their own"),
             (len(set(self.accuracy_columns or ())) == len(self.accuracy_columns or ()),
              "--accuracy-column names a column more than once"),
+            (all(isinstance(v, (int, float)) and 0 <= v < math.inf for v in (self.chunk_cache_mb, self.subtree_cache_mb)),
+             "--chunk-cache-mb and --subtree-cache-mb must be finite numbers >= 0 (0: off)"),
             *self._generalise_checks(),
         ]
         for ok, msg in checks:
@@ -192,6 +195,11 @@ class EvolveConfig:
         if self.split is not None:
             parse_split(self.split)
         paths = normalised({"stores": list(self.stores), "test_stores": list(self.test_stores)})
+        out = os.path.abspath(self.out)
+        inside = [u for u in paths["stores"] + paths["test_stores"]
+                  if "://" not in u and (out == u or out.startswith(os.path.join(u, "")))]
+        if inside:
+            raise ConfigError(f"--out {self.out} is inside the store {inside[0]}: a run folder goes beside the stores")
         same = set(paths["stores"]) & set(paths["test_stores"])
         if same:
             raise ConfigError(f"--test-store {sorted(same)[0]} is also a train store: its tau would be the train "

@@ -31,6 +31,9 @@ __all__ = [
     "score_correlations",
 ]
 
+#: run.json and generations.jsonl of a real run are kilobytes to megabytes; a larger file is
+#: not one evolve wrote, and is not read whole into memory
+MAX_RUN_FILE_BYTES = 256 << 20
 #: the program files ``evolve`` saves, in the order the report lists them
 PROGRAM_ROLES: tuple[str, ...] = ("best_final", "best_ever_1", "best_ever_2")
 #: the published program every run is compared with (its scores: ``scores/eznas-a.csv``)
@@ -121,10 +124,12 @@ def read_run(run_dir: str | os.PathLike[str]) -> RunRecord:
     run_json = path / "run.json"
     if not run_json.is_file():
         raise DataNotFoundError(f"{path} has no run.json, so it is not a run directory written by evolve")
+    if run_json.stat().st_size > MAX_RUN_FILE_BYTES:
+        raise DataNotFoundError(f"{run_json} is larger than {MAX_RUN_FILE_BYTES >> 20} MiB: not a run.json of evolve")
     try:
         info = json.loads(run_json.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise DataNotFoundError(f"{run_json} cannot be read as JSON ({one_line(e)})") from None
+    except (OSError, ValueError, RecursionError) as e:
+        raise DataNotFoundError(f"{run_json} cannot be read as JSON ({one_line(e)[:80]})") from None
     if not isinstance(info, dict):
         raise DataNotFoundError(f"{run_json} holds a {type(info).__name__}, not a JSON object")
     run = RunRecord(path=path, info=info)
@@ -149,12 +154,16 @@ def _read_generations(run: RunRecord) -> None:
     if not file.is_file():
         run.notes.append("generations.jsonl is missing: no generation has been logged.")
         return
+    if file.stat().st_size > MAX_RUN_FILE_BYTES:
+        run.notes.append(f"generations.jsonl is larger than {MAX_RUN_FILE_BYTES >> 20} MiB and was not read "
+                         "(not a log evolve writes).")
+        return
     for i, line in enumerate(file.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             run.notes.append(f"generations.jsonl line {i} is not valid JSON and was skipped "
                              "(a run still writing may leave a partial last line).")
             continue
