@@ -1,9 +1,7 @@
 """The reliability replay (``benchmarks/bench_reliability.py``) itself: its hostile fixtures are what
 they claim, and a handful of its cheap cases run end to end as real ``eznas-store`` subprocesses and
-produce rows. This keeps the harness from rotting; it does not judge the package.
-
-``REQUIRE_PASS`` is False while issue 24's fixes land: the subset must run and report, not pass.
-Set it to True to also demand that every case of the subset passes.
+produce rows, so the harness cannot rot; with ``REQUIRE_PASS`` every case of the subset must also
+pass (issue 24 fixed them), so a regression in those commands fails here.
 """
 
 from __future__ import annotations
@@ -27,7 +25,7 @@ SCRIPT = ROOT / "benchmarks" / "bench_reliability.py"
 SUBSET = ["demo-fresh-bad-option-empties-folder", "seed-2^64-score-storeless", "proxy-table-threads-100000",
           "cells-file-with-bom"]
 #: the lead tightens this once the fixes have landed
-REQUIRE_PASS = False
+REQUIRE_PASS = True
 
 
 @pytest.fixture(scope="module")
