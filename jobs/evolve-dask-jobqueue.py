@@ -15,7 +15,7 @@ from pathlib import Path
 from dask_jobqueue import SLURMCluster  # or PBSCluster
 
 from eznas_store.config import job_config
-from eznas_store.search.evolve import EvolveConfig, run_evolve
+from eznas_store.evolution.evolve import EvolveConfig, run_evolve
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--workers", type=int, default=16)
