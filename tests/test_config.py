@@ -32,14 +32,25 @@ def test_programs_shipped_in_jobs_load():
         assert load_program(path).formula()
 
 
+def _suitezero_job(tmp_path, suitezero_dir):
+    """The repository's job file in a checkout-like folder whose data/suite-zero is the real data."""
+    from pathlib import Path
+
+    (tmp_path / "checkout" / "jobs").mkdir(parents=True)
+    (tmp_path / "checkout" / "data").mkdir()
+    (tmp_path / "checkout" / "data" / "suite-zero").symlink_to(suitezero_dir)
+    job = tmp_path / "checkout" / "jobs" / "evolve-proxies-suitezero.toml"
+    job.write_text((Path(__file__).resolve().parents[1] / "jobs" / job.name).read_text())
+    return job
+
+
 def test_proxy_job_runs_on_suite_zero(tmp_path):
     """The measured proxy-program job, shortened: it reads the real Suite-Zero files it names."""
     from pathlib import Path
 
     from conftest import shared_path
 
-    shared_path("suite-zero", "zc_nasbench201.json.gz")
-    job = Path(__file__).resolve().parents[1] / "jobs" / "evolve-proxies-suitezero.toml"
+    job = _suitezero_job(tmp_path, shared_path("suite-zero", "zc_nasbench201.json.gz").parent)
     import os
 
     cwd = os.getcwd()
@@ -132,10 +143,7 @@ def test_job_file_paths_resolve_beside_the_job_file(tmp_path, monkeypatch):
 def test_evolve_job_without_out_gets_a_run_folder_per_seed(tmp_path, monkeypatch):
     from conftest import shared_path
 
-    shared_path("suite-zero", "zc_nasbench201.json.gz")
-    from pathlib import Path
-
-    job = Path(__file__).resolve().parents[1] / "jobs" / "evolve-proxies-suitezero.toml"
+    job = _suitezero_job(tmp_path, shared_path("suite-zero", "zc_nasbench201.json.gz").parent)
     monkeypatch.chdir(tmp_path)
     assert main(["evolve", "--job", str(job), "--seed", "3", "--population", "10", "--mu", "5",
                  "--lambda", "10", "--generations", "1", "--no-progress"]) == 0
