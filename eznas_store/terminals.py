@@ -1,4 +1,4 @@
-"""The 22 EZNAS terminals (DESIGN §2): names, order, what is stored vs derived, and how they are collected.
+"""The 22 EZNAS terminals (docs/design.md §2): names, order, what is stored vs derived, and how they are collected.
 
 Order is stable: reports, the DEAP primitive set and stores list terminals in it
 (program JSON names terminals, it does not index them). ``X`` ranges over the three inputs D (data), N (noise), P (perturbed data).

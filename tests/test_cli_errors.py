@@ -51,11 +51,16 @@ def test_help_of_every_command_exits_0(capsys, command):
     (["score", "--roundoff", "--dataset", "cifar10"], "--roundoff needs a STORE"),
     (["score", "S.zarr", "--program", "eznas-a", "--accuracy-column"], "--accuracy-column"),
     (["--no-such-global"], "--no-such-global"),
-    (["proxy-table"], "Missing option '--out'"),
-    (["proxy-table", "--out", "t.txt"], "--out must name a .csv"),
-    (["proxy-table", "--out", "t.csv", "--networks", "0"], "--networks must be >= 1"),
-    (["proxy-table", "--out", "t.csv", "--label-set", "svhn"], "--label-set must be among"),
-    (["proxy-table", "--out", "t.csv", "--suitezero", "no/such.json.gz"], "no/such.json.gz not found"),
+    (["proxy-table"], "proxy-table needs --store"),
+    (["proxy-table", "--out", "t.csv"], "give --store S.zarr (and --export t.csv"),
+    (["proxy-table", "--store", "p.zarr", "--export", "t.txt"], "--export must name a .csv"),
+    (["proxy-table", "--store", "p.zarr", "--networks", "0"], "--networks must be at least 1"),
+    (["proxy-table", "--store", "p.zarr", "--label-set", "svhn"], "--label-set must be among"),
+    (["proxy-table", "--store", "p.zarr", "--suitezero", "no/such.json.gz"], "no/such.json.gz not found"),
+    (["proxy-table", "--store", "p.zarr", "--proxy", "mecco"], "unknown proxy 'mecco'"),
+    (["proxy-table", "--store", "p.zarr"], "proxy-table needs --benchmark, --data-root"),
+    (["ingest", "--store", "s.zarr", "--dataset", "digits", "--no-statistics", "--no-proxies"],
+     "--no-statistics collects proxies only"),
 ])
 def test_usage_errors_named_in_the_issue(capsys, argv, fragment):
     rc, _, err = _run(capsys, argv)

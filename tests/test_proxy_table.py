@@ -1,5 +1,6 @@
-"""The proxies-only table (``eznas-store proxy-table``): collection, resume, recipe checks,
-head dependence, and reading it as ``evolve --over proxies`` problems."""
+"""``eznas-store proxy-table``: the proxies-only collection of NB201 cells into a store (ingest's
+proxies-only path with label sets and the Suite-Zero join), its CSV export, and reading both as
+``evolve --over proxies`` problems. Digits images, a tiny skeleton: no data outside the repository."""
 
 from __future__ import annotations
 
@@ -16,15 +17,16 @@ import torch
 
 from eznas_store.collect.proxies.networks import nb201_factory
 from eznas_store.collect.proxies.runner import compute_all
-from eznas_store.collect.proxies.swap import swap_regularised
-from eznas_store.errors import ConfigError, DataNotFoundError
+from eznas_store.errors import ConfigError, DataNotFoundError, StoreError, UnknownNameError
 from eznas_store.fitness.problems import load_problems, split_problem
 from eznas_store.fitness.proxy_table_scorer import ProxyTableScorer
 from eznas_store.ingest.proxy_table import (
     HEAD_FREE,
     LABEL_SETS,
+    PER_HEAD,
     ProxyTableConfig,
     collect_proxy_table,
+    export_proxy_csv,
     is_proxy_table,
     read_proxy_table,
 )
@@ -33,9 +35,9 @@ from eznas_store.programs.formula import parse_formula
 from eznas_store.programs.tree import Program
 from eznas_store.sources.spaces import get_space
 from eznas_store.sources.tables import write_benchmark
-from conftest import shared_path
+from eznas_store.store import open_store
 
-TINY = dict(channels=4, cells_per_stage=1, batch_size=4)
+TINY = dict(channels=4, cells_per_stage=1, batch_size=4, dataset="digits", image_size=8, device="cpu")
 NASLIB = ("flops", "jacov", "synflow")
 
 
@@ -58,9 +60,10 @@ def _sources(tmp: Path, n: int = 8) -> tuple[Path, Path]:
 
 
 def _cfg(tmp: Path, **kw) -> ProxyTableConfig:
-    bench, zc = _sources(tmp)
-    base = dict(out=str(tmp / "t.csv"), benchmark=str(bench), suitezero=str(zc),
-                data_root=str(shared_path("cifar10-images")), networks=3, progress=False, **TINY)
+    if not (tmp / "bench.csv").exists():
+        _sources(tmp)
+    base = dict(store=str(tmp / "t.zarr"), benchmark=str(tmp / "bench.csv"), suitezero=str(tmp / "zc_nasbench201.json.gz"),
+                data_root=None, networks=3, progress=False, **TINY)
     return ProxyTableConfig(**(base | kw))
 
 
@@ -69,36 +72,33 @@ def _rows(path: Path) -> list[list[str]]:
         return list(csv.reader(f))
 
 
-def test_collect_resume_after_a_torn_row_and_recipe_check(tmp_path):
+def test_collect_resume_and_recipe_check(tmp_path):
     cfg = _cfg(tmp_path)
     first = collect_proxy_table(cfg)
-    assert (first.done, first.new) == (3, 3) and is_proxy_table(cfg.out)
-    rows = _rows(Path(cfg.out))
-    assert len(rows) == 4 and rows[0][:5] == ["index", "arch", "cifar10_test", "cifar100_test", "imagenet16_test"]
-    with open(cfg.out, "a") as f:  # a job killed in the middle of a row
-        f.write("99,|nor_conv_3x3~0|+|none~0|")
-    more = collect_proxy_table(replace(cfg, networks=4))
-    assert (more.done, more.new) == (4, 1)
-    again = _rows(Path(cfg.out))
-    assert again[:4] == rows and len(again) == 5 and all(len(r) == len(rows[0]) for r in again)
-    # the same recipe in a fresh file gives the same values (all but the seconds column)
-    fresh = collect_proxy_table(replace(cfg, out=str(tmp_path / "u.csv"), networks=4))
-    assert [r[:-1] for r in _rows(fresh.out)] == [r[:-1] for r in again]
-    with pytest.raises(ConfigError, match=r"seed=0.*asks for 1.*same seed"):
+    assert first.done == 3 and open_store(cfg.store).complete().all()
+    again = collect_proxy_table(cfg)  # complete: nothing to do
+    assert again.done == 0
+    # the same recipe in a fresh store gives the same values
+    fresh = collect_proxy_table(replace(cfg, store=str(tmp_path / "u.zarr")))
+    assert fresh.done == 3
+    a, b = open_store(cfg.store).proxy_values().values, open_store(str(tmp_path / "u.zarr")).proxy_values().values
+    assert np.array_equal(a, b, equal_nan=True)
+    with pytest.raises(StoreError, match="different configuration"):
         collect_proxy_table(replace(cfg, seed=1))
-    with pytest.raises(ConfigError, match=r"batch_size"):
+    with pytest.raises(StoreError, match="option 'collect.batch_size' differs"):
         collect_proxy_table(replace(cfg, batch_size=6))
 
 
-def test_table_reads_as_one_problem_per_label_set_over_the_same_cells(tmp_path):
-    cfg = _cfg(tmp_path, networks=6)
+def test_store_reads_as_one_problem_per_label_set_over_the_same_cells(tmp_path):
+    cfg = _cfg(tmp_path, networks=6, export=str(tmp_path / "t.csv"))
     collect_proxy_table(cfg)
-    table = read_proxy_table(cfg.out)
-    assert set(table["label_sets"]) == set(LABEL_SETS)
-    problems = load_problems(cfg.out)
-    assert [p.name for p in problems] == ["nb201-cifar10:t", "nb201-cifar100:t", "nb201-imagenet16:t"]
-    assert len({p.archs for p in problems}) == 1
-    assert {"meco", "zico", "swap", "az_expressivity", *NASLIB} <= set(problems[0].columns)
+    table = read_proxy_table(cfg.export)
+    assert set(table["label_sets"]) == set(LABEL_SETS) and is_proxy_table(cfg.export)
+    for source in (cfg.store, cfg.export):
+        problems = load_problems(source)
+        assert [p.name for p in problems] == ["nb201-cifar10:t", "nb201-cifar100:t", "nb201-imagenet16:t"]
+        assert len({p.archs for p in problems}) == 1
+        assert {"meco", "zico", "swap", "az_expressivity", *NASLIB} <= set(problems[0].columns)
     bench = {r[1]: r for r in _rows(Path(cfg.benchmark))[1:]}
     for p, col in zip(problems, (2, 3, 4)):
         assert np.allclose(p.accuracy, [float(bench[a][col]) for a in p.archs])
@@ -129,51 +129,55 @@ def test_head_dependence_as_documented(tmp_path):
     assert val[10]["meco"] == val[100]["meco"]  # exact: the head is reset last and adds 0
     assert val[10]["az_expressivity"] != val[100]["az_expressivity"]  # another draw (documented)
     assert val[10]["zico"] != val[100]["zico"]
-    cfg = _cfg(tmp_path, networks=2)
-    collect_proxy_table(cfg)
-    rows = _rows(Path(cfg.out))
-    head, r = rows[0], rows[1]
-    params = sum(p.numel() for p in nb201_factory(r[1], num_classes=100, C=4, N=1)(0).parameters()) / 1e3
-    got = float(r[head.index("swap_reg@cifar100")])
-    assert math.isclose(got, swap_regularised(float(r[head.index("swap@cifar100")]), params), rel_tol=1e-12)
-    assert r[head.index("swap@cifar10")] == r[head.index("swap@imagenet16")]
+    assert set(HEAD_FREE) == {n for n in HEAD_FREE + PER_HEAD if get_registry()[n].head_free}
 
 
-@pytest.mark.parametrize("change, match", [
-    (dict(out="t.txt"), "--out must name a .csv"),
-    (dict(networks=0), "--networks must be >= 1"),
-    (dict(batch_size=1), "--batch-size"),
-    (dict(label_sets=("cifar10", "svhn")), "--label-set"),
-    (dict(proxies=("swap_reg",)), "derived from swap"),
-    (dict(proxies=("synflow",)), "--proxy must be among"),
+def get_registry():
+    from eznas_store.collect.proxies.registry import PROXIES
+
+    return PROXIES
+
+
+@pytest.mark.parametrize("change, match, error", [
+    (dict(export="t.txt"), "--export must name a .csv", ConfigError),
+    (dict(networks=0), "--networks must be at least 1", ConfigError),
+    (dict(batch_size=1), "--batch-size", ConfigError),
+    (dict(label_sets=("cifar10", "svhn")), "--label-set", ConfigError),
+    (dict(proxies=("swap_reg",)), "derived from swap", ConfigError),
+    (dict(proxies=("mecco",)), "unknown proxy", UnknownNameError),
+    (dict(benchmark=None), "needs --benchmark", ConfigError),
+    (dict(dataset="cifar10"), "needs --data-root", ConfigError),
 ])
-def test_config_is_validated_at_the_edge(tmp_path, change, match):
-    with pytest.raises(ConfigError, match=match):
+def test_config_is_validated_at_the_edge(tmp_path, change, match, error):
+    with pytest.raises(error, match=match):
         _cfg(tmp_path, **change)
 
 
-def test_missing_inputs_and_too_many_networks(tmp_path):
+def test_missing_inputs_and_a_name_both_computed_and_joined(tmp_path):
     with pytest.raises(DataNotFoundError):
         _cfg(tmp_path, suitezero=str(tmp_path / "nope.json.gz"))
-    with pytest.raises(ConfigError, match="only 8 cells"):
-        collect_proxy_table(_cfg(tmp_path, networks=50))
+    with pytest.raises(ConfigError, match="also joined from --suitezero"):
+        collect_proxy_table(_cfg(tmp_path, proxies=("meco", "synflow")))
+    with pytest.raises(ConfigError, match="one --label-set"):
+        _cfg(tmp_path, label_sets=())
 
 
 def test_a_failed_az_component_keeps_its_cell_at_the_floor(tmp_path):
     """Pool-heavy cells whose float32 spectrum fails are AZ-NAS's lowest rank, not missing:
-    the loader keeps them (a failed MeCo still drops its cell)."""
+    the loader keeps them (a failed MeCo still drops its cell); an exported table reads so."""
     from eznas_store.collect.proxies.az_nas import AZ_FLOORS
 
     cfg = _cfg(tmp_path, networks=4, proxies=("az_expressivity", "az_progressivity", "az_trainability",
                                                 "az_complexity", "meco"))
     collect_proxy_table(cfg)
-    rows = _rows(Path(cfg.out))
+    out = export_proxy_csv(cfg.store, tmp_path / "t.csv")
+    rows = _rows(out)
     head = rows[0]
     rows[1][head.index("az_expressivity@cifar10")] = "nan"
     rows[2][head.index("meco@cifar10")] = "nan"
-    with open(cfg.out, "w", newline="") as f:
+    with open(out, "w", newline="") as f:
         csv.writer(f, lineterminator="\n").writerows(rows)
-    problems = load_problems(cfg.out)
+    problems = load_problems(str(out))
     assert rows[1][1] in problems[0].archs and rows[2][1] not in problems[0].archs
     assert problems[0].dropped == 1
     i = problems[0].archs.index(rows[1][1])
@@ -181,20 +185,25 @@ def test_a_failed_az_component_keeps_its_cell_at_the_floor(tmp_path):
     assert problems[1].columns["az_expressivity"][i] != AZ_FLOORS["az_expressivity"]  # only that label set's cell
 
 
-def test_a_table_with_swap_records_its_batch_and_refuses_another(tmp_path):
-    """SWAP takes the reference's first 16 images (issue 13's measurement); a table collected
-    when it took the whole batch has no ``swap_batch`` in its recipe and is not continued."""
-    cfg = _cfg(tmp_path, networks=1, batch_size=20, proxies=("swap",), label_sets=("cifar10",))
-    assert cfg.recipe()["swap_batch"] == 16
-    assert _cfg(tmp_path, proxies=("meco",)).recipe()["swap_batch"] is None
+def test_an_export_never_overwrites_another_file(tmp_path):
+    cfg = _cfg(tmp_path, networks=2, proxies=("meco",), label_sets=("cifar10",))
     collect_proxy_table(cfg)
-    meta_path = Path(cfg.out).with_name("t.meta.json")
-    meta = json.loads(meta_path.read_text())
-    assert meta["recipe"]["swap_batch"] == 16
-    del meta["recipe"]["swap_batch"]  # as an older version wrote it
-    meta_path.write_text(json.dumps(meta))
-    with pytest.raises(ConfigError, match=r"swap_batch=None.*asks for 16"):
-        collect_proxy_table(replace(cfg, networks=2))
+    (tmp_path / "mine.csv").write_text("a,b\n")
+    from eznas_store.errors import OutputError
+
+    with pytest.raises(OutputError, match="not a proxy table"):
+        export_proxy_csv(cfg.store, tmp_path / "mine.csv")
+    assert (tmp_path / "mine.csv").read_text() == "a,b\n"
+    export_proxy_csv(cfg.store, tmp_path / "t.csv")
+    export_proxy_csv(cfg.store, tmp_path / "t.csv")  # its own export: rewritten
+
+
+def test_the_store_records_swaps_images(tmp_path):
+    """SWAP takes the reference's first 16 images (issue 13's measurement): its card says so."""
+    cfg = _cfg(tmp_path, networks=1, batch_size=20, proxies=("swap",), label_sets=("cifar10",))
+    collect_proxy_table(cfg)
+    card = open_store(cfg.store).group["proxy_value"].attrs["proxies"]["swap"]
+    assert "first 16 images" in card["protocol"] and card["images"] == 20
 
 
 def test_swap_takes_the_first_16_images_of_the_batch():

@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -170,27 +169,21 @@ def test_a_damaged_proxy_table_is_one_line_naming_the_file(tmp_path, capsys, dam
     assert not out.exists()
 
 
-def test_a_table_being_written_is_not_written_twice(tmp_path, capsys):
-    """The lock is taken before the table or its meta are touched; then a table that two
-    writers did fill (rows twice) is refused on continue, the file left as it is."""
+def test_a_proxies_only_store_being_written_is_not_written_twice(tmp_path, capsys):
+    """proxy-table is ingest's proxies-only path: the store's lock is taken before the store is
+    touched, and a second writer is refused in one line naming the holder."""
     from test_proxy_table import _cfg
 
-    from eznas_store.ingest.proxy_table import collect_proxy_table
+    from eznas_store.ingest.driver import shard_lock
 
     cfg = _cfg(tmp_path, networks=2, proxies=("meco",), label_sets=("cifar10",))
-    argv = ["proxy-table", "--out", cfg.out, "--benchmark", cfg.benchmark, "--suitezero", cfg.suitezero,
-            "--data-root", cfg.data_root, "--networks", "2", "--proxy", "meco", "--label-set", "cifar10",
-            "--no-progress"]
-    with exclusive(cfg.out, "proxy table"):
+    argv = ["proxy-table", "--store", cfg.store, "--benchmark", cfg.benchmark, "--suitezero", cfg.suitezero,
+            "--dataset", "digits", "--image-size", "8", "--channels", "4", "--cells", "1", "--batch-size", "4",
+            "--networks", "2", "--proxy", "meco", "--label-set", "cifar10", "--device", "cpu", "--no-progress"]
+    with shard_lock(cfg.store, (0, 1)):
         rc, err = _run(capsys, argv)
-    assert rc == 2 and cfg.out in _holder_line(err)
+    assert rc == 2 and cfg.store in _holder_line(err)
     assert sorted(os.listdir(tmp_path)) == ["bench.csv", "zc_nasbench201.json.gz"]
-    collect_proxy_table(cfg)
-    _rewrite(Path(cfg.out), lambda rows: rows + rows[1:])  # what two unlocked writers left
-    before = _digest(Path(cfg.out))
-    with pytest.raises(BenchmarkFormatError, match="is in it twice"):
-        collect_proxy_table(replace(cfg, networks=3))
-    assert _digest(Path(cfg.out)) == before
 
 
 # ----------------------------------------------------------------------------- bounds, before any work
@@ -201,11 +194,11 @@ def test_a_table_being_written_is_not_written_twice(tmp_path, capsys):
     (["--threads", "0"], "--threads must be from 1 to 256"),
     (["--seed", str(2**64)], "--seed must be an integer from 0 to 4294967295"),
     (["--seed", str(2**32)], "--seed must be an integer from 0 to 4294967295"),
-    ([], "proxy-table needs --benchmark, --suitezero, --data-root"),
+    ([], "proxy-table needs --benchmark, --data-root"),
 ])
 def test_proxy_table_bounds_are_checked_before_anything_is_written(tmp_path, capsys, extra, needle):
-    out = tmp_path / "sub" / "t.csv"
-    rc, err = _run(capsys, ["proxy-table", "--out", out, *extra])
+    out = tmp_path / "sub" / "p.zarr"
+    rc, err = _run(capsys, ["proxy-table", "--store", out, *extra])
     assert rc == 2 and len(err) == 1 and needle in err[0], err
     assert os.listdir(tmp_path) == []
 

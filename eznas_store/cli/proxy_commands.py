@@ -1,4 +1,4 @@
-"""``eznas-store proxy-table``: a proxies-only network x proxy table of NB201 cells (resumable).
+"""``eznas-store proxy-table``: the proxies-only collection of NB201 cells into a store, per label set.
 
 Registered on import, like the other command modules. The stage is imported inside the
 command so that ``eznas-store -h`` does not load torch.
@@ -10,41 +10,81 @@ from typing import Annotated, Optional
 
 import typer
 
-from eznas_store.cli.app import app
+from eznas_store.cli.app import HELP, app
 
 
 @app.command("proxy-table")
 def proxy_table(
-    out: Annotated[str, typer.Option("--out", help="The table to create or continue (.csv; the recipe goes to .meta.json beside it).")],
-    benchmark: Annotated[Optional[str], typer.Option("--benchmark", help="Required: NB201 accuracy table with cifar10_test, cifar100_test, imagenet16_test.")] = None,
-    suitezero: Annotated[Optional[str], typer.Option("--suitezero", help="Required: Suite-Zero zc_nasbench201.json[.gz]: NASLib's 13 proxies are joined from it, and only its cells are taken.")] = None,
-    data_root: Annotated[Optional[str], typer.Option("--data-root", help="Required: CIFAR-10 images (pickles or image folder): the proxies' input.")] = None,
-    networks: Annotated[int, typer.Option("--networks", help="Cells: the first N of a permutation seeded by --seed (a larger N extends the table).")] = 1100,
+    store: Annotated[Optional[str], typer.Option("--store", help="The proxies-only store to create or continue (a path or fsspec URL).")] = None,
+    benchmark: Annotated[Optional[str], typer.Option("--benchmark", help="Required: NB201 accuracy table with one column per label set (cifar10_test, cifar100_test, imagenet16_test).")] = None,
+    data_root: Annotated[Optional[str], typer.Option("--data-root", help="Required (but for --dataset digits): the dataset's images (CIFAR-10 pickles or image folder), the proxies' input.")] = None,
+    suitezero: Annotated[Optional[str], typer.Option("--suitezero", help="Suite-Zero zc_nasbench201.json[.gz]: NASLib's 13 proxies are joined from it (not computed), and a sample is drawn from its cells.")] = None,
+    networks: Annotated[str, typer.Option("--networks", help="A number (seeded sample), 'all', a cell string or a file of cells.")] = "1100",
+    dataset: Annotated[str, typer.Option("--dataset", help="Images the proxies read: cifar10 (the papers') or digits (tests).")] = "cifar10",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the cell sample, the image batch, inits and noise; 0 to 2**32-1.")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per proxy batch (the papers' 64; ZiCo takes two such batches).")] = 64,
     label_set: Annotated[Optional[list[str]], typer.Option("--label-set", help="cifar10, cifar100, imagenet16 (repeatable; default all three): one classifier head each.")] = None,
-    proxy: Annotated[Optional[list[str]], typer.Option("--proxy", help="Modern proxies to compute (repeatable; default all of MODERN_PROXY_NAMES).")] = None,
+    proxy: Annotated[Optional[list[str]], typer.Option("--proxy", help="Proxies to compute (repeatable; any of the registry; default the 8 modern ones).")] = None,
+    channels: Annotated[Optional[int], typer.Option("--channels", help="Skeleton width C (NB201: 16).")] = None,
+    cells: Annotated[Optional[int], typer.Option("--cells", help="Cells per stage N (NB201: 5).")] = None,
+    image_size: Annotated[Optional[int], typer.Option("--image-size", help=HELP["--image-size"])] = None,
+    shard: Annotated[str, typer.Option("--shard", help="I/N: this job takes chunks I, I+N, ... (0-based).")] = "0/1",
+    export: Annotated[Optional[str], typer.Option("--export", help="Also write the store's proxies as an eznas-proxy-table/1 CSV (+ .meta.json) here, as proxy-table wrote before stores.")] = None,
+    export_only: Annotated[bool, typer.Option("--export-only", help="Only write --export from the existing --store; collect nothing.")] = False,
+    redo_broken: Annotated[bool, typer.Option("--redo-broken", help="Recompute the networks whose chunks 'verify' finds broken.")] = False,
     max_seconds: Annotated[float, typer.Option("--max-seconds", help="Stop after this many seconds (0: no cap); rerun to continue.")] = 0.0,
     device: Annotated[str, typer.Option("--device", help="auto (CUDA if present), cpu or cuda[:k].")] = "auto",
     threads: Annotated[int, typer.Option("--threads", help="Torch threads, 1 to 256 (1 keeps results bit-reproducible).")] = 1,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bars (for logs and batch jobs).")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Collect even if the estimated size exceeds the free disk.")] = False,
+    out: Annotated[Optional[str], typer.Option("--out", hidden=True, help="Replaced by --store (and --export for the CSV).")] = None,
 ) -> None:
-    """Modern proxies (AZ-NAS, MeCo, ZiCo, SWAP) of NB201 cells + NASLib's 13 joined from Suite-Zero."""
+    """Modern proxies (AZ-NAS, MeCo, ZiCo, SWAP) of NB201 cells per label set into a proxies-only
+    store (ingest --no-statistics), NASLib's 13 joined from Suite-Zero; --export writes the CSV."""
     from eznas_store.errors import ConfigError
+
+    if out is not None:
+        raise ConfigError(f"proxy-table writes a store now: give --store S.zarr (and --export {out} for the CSV "
+                          "table it wrote before)")
+    if not store:
+        raise ConfigError("proxy-table needs --store (the proxies-only store to create or continue)")
+    if export_only:
+        _export_only(store, export)
+        return
     from eznas_store.ingest import LABEL_SETS, MAX_THREADS, ProxyTableConfig, collect_proxy_table
+    from eznas_store.ingest import parse_shard, plan_announcer
+    from eznas_store.sources import parse_network_selection
 
     if not 1 <= threads <= MAX_THREADS:
         raise ConfigError(f"--threads must be from 1 to {MAX_THREADS}, got {threads}")
-    kw = {"label_sets": tuple(label_set)} if label_set else {"label_sets": tuple(LABEL_SETS)}
-    if proxy:
-        kw["proxies"] = tuple(proxy)
-    cfg = ProxyTableConfig(out=out, benchmark=benchmark, suitezero=suitezero, data_root=data_root,
-                           networks=networks, seed=seed, batch_size=batch_size, progress=not no_progress,
-                           max_seconds=max_seconds, device=device, **kw)
+    sel = parse_network_selection(networks)
+    kw = {"proxies": tuple(proxy)} if proxy else {}
+    cfg = ProxyTableConfig(store=store, benchmark=benchmark, data_root=data_root, suitezero=suitezero,
+                           dataset=dataset, networks=tuple(sel) if isinstance(sel, list) else sel, seed=seed,
+                           batch_size=batch_size, label_sets=tuple(label_set or LABEL_SETS), channels=channels,
+                           cells_per_stage=cells, image_size=image_size, shard=parse_shard(shard),
+                           progress=not no_progress, max_seconds=max_seconds, device=device, export=export,
+                           redo_broken=redo_broken, **kw)
     import torch
 
     torch.set_num_threads(threads)
-    res = collect_proxy_table(cfg)
-    more = f" ({res.stopped}; rerun to continue)" if res.stopped else ""
-    typer.echo(f"{res.out}: {res.done}/{res.target} cells, {res.new} new in {res.seconds:.1f} s "
-               f"({res.cells_per_second:.4f} cells/s){more}")
+    res = collect_proxy_table(cfg, on_plan=plan_announcer(typer.echo, yes=yes))
+    typer.echo(res.line)
+    if res.export is not None:
+        typer.echo(f"exported {res.export} ({FORMAT_NOTE})")
+
+
+#: what an export is, for the line that names it
+FORMAT_NOTE = "eznas-proxy-table/1 CSV + .meta.json: complete networks only"
+
+
+def _export_only(store: str, export: str | None) -> None:
+    """``--export-only``: the CSV of an existing store, nothing collected."""
+    from eznas_store.errors import ConfigError
+    from eznas_store.ingest import export_proxy_csv
+
+    if not export:
+        raise ConfigError("--export-only needs --export T.csv")
+    if not str(export).endswith(".csv"):
+        raise ConfigError(f"--export must name a .csv file, got {export!r}")
+    typer.echo(f"exported {export_proxy_csv(store, export)} ({FORMAT_NOTE})")

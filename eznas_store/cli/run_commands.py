@@ -39,7 +39,7 @@ def evolve(
     workers: Annotated[int, typer.Option("--workers", help=HELP["--workers"])] = 0,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help=HELP["--scheduler"])] = None,
     max_networks: Annotated[Optional[int], typer.Option("--max-networks", help="Use only the first N usable networks of each store.")] = None,
-    over: Annotated[str, typer.Option("--over", help="statistics: programs over the 22 per-block statistics of STOREs; proxies: formulas over hand-crafted proxy values (STOREs ingested with proxies, or Suite-Zero zc_*.json files).")] = "statistics",
+    over: Annotated[str, typer.Option("--over", help="statistics: programs over the 22 per-block statistics of STOREs; proxies: formulas over hand-crafted proxy values (STOREs with proxies, proxies-only stores, Suite-Zero zc_*.json files or proxy-table CSVs).")] = "statistics",
     representation: Annotated[str, typer.Option("--representation", help="tree (EZNAS) or sequential (AutoML-Zero instruction lists, EZNAS appendix 1.2).")] = "tree",
     problems: Annotated[Optional[list[str]], typer.Option("--problems", help="--over proxies: problems to train on (default all); the others are test problems. Repeatable.")] = None,
     train_networks: Annotated[int, typer.Option("--train-networks", help="--over proxies: networks per training problem to evolve on; the rest are held out.")] = 100,

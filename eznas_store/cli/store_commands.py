@@ -35,7 +35,9 @@ def ingest(
     image_size: Annotated[Optional[int], typer.Option("--image-size", help="Resize (digits only).")] = None,
     channels: Annotated[Optional[int], typer.Option("--channels", help="Skeleton width C (benchmark default).")] = None,
     cells: Annotated[Optional[int], typer.Option("--cells", help="Cells per stage N (benchmark default).")] = None,
-    no_proxies: Annotated[bool, typer.Option("--no-proxies", help="Skip the 13 hand-crafted proxies.")] = False,
+    no_proxies: Annotated[bool, typer.Option("--no-proxies", help="Skip the 13 default hand-crafted proxies (with --proxy: only those named).")] = False,
+    proxy: Annotated[Optional[list[str]], typer.Option("--proxy", help="Also compute this proxy of the registry (repeatable): the modern ones are opt-in (az_expressivity, az_progressivity, az_trainability, az_complexity, meco, zico, swap, swap_reg).")] = None,
+    no_statistics: Annotated[bool, typer.Option("--no-statistics", help="A proxies-only store: no statistics, only the proxies (the default 13 and any --proxy), each network written as it finishes.")] = False,
     proxy_batch_size: Annotated[int, typer.Option("--proxy-batch-size", help="Batch of the proxies (0: the statistics batch; NASLib used 64).")] = 0,
     redo_broken: Annotated[bool, typer.Option("--redo-broken", help="Recollect networks whose chunks 'verify' finds broken.")] = False,
     codec: Annotated[str, typer.Option("--codec", help="Codec of the float32 tensor arrays: lossless, compact (the measured default lossy spec), sumround:K[+zstd:L] (K = 1..23 mantissa bits kept, rounded so sums keep their value; L = Blosc zstd level 1..9, default 3), bitround:K[+zstd:L] (the same bits, each value to nearest) or zfp:TOL (absolute error bound; needs zfpy).")] = "lossless",
@@ -43,37 +45,40 @@ def ingest(
     yes: Annotated[bool, typer.Option("--yes", help="Ingest even if the estimated size exceeds the free disk.")] = False,
     job: JobOption = None,
 ) -> None:
-    """Collect the 22 EZNAS statistics of each network into a Zarr store (resumable, shardable).
+    """Collect the 22 EZNAS statistics and hand-crafted proxies of each network into a Zarr store
+    (resumable, shardable); --no-statistics collects the proxies alone.
 
     First prints the plan (networks, estimated disk and time) and refuses one larger than
     the free disk unless --yes; the default --networks all is 15,625 NB201 cells.
     """
     given = dict(locals())
-    from eznas_store.sources import parse_network_selection
-    from eznas_store.terminals import DEFAULT_PERTURB_SCALE
-    from eznas_store.ingest import IngestConfig, parse_shard
-    from eznas_store.ingest import run_ingest
-    from eznas_store.ingest import plan_announcer
+    from eznas_store.ingest import plan_announcer, run_ingest
 
     o = with_job(ctx, job, "ingest", given)
-    (store, dataset, space, benchmark, data_root, networks, seed, batch_size, structure, perturb_scale, shard,
-     device, chunk_networks, accuracy_column, image_size, channels, cells) = (o[k] for k in (
-        "store", "dataset", "space", "benchmark", "data_root", "networks", "seed", "batch_size", "structure",
-        "perturb_scale", "shard", "device", "chunk_networks", "accuracy_column", "image_size", "channels", "cells"))
-    if not store or not dataset:
+    report = run_ingest(_ingest_config(o), on_plan=plan_announcer(typer.echo, yes=bool(o["yes"])))
+    typer.echo(report.line())
+
+
+def _ingest_config(o: dict):
+    """``ingest``'s options (command line over job file) as an ``IngestConfig``."""
+    from eznas_store.ingest import IngestConfig, parse_shard
+    from eznas_store.sources import parse_network_selection
+    from eznas_store.terminals import DEFAULT_PERTURB_SCALE
+
+    if not o["store"] or not o["dataset"]:
         fail("ingest needs --store and --dataset (on the command line or in --job)")
-    sel = parse_network_selection(str(networks))
-    cfg = IngestConfig(
-        store=store, dataset=dataset, space=space, benchmark=benchmark, data_root=data_root,
-        networks=tuple(sel) if isinstance(sel, list) else sel, seed=seed, batch_size=batch_size,
-        structure=structure, perturb_scale=DEFAULT_PERTURB_SCALE if perturb_scale is None else perturb_scale,
-        shard=parse_shard(shard), device=device, chunk_networks=chunk_networks,
-        accuracy_column=accuracy_column, image_size=image_size, C=channels, N=cells,
-        proxies=not o["no_proxies"], proxy_batch_size=o["proxy_batch_size"], redo_broken=o["redo_broken"],
+    sel = parse_network_selection(str(o["networks"]))
+    scale = o["perturb_scale"]
+    return IngestConfig(
+        store=o["store"], dataset=o["dataset"], space=o["space"], benchmark=o["benchmark"], data_root=o["data_root"],
+        networks=tuple(sel) if isinstance(sel, list) else sel, seed=o["seed"], batch_size=o["batch_size"],
+        structure=o["structure"], perturb_scale=DEFAULT_PERTURB_SCALE if scale is None else scale,
+        shard=parse_shard(o["shard"]), device=o["device"], chunk_networks=o["chunk_networks"],
+        accuracy_column=o["accuracy_column"], image_size=o["image_size"], C=o["channels"], N=o["cells"],
+        proxies=not o["no_proxies"], proxy_names=tuple(o.get("proxy") or ()), statistics=not o.get("no_statistics"),
+        proxy_batch_size=o["proxy_batch_size"], redo_broken=o["redo_broken"],
         codec=str(o.get("codec") or "lossless"), progress=not o["no_progress"],
     )
-    report = run_ingest(cfg, on_plan=plan_announcer(typer.echo, yes=bool(o["yes"])))
-    typer.echo(report.line())
 
 
 @app.command()
@@ -167,7 +172,9 @@ def _info_json(s) -> dict:
         "image_size": p.image_size, "num_classes": p.num_classes, "C": p.C, "N": p.N,
         "benchmark": p.benchmark, "accuracy_column": p.accuracy_column,
         "accuracy_columns": {c: spread(v) for c, v in p.accuracies.items()},
-        "proxies": list(p.proxies), "proxy_batch_size": p.proxy_batch_size,
+        "proxies": list(p.proxies), "proxy_batch_size": p.proxy_batch_size, "statistics": p.statistics,
+        "label_sets": [{"name": n, "classes": c, "accuracy_column": col} for n, c, col in p.heads()],
+        "suitezero_proxies": list(p.suitezero_proxies),
         "format_version": s.meta.get("format_version"), "codec": p.codec,
     }
 

@@ -18,7 +18,7 @@ from eznas_store.cli.app import HELP, JobOption, app, fail, with_job
 
 @app.command()
 def compare(
-    store: Annotated[str, typer.Argument(help="A store ingested with hand-crafted proxies.")],
+    store: Annotated[str, typer.Argument(help="A store with hand-crafted proxies (with statistics, or proxies-only).")],
     program: Annotated[Optional[list[str]], typer.Option("--program", help="Program JSON files to add (EZNAS-A is always there).")] = None,
     out: Annotated[Optional[str], typer.Option("--out", help="Folder for compare.csv and compare.png.")] = None,
     accuracy_column: Annotated[Optional[str], typer.Option("--accuracy-column", help="Label to correlate with: any accuracy column the store holds (default: the one chosen at ingest).")] = None,

@@ -17,6 +17,7 @@ accuracy tables in the NB201 benchmark format. Reads sources/ only; never writes
 _FACE = {
     "AZ_COMPONENTS": "eznas_store.collect.proxies.az_nas",
     "DEMO_LABEL": "eznas_store.collect.label",
+    "HEAD_FREE": "eznas_store.collect.proxies.registry",
     "LabelConfig": "eznas_store.collect.label",
     "MODERN_PROXY_NAMES": "eznas_store.collect.proxies.registry",
     "NetworkStats": "eznas_store.collect.statistics",
@@ -34,6 +35,7 @@ _FACE = {
     "network_factory": "eznas_store.collect.proxies.networks",
     "network_seed": "eznas_store.collect.statistics",
     "resolve_device": "eznas_store.collect.statistics",
+    "proxy_card": "eznas_store.collect.proxies.registry",
     "run_label": "eznas_store.collect.label",
     "stored_subset": "eznas_store.collect.statistics",
     "swap_regularised": "eznas_store.collect.proxies.swap",

@@ -1,4 +1,4 @@
-"""The EZNAS statistics collector (DESIGN §2): one network, three passes, 22 terminals per block.
+"""The EZNAS statistics collector (docs/design.md §2): one network, three passes, 22 terminals per block.
 
 Per network: re-initialise every module, keep train mode (BatchNorm uses batch
 statistics), and for each input X in D (data), N (noise), P (perturbed data) run a

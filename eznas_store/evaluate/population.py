@@ -1,4 +1,4 @@
-"""Score a population of programs on a chunk of networks (DESIGN §3, §5).
+"""Score a population of programs on a chunk of networks (docs/design.md §3, §5).
 
 A program is evaluated per block: the tree's output for the block (any shape) is reduced
 to a scalar (``"mean"`` of all elements, or their ``"l2"`` norm), and a network's score

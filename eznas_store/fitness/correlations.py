@@ -1,6 +1,6 @@
 """Fitness of a program: rank correlation between its network scores and the accuracies.
 
-EZNAS (DESIGN §3) scores a program by the Kendall tau-b between the scores it gives a
+EZNAS (docs/design.md §3) scores a program by the Kendall tau-b between the scores it gives a
 task's networks and their accuracies; over several tasks it takes the minimum, and it
 used |tau|. Spearman rho is always reported alongside.
 
@@ -133,7 +133,7 @@ def weighted_tau(scores: np.ndarray, accuracies: np.ndarray) -> float:
     poor networks on top of its own ranking (a pair with a poor network weighs little), and
     such formulas won: on 998 Suite-Zero NB201-CIFAR-10 cells, 2 of 5 seeded runs evolved
     formulas whose top-scored held-out cell had 90.6 % (the search would pick it); with the
-    symmetric weights no seed of 10 did (README, issue 13). Unlike a top-k precision it has no
+    symmetric weights no seed of 10 did (docs/results.md, issue 13). Unlike a top-k precision it has no
     k to choose and still sees every pair. NaN if any score is NaN/Inf or all are equal.
     """
     s, a = _vectors(scores, accuracies)

@@ -1,26 +1,31 @@
 """Network x proxy tables as GP problems: load them and split them into train/test parts.
 
 A *problem* is one table of networks with the values of hand-crafted proxies (``synflow``,
-``nwot``, ``jacov``, ..., ``flops``, ``params``) and an accuracy per network, read from an
-eznas store ingested with proxies or from a NAS-Bench-Suite-Zero ``zc_*.json[.gz]`` file
+``nwot``, ``jacov``, ..., ``meco``, ``zico``, ...) and an accuracy per network, read from an
+eznas store with proxies (one with statistics, or a proxies-only one: ``ingest
+--no-statistics``, ``proxy-table``) or from a NAS-Bench-Suite-Zero ``zc_*.json[.gz]`` file
 (one problem per task, named ``nb201-cifar10``, ``nb201-ImageNet16-120``,
-``tnb101_micro-class_scene``, ...), or from a proxy table (``eznas-store proxy-table``: a
-``.csv`` + ``.meta.json``; one problem per label set, ``nb201-cifar10:<stem>``, all over the
-same networks in the same order, so ``split_problem`` holds out the same cells in each). Proxy programs (:mod:`eznas_store.programs.proxy_ops`) are
+``tnb101_micro-class_scene``, ...). A store of one label set is one problem
+(``<space>-<dataset>:<stem>``); a store with label sets (``proxy-table``) is one problem per
+label set (``nb201-cifar10:<stem>``: its head's values, and the values it joined from
+Suite-Zero, against its accuracy column), all over the same networks in the same order, so
+``split_problem`` holds out the same cells in each. A proxy table CSV (``eznas-proxy-table/1``,
+what ``proxy-table`` wrote before stores and ``proxy-table --export`` writes) reads the same
+way: the import path. Proxy programs (:mod:`eznas_store.programs.proxy_ops`) are
 formulas over those columns (Phan & Luong 2025), scored on problems by
 :mod:`eznas_store.fitness.proxy_table_scorer` and compared across problems by
 :mod:`eznas_store.fitness.matrix`.
 
 Example
 -------
->>> problems = load_problems("../shared/data/suite-zero/zc_nasbench201.json.gz")  # doctest: +SKIP
+>>> problems = load_problems("zc_nasbench201.json.gz")  # doctest: +SKIP
 >>> train, test = split_problem(problems[0], 100, seed=0)                         # doctest: +SKIP
 
 Networks kept: complete (stores), with a finite accuracy, and with a finite value of every
 proxy column kept; a column that is missing on more than ``MAX_MISSING`` of the
 networks is dropped instead (so one failing proxy does not cost most networks). What was
-dropped is recorded on the problem (``dropped``, ``dropped_columns``). In a proxy table a
-failed AZ-NAS component is not missing: it takes its floor
+dropped is recorded on the problem (``dropped``, ``dropped_columns``). A failed AZ-NAS
+component is not missing: it takes its floor
 (:data:`~eznas_store.sources.proxy_values.AZ_FLOORS`, below every finite value; the
 reference ranks it lowest), so the cell stays.
 """
@@ -175,40 +180,68 @@ def _load_zc(path: Path, accuracy: str | None) -> list[ProxyProblem]:
 
 
 def _load_store(url: str, accuracy: str | None) -> list[ProxyProblem]:
+    """A store's proxies (and the values it joined from Suite-Zero) as problems: one, against
+    ``accuracy`` (default: the store's), for a store of one label set; one per label set, each
+    against its own accuracy column and all over the same networks, for a store with label sets.
+    A proxies-only store reads the same way."""
     store = open_store(url)
-    table = store.proxy_table()
-    if table is None:
+    values, joined = store.proxy_values(), store.suitezero_values()
+    if values is None and joined is None:
         raise StoreError(f"store {url} was ingested without hand-crafted proxies (ingest again "
-                         "without --no-proxies into a new store)")
-    if accuracy is None:
-        acc = store.accuracy()
-    elif accuracy in store.plan.accuracies:
-        acc = np.asarray(store.plan.accuracies[accuracy], dtype=np.float64)
-    else:
-        raise UnknownNameError(f"store {url} has no accuracy column {accuracy!r} (it has: "
-                               f"{', '.join(sorted(store.plan.accuracies))})")
-    names = [str(p) for p in table["proxy"].values]
-    values = np.asarray(table.values, dtype=np.float64)
-    columns = {n: values[:, j] for j, n in enumerate(names)}
+                         "without --no-proxies, or with --proxy NAME, into a new store)")
+    plan = store.plan
     stem = re.sub(r"\.zarr$", "", os.path.basename(str(url).rstrip("/")))
-    name = f"{store.plan.space}-{store.plan.dataset}:{stem}"
-    return [_clean(name, store.plan.archs, columns, acc, store.complete(), str(url))]
+    sets = {}
+    for k, (label, _, column) in enumerate(store.label_sets()):
+        columns = {str(p): values.values[:, j, k] for j, p in enumerate(values["proxy"].values)} if values is not None else {}
+        if joined is not None:
+            columns.update({str(p): joined.values[:, j, k] for j, p in enumerate(joined["suitezero_proxy"].values)})
+        sets[label] = {"accuracy": np.asarray(plan.accuracies[column], dtype=np.float64),
+                       "columns": floor_failed(columns)}
+    if not plan.label_sets:  # one label set: the store's (or the asked) accuracy column
+        (only,) = sets.values()
+        acc = _store_accuracy(store, url, accuracy)
+        return [_clean(f"{plan.space}-{plan.dataset}:{stem}", plan.archs, only["columns"], acc, store.complete(),
+                       str(url))]
+    if accuracy is not None:
+        raise UnknownNameError(f"store {url} has label sets ({', '.join(sets)}), each with its accuracy column; "
+                               f"got {accuracy!r}")
+    return _same_networks(plan.archs, sets, store.complete(), str(url), lambda label: f"{plan.space}-{label}:{stem}")
+
+
+def _store_accuracy(store, url: str, accuracy: str | None) -> np.ndarray:
+    """The store's accuracy column ``accuracy`` (None: the one chosen at ingest)."""
+    if accuracy is None:
+        return store.accuracy()
+    if accuracy in store.plan.accuracies:
+        return np.asarray(store.plan.accuracies[accuracy], dtype=np.float64)
+    raise UnknownNameError(f"store {url} has no accuracy column {accuracy!r} (it has: "
+                           f"{', '.join(sorted(store.plan.accuracies))})")
 
 
 def _load_proxy_table(path: Path, accuracy: str | None) -> list[ProxyProblem]:
-    """One problem per label set of a proxy table, all over the same networks (those finite
-    in every label set), so a seeded split holds out the same cells in each problem."""
+    """One problem per label set of a proxy table (the CSV that ``proxy-table`` wrote before
+    stores, or ``proxy-table --export``), all over the same networks."""
     if accuracy is not None:
         raise UnknownNameError(f"{path}: a proxy table carries one label per label set; got {accuracy!r}")
     table = read_proxy_table(path)
-    sets = table["label_sets"]
     n = len(table["archs"])
     if n < 2:
         raise BenchmarkFormatError(f"{path}: {n} complete row(s); a rank correlation needs at least 2")
     # a failed AZ-NAS component is the reference's lowest rank, not a missing value
-    sets = {label: {**s, "columns": floor_failed(s["columns"])} for label, s in sets.items()}
+    sets = {label: {**s, "columns": floor_failed(s["columns"])} for label, s in table["label_sets"].items()}
+    stem = path.name[:-4]
+    return _same_networks(table["archs"], sets, np.ones(n, dtype=bool), str(path), lambda label: f"nb201-{label}:{stem}")
+
+
+def _same_networks(archs: Sequence[str], sets: dict, keep: np.ndarray, source: str, name) -> list[ProxyProblem]:
+    """One problem per label set (``sets``: label -> accuracy, columns), all over the same networks
+    (those ``keep`` holds with finite labels and proxies in every label set), so a seeded split
+    holds out the same cells in each problem. Columns every label set has, less those missing on
+    more than ``MAX_MISSING`` of the networks in one."""
+    n = len(archs)
     names = sorted(set.intersection(*(set(s["columns"]) for s in sets.values())))
-    keep = np.ones(n, dtype=bool)
+    keep = np.asarray(keep, dtype=bool).copy()
     for s in sets.values():
         keep &= np.isfinite(s["accuracy"])
     n_ok = int(keep.sum())
@@ -220,12 +253,11 @@ def _load_proxy_table(path: Path, accuracy: str | None) -> list[ProxyProblem]:
             keep &= np.isfinite(s["columns"][k])
     rows = np.flatnonzero(keep)
     if len(rows) < 2 or not names:
-        raise BenchmarkFormatError(f"{path}: {len(rows)} network(s) with finite labels and proxies in every "
+        raise BenchmarkFormatError(f"{source}: {len(rows)} network(s) with finite labels and proxies in every "
                                    "label set; a rank correlation needs at least 2")
-    stem = path.name[:-4]
-    return [ProxyProblem(name=f"nb201-{label}:{stem}", archs=tuple(table["archs"][i] for i in rows),
+    return [ProxyProblem(name=name(label), archs=tuple(archs[i] for i in rows),
                          columns={k: s["columns"][k][rows] for k in names}, accuracy=s["accuracy"][rows],
-                         source=f"{path}:{label}", dropped=n - len(rows),
+                         source=f"{source}:{label}", dropped=n - len(rows),
                          dropped_columns=tuple(sorted(set(dropped_cols))))
             for label, s in sets.items()]
 

@@ -15,7 +15,7 @@ differences between networks, so this is the scale that matters; a program is
 *round-off-determined* when that shift exceeds ``ROUNDOFF_LIMIT``. The nudge is the same
 on any store, lossless or lossy: ill-conditioning belongs to the program and the networks,
 not to the codec. On 200 NB201 networks at batch 1, of 28 programs tested the one flagged
-moved by 0.29 of its spread, the next by 2e-4 of it (README "Round-off check").
+moved by 0.29 of its spread, the next by 2e-4 of it (docs/results.md "Round-off check").
 
 In-process and chunk by chunk, like a one-shot ``score``: memory is one chunk.
 """

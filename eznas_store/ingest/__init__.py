@@ -6,7 +6,14 @@ The driver plans the job (``plan``: networks, accuracies, data batch → ``Store
 computes the layout from the search space and creates or joins the store (``layout``),
 then collects each network (``networks``: statistics and proxies, as numpy rows) and
 writes whole chunks, flags last; chunks already complete are skipped, so a killed job
-resumes. Modules: ``config``, ``plan``, ``layout``, ``networks``, ``driver``.
+resumes. A proxies-only store (``--no-statistics``; ``proxy-table`` is its NB201 front, with
+label sets and the Suite-Zero join) is collected network by network instead
+(``proxies_only``), each network written as it finishes.
+
+Modules: ``config``, ``job`` (the plan), ``layout`` (and which chunks a shard still has to do),
+``networks`` (one network: statistics, proxies per label set), ``driver``, ``proxies_only``,
+``suitezero_join``, ``proxy_table`` (``proxy-table`` and the CSV export), ``estimate``,
+``benchmark_check``.
 """
 
 
@@ -21,10 +28,13 @@ _FACE = {
     "check_codec": "eznas_store.ingest.config",
     "collect_network": "eznas_store.ingest.networks",
     "collect_proxy_table": "eznas_store.ingest.proxy_table",
+    "export_proxy_csv": "eznas_store.ingest.proxy_table",
+    "own_proxy_batch": "eznas_store.ingest.job",
     "parse_shard": "eznas_store.ingest.config",
     "plan_announcer": "eznas_store.ingest.estimate",
     "plan_ingest": "eznas_store.ingest.job",
     "plan_layout": "eznas_store.ingest.layout",
+    "plan_store": "eznas_store.ingest.job",
     "proxies_for_network": "eznas_store.ingest.networks",
     "proxy_batch": "eznas_store.ingest.job",
     "run_ingest": "eznas_store.ingest.driver",

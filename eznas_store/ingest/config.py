@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
 from eznas_store.config import MAX_BATCH, check_sizes, is_int
-from eznas_store.errors import ConfigError
+from eznas_store.errors import ConfigError, DataNotFoundError
 from eznas_store.terminals import DEFAULT_PERTURB_SCALE
 
 __all__ = ["IngestConfig", "parse_shard"]
@@ -35,6 +36,18 @@ class IngestConfig:
     C: int | None = None
     N: int | None = None
     proxies: bool = True  # also compute the 13 hand-crafted proxies (same networks, batch, init)
+    #: more proxies of the registry to compute (``--proxy``: the modern ones are opt-in); with
+    #: ``proxies=False`` only these
+    proxy_names: tuple[str, ...] = ()
+    #: False: a proxies-only store (``--no-statistics``): no tensors, no block table
+    statistics: bool = True
+    #: classifier heads to compute proxies with (names of ``sources.LABEL_SETS``: NB201's
+    #: cifar10, cifar100, imagenet16); () is one, the dataset's own
+    label_sets: tuple[str, ...] = ()
+    #: a NAS-Bench-Suite-Zero file to join NASLib's values from, per label set's task
+    suitezero: str | None = None
+    #: stop after this many seconds (between networks or chunks; 0: no cap); rerun to continue
+    max_seconds: float = 0.0
     #: batch of the proxies (0: the statistics batch); NASLib/Suite-Zero used 64 on CIFAR-10
     proxy_batch_size: int = 0
     #: recollect the networks ``verify`` finds broken (unreadable chunks), even if flagged
@@ -58,11 +71,45 @@ class IngestConfig:
             raise ConfigError(f"--proxy-batch-size must be an integer from 0 (the statistics batch) to "
                               f"{MAX_BATCH}, got {self.proxy_batch_size!r}")
         _check_codec(self)
+        _check_proxies(self)
         if self.structure not in ("rcb", "cbr"):
             raise ConfigError(f"--structure must be rcb or cbr, got {self.structure!r}")
         if not (isinstance(self.perturb_scale, (int, float)) and math.isfinite(self.perturb_scale)
                 and self.perturb_scale >= 0):
             raise ConfigError(f"--perturb-scale must be a finite number >= 0, got {self.perturb_scale!r}")
+
+
+    def wanted_proxies(self) -> tuple[str, ...]:
+        """The proxies to compute: the 13 default ones (unless ``proxies=False``), then ``proxy_names``."""
+        from eznas_store.collect import PROXY_NAMES
+
+        return tuple(dict.fromkeys((*(PROXY_NAMES if self.proxies else ()), *self.proxy_names)))
+
+
+def _check_proxies(cfg: IngestConfig) -> None:
+    """Proxy names known, label sets known, a proxies-only store with proxies and no codec, the
+    Suite-Zero file present (with label sets); names and label sets recorded deduplicated."""
+    from eznas_store.collect import check_proxy_names
+    from eznas_store.sources import LABEL_SETS
+
+    names = tuple(check_proxy_names(list(cfg.proxy_names))) if cfg.proxy_names else ()
+    object.__setattr__(cfg, "proxy_names", names)
+    unknown = [s for s in cfg.label_sets if s not in LABEL_SETS]
+    if unknown:
+        raise ConfigError(f"--label-set must be among {', '.join(LABEL_SETS)}, got {', '.join(unknown)}")
+    object.__setattr__(cfg, "label_sets", tuple(dict.fromkeys(cfg.label_sets)))
+    if not cfg.statistics and not cfg.wanted_proxies():
+        raise ConfigError("--no-statistics collects proxies only: keep the default 13 (no --no-proxies) or "
+                          "name some with --proxy")
+    if not cfg.statistics and cfg.codec != "lossless":
+        raise ConfigError(f"--codec {cfg.codec} encodes statistics; a --no-statistics store has none")
+    if cfg.suitezero is not None:
+        if not cfg.label_sets:
+            raise ConfigError("--suitezero joins NASLib's values per label set's task: give --label-set")
+        if not os.path.exists(cfg.suitezero):
+            raise DataNotFoundError(f"{cfg.suitezero} not found (--suitezero)")
+    if not (isinstance(cfg.max_seconds, (int, float)) and math.isfinite(cfg.max_seconds) and cfg.max_seconds >= 0):
+        raise ConfigError(f"--max-seconds must be a finite number >= 0, got {cfg.max_seconds!r}")
 
 
 def _check_codec(cfg: IngestConfig) -> None:

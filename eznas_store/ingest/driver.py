@@ -29,9 +29,10 @@ from tqdm.auto import tqdm
 from eznas_store.collect import resolve_device
 from eznas_store.ingest.config import IngestConfig
 from eznas_store.ingest.estimate import IngestEstimate, estimate_ingest
-from eznas_store.ingest.layout import create_or_open, plan_layout
-from eznas_store.ingest.networks import collect_network, network_arrays, proxies_for_network
-from eznas_store.ingest.job import plan_ingest, proxy_batch
+from eznas_store.ingest.layout import create_or_open, plan_layout, shard_todo
+from eznas_store.ingest.networks import collect_network, network_arrays, network_proxies, proxy_cards
+from eznas_store.ingest.job import own_proxy_batch, plan_store, proxy_batch
+from eznas_store.ingest.proxies_only import collect_proxies_only
 from eznas_store.outputs import ensure_dir, exclusive, package_versions
 from eznas_store.store import normalise_url
 from eznas_store.store import StorePlan, plan_to_json
@@ -39,8 +40,6 @@ from eznas_store.store import Store
 from eznas_store.store import verify_store
 from eznas_store.store import record_run, write_chunk
 
-#: a chunk of networks: (lo, hi)
-Range = tuple[int, int]
 
 
 @dataclass
@@ -52,11 +51,14 @@ class IngestReport:
     done: int
     skipped: int
     seconds: float
+    #: why it stopped before every network was collected ('' when it did not: ``max_seconds``)
+    stopped: str = ""
 
     def line(self) -> str:
         rate = self.done / self.seconds if self.seconds > 0 and self.done else 0.0
+        more = f" ({self.stopped}; rerun to continue)" if self.stopped else ""
         return (f"ingest shard {self.shard[0]}/{self.shard[1]}: {self.done} networks collected, "
-                f"{self.skipped} already complete, {self.seconds:.1f} s ({rate:.2f} networks/s) → {self.store}")
+                f"{self.skipped} already complete, {self.seconds:.1f} s ({rate:.2f} networks/s) → {self.store}{more}")
 
 
 def run_ingest(cfg: IngestConfig, *, redo: set[int] | None = None,
@@ -69,15 +71,18 @@ def run_ingest(cfg: IngestConfig, *, redo: set[int] | None = None,
     """
     t0 = time.perf_counter()
     device = resolve_device(cfg.device)
-    plan, batch, labels = plan_ingest(cfg)
+    planned = plan_store(cfg)
+    plan = planned.plan
     if on_plan is not None:
         on_plan(estimate_ingest(cfg, plan))
     with shard_lock(cfg.store, cfg.shard):
-        store = create_or_open(cfg.store, plan, data_batch=batch, data_labels=labels)
+        store = create_or_open(cfg.store, plan, data_batch=planned.images, data_labels=planned.labels,
+                               suitezero_values=planned.suitezero_values, proxy_info=proxy_cards(plan))
         _record_run(store, cfg, plan, device)
-        done, skipped = _collect(store, cfg, plan, device, redo)
+        collect = _collect if plan.statistics else collect_proxies_only
+        done, skipped, stopped = collect(store, cfg, plan, device, redo)
     return IngestReport(store=cfg.store, shard=cfg.shard, done=done, skipped=skipped,
-                        seconds=time.perf_counter() - t0)
+                        seconds=time.perf_counter() - t0, stopped=stopped)
 
 
 def shard_lock(url: str, shard: tuple[int, int]):
@@ -100,33 +105,37 @@ def shard_lock(url: str, shard: tuple[int, int]):
 
 
 def _collect(store: Store, cfg: IngestConfig, plan: StorePlan, device: torch.device,
-             redo: set[int] | None) -> tuple[int, int]:
-    """Collect this shard's chunks still to do: (networks collected, networks skipped)."""
+             redo: set[int] | None) -> tuple[int, int, str]:
+    """Collect this shard's chunks still to do: (networks collected, networks skipped, why it
+    stopped early or '')."""
     data = torch.from_numpy(store.data_batch())
     stored_labels = store.data_labels()
     data_labels = torch.from_numpy(stored_labels) if stored_labels is not None else None
     p_data, p_labels = data, data_labels
-    if plan.proxies and plan.proxy_batch_size:
+    if own_proxy_batch(plan):
         pb = proxy_batch(cfg, plan)
         p_data, p_labels = pb.images, pb.labels
     complete = store.complete()
     if cfg.redo_broken:
         redo = set(redo or ()) | set(verify_store(store, plan_layout(plan)).broken)
-    todo, skipped = _todo(store, cfg.shard, complete, redo)
+    todo, skipped = shard_todo(store, cfg.shard, complete, redo)
     i, n_shards = cfg.shard
-    done = 0
+    done, t0, stopped = 0, time.perf_counter(), ""
     with tqdm(total=sum(hi - lo for lo, hi in todo), desc=f"ingest {i}/{n_shards}", unit="net",
               disable=not cfg.progress) as bar:
         for lo, hi in todo:
+            if cfg.max_seconds and time.perf_counter() - t0 >= cfg.max_seconds:
+                stopped = f"--max-seconds {cfg.max_seconds:g} reached"
+                break
             networks, proxy_values = [], []
             for n in range(lo, hi):
                 networks.append(network_arrays(collect_network(store, n, data, device)))
                 if plan.proxies:
-                    proxy_values.append(proxies_for_network(plan, n, p_data, p_labels, device))
+                    proxy_values.append(network_proxies(plan, n, p_data, p_labels, device))
                 bar.update(1)
             write_chunk(store, lo, networks, proxy_values or None)
             done += hi - lo
-    return done, skipped
+    return done, skipped, stopped
 
 
 def _record_run(store: Store, cfg: IngestConfig, plan: StorePlan, device: torch.device) -> None:
@@ -137,13 +146,3 @@ def _record_run(store: Store, cfg: IngestConfig, plan: StorePlan, device: torch.
         "versions": package_versions(), "host": socket.gethostname(), "device": str(device),
         "started": _dt.datetime.now(_dt.timezone.utc).isoformat(),
     })
-
-
-def _todo(store: Store, shard: tuple[int, int], complete, redo: set[int] | None) -> tuple[list[Range], int]:
-    """This shard's chunks still to collect (incomplete, or holding a network to redo), and
-    how many of its networks are skipped as complete."""
-    i, n_shards = shard
-    mine = [r for c, r in enumerate(store.chunk_ranges()) if c % n_shards == i]
-    todo = [r for r in mine if not complete[r[0]:r[1]].all() or (redo and any(k in redo for k in range(*r)))]
-    skipped = sum(hi - lo for lo, hi in mine) - sum(hi - lo for lo, hi in todo)
-    return todo, skipped

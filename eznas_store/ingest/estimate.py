@@ -34,6 +34,9 @@ COMPRESSION_RATIO = 0.9
 #: proxies on 2 shared CPU cores. Measured: 3 s at batch 1 (26 MB raw), 10 s at batch 16
 #: (287 MB), 0.4 s for the tests' C=4, N=1, 8 px cells (0.24 MB); a GPU is much faster.
 SECONDS_PER_SQRT_MB = 0.6
+#: seconds per network and label set of a proxies-only store: a rough figure for the modern
+#: proxies of a full-size NB201 cell (C=16, N=5) at batch 64 on 2 CPU cores; tiny cells are faster
+PROXY_SECONDS = 3.0
 #: networks whose block shapes are read to size a plan (evenly spaced; all of a smaller plan)
 SIZE_SAMPLE = 64
 #: ``estimate_ingest(free_bytes=MEASURE)``: read the free disk of the store's filesystem
@@ -82,7 +85,7 @@ class IngestEstimate:
 
 def estimate_ingest(cfg: IngestConfig, plan: StorePlan, *, free_bytes: int | None | object = MEASURE) -> IngestEstimate:
     """Size ``plan`` for ``cfg``'s shard; ``free_bytes`` is measured unless given (tests)."""
-    raw, widest = _raw_bytes(plan)
+    raw, widest = _raw_bytes(plan) if plan.statistics else (_proxy_bytes(plan), 0)
     existing = open_for_plan(cfg.store, plan)
     total = len(plan.archs)
     i, n_shards = cfg.shard
@@ -99,7 +102,8 @@ def estimate_ingest(cfg: IngestConfig, plan: StorePlan, *, free_bytes: int | Non
     note = ""
     if free_bytes is MEASURE:
         free_bytes, note = free_disk_bytes(cfg.store)
-    seconds = todo * SECONDS_PER_SQRT_MB * math.sqrt(raw / 1e6)
+    seconds = todo * (SECONDS_PER_SQRT_MB * math.sqrt(raw / 1e6) if plan.statistics
+                      else PROXY_SECONDS * len(plan.heads()))
     return IngestEstimate(store=cfg.store, networks=total, shard_networks=shard_networks, complete=complete,
                           raw_bytes_per_network=raw, bytes=int(math.ceil(todo * raw * compression_ratio(plan.codec))),
                           seconds=seconds, free_bytes=free_bytes, disk_note=note)
@@ -148,6 +152,12 @@ def _raw_bytes(plan: StorePlan) -> tuple[float, int]:
         widths = compute_layout([specs], batch_size=B).widths
         sizes.append(4 * sum(widths[ARRAY_FAMILY[a]] for a in STORED))
     return float(np.mean(sizes)), int(max(sizes))
+
+
+def _proxy_bytes(plan: StorePlan) -> float:
+    """Bytes of one network's row of a proxies-only store: a value (8 bytes) and a short reason
+    per proxy and label set, before compression."""
+    return 16.0 * max(len(plan.proxies), 1) * len(plan.heads())
 
 
 def _size(n: int | None) -> str:

@@ -14,7 +14,7 @@ from eznas_store.collect import NetworkStats, collect, deterministic, network_se
 from eznas_store.sources import get_space
 from eznas_store.store import StorePlan
 from eznas_store.store import Store
-from eznas_store.store import NetworkArrays, ProxyValues
+from eznas_store.store import NetworkArrays, NetworkProxies, ProxyValues
 from eznas_store.terminals import STORED
 
 
@@ -29,15 +29,80 @@ def collect_network(store_or_plan: Store | StorePlan, n: int, data: torch.Tensor
                    device=device)
 
 
-def proxies_for_network(plan: StorePlan, n: int, data: torch.Tensor, labels: torch.Tensor,
+def proxies_for_network(plan: StorePlan, n: int, data: torch.Tensor, labels: torch.Tensor | None,
                         device: torch.device) -> ProxyValues:
-    """The plan's hand-crafted proxies of network ``n`` on the run's batch and init seed."""
-    factory = network_factory(plan.space, plan.archs[n], num_classes=plan.num_classes, C=plan.C, N=plan.N,
-                              structure=plan.collect.structure)
+    """The plan's hand-crafted proxies of network ``n`` on the run's batch and init seed, with
+    the first label set's classifier head (the dataset's own, unless the plan has label sets).
+    Each proxy reads the first ``B × batches`` images of ``data`` (``_by_batches``)."""
+    return _compute(plan, n, plan.heads()[0][1], plan.proxies, data, labels, device)
+
+
+def label_set_proxies(plan: StorePlan, n: int, data: torch.Tensor, labels: torch.Tensor | None,
+                      device: torch.device) -> list[ProxyValues]:
+    """Network ``n``'s proxies per label set of the plan (``plan.heads()``): the first as
+    :func:`proxies_for_network`; under every other head, the proxies that read it computed
+    again with that head's classes, the head-free ones (``ProxySpec.head_free``) kept. Where
+    ``swap`` is computed, ``swap_reg`` under another head is derived from it (its formula with
+    that head's parameter count) instead of a SWAP pass on another init draw."""
+    from eznas_store.collect import PROXIES, swap_regularised
+
+    first = proxies_for_network(plan, n, data, labels, device)
+    out = [first]
+    derive = "swap_reg" in plan.proxies and "swap" in plan.proxies
+    again = [p for p in plan.proxies if not PROXIES[p].head_free and not (derive and p == "swap_reg")]
+    for _, classes, _ in plan.heads()[1:]:
+        values = dict(first)
+        values.update(_compute(plan, n, classes, again, data, labels, device) if again else {})
+        if derive:
+            swap, why = first["swap"]
+            params_k = sum(p.numel() for p in _factory(plan, n, classes)(0).parameters()) / 1e3
+            values["swap_reg"] = ((swap_regularised(swap, params_k), None) if why is None
+                                  else (float("nan"), f"swap_reg: swap failed ({why})"))
+        out.append(values)
+    return out
+
+
+def network_proxies(plan: StorePlan, n: int, data: torch.Tensor, labels: torch.Tensor | None,
+                    device: torch.device) -> NetworkProxies:
+    """What a store keeps of network ``n``'s proxies: one ``ProxyValues``, or one per label set
+    where the plan has label sets (``write_chunk``/``write_proxy_rows`` take either)."""
+    if plan.label_sets:
+        return label_set_proxies(plan, n, data, labels, device)
+    return proxies_for_network(plan, n, data, labels, device)
+
+
+def proxy_cards(plan: StorePlan) -> dict[str, dict]:
+    """Per proxy of the plan its card (``collect.proxy_card``): kept in ``proxy_value``'s attributes."""
+    from eznas_store.collect import proxy_card
+
+    return {name: proxy_card(name, plan.proxy_batch_size or plan.collect.batch_size) for name in plan.proxies}
+
+
+def _factory(plan: StorePlan, n: int, classes: int):
+    return network_factory(plan.space, plan.archs[n], num_classes=classes, C=plan.C, N=plan.N,
+                           structure=plan.collect.structure)
+
+
+def _compute(plan: StorePlan, n: int, classes: int, names, data: torch.Tensor, labels: torch.Tensor | None,
+             device: torch.device) -> ProxyValues:
+    """``names`` of network ``n`` with a head of ``classes``; each group of proxies reading the
+    same number of batches (``ProxySpec.batches``) on the first ``B × batches`` images, B the
+    plan's proxy batch (``proxy_batch_size``, else the statistics batch)."""
+    from eznas_store.collect import PROXIES
+
+    factory = _factory(plan, n, classes)
+    B = plan.proxy_batch_size or plan.collect.batch_size
+    groups: dict[int, list[str]] = {}
+    for name in names:
+        groups.setdefault(PROXIES[name].batches, []).append(name)
+    got: ProxyValues = {}
     # same pinned threads as the statistics: the values' last bits follow the reduction order
     with deterministic(plan.collect.threads):
-        return compute_all(factory, data, labels, seed=network_seed(plan.collect.seed, n),
-                           names=plan.proxies, device=device)
+        for k, group in groups.items():
+            images, lab = data[:B * k], None if labels is None else labels[:B * k]
+            got.update(compute_all(factory, images, lab, seed=network_seed(plan.collect.seed, n), names=group,
+                                   device=device))
+    return {name: got[name] for name in names}
 
 
 def network_arrays(stats: NetworkStats) -> NetworkArrays:

@@ -30,7 +30,7 @@ Differences from the released EZNAS code
 ----------------------------------------
 The released code (IntelLabs/Hardware-Aware-Automated-Machine-Learning,
 ``EZNAS/gp_func_defs.py``) numbers the ops differently (its OP20 is logdet, OP29
-sigmoid, ...); ids here follow the paper's Table 1 as listed in DESIGN §3. Where the
+sigmoid, ...); ids here follow the paper's Table 1 as listed in docs/design.md §3. Where the
 released code deviates from the table, the table wins and the docstring of the op says
 so; the one released behaviour we keep on purpose is ``logdet_lastdims`` (id 34), the
 logdet that EZNAS-A actually used.

@@ -1,7 +1,7 @@
 """The opt-in extension of the operation table (ids 35..40): channel statistics and spectra.
 
 Why: the two strongest hand-crafted proxies of today are statistics of tensors the store
-already holds, and Table 1 cannot express either (DESIGN §3, "Beyond Table 1"):
+already holds, and Table 1 cannot express either (docs/design.md §3, "Beyond Table 1"):
 
 * AZ-NAS expressivity: the entropy of the eigenvalues of a feature map's channel
   covariance, ``eig_entropy(channel_cov(act_N))`` here (AZ-NAS feeds Gaussian noise, our

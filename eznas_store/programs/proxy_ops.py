@@ -11,7 +11,7 @@ Every operation takes and returns 1-D float64 tensors, one value per network of 
 problem. Proxy values span 1e-3..1e60, so everything stays float64 and every result is
 *finite-guarded*: a non-finite input or result (a failed proxy, overflow of
 ``mul``/``square``, ...) becomes NaN -- so ``sigmoid(inf)`` cannot hide a failure --
-which makes the program invalid for that network (DESIGN: NaN plus a reason, never a
+which makes the program invalid for that network (docs/design.md §3: NaN plus a reason, never a
 magic number). All ops but ``rank`` act elementwise.
 
 Protected operations follow the usual GP convention and are part of the semantics:

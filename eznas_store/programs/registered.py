@@ -30,7 +30,7 @@ def _eznas_a() -> Program:
     ``fixed_ordering[i - 1]``, so ARG8 is key 1 of the block's statistics dict,
     ``inpactgraddata`` -- the gradient w.r.t. the block input on the *data* batch;
     without that off-by-one it would be the noise-input gradient, which is one reading
-    of the paper. DESIGN §3's independent check on 150 NB201 cells (batch 16) gave
+    of the paper. docs/design.md §3's independent check on 150 NB201 cells (batch 16) gave
     tau 0.59 with the data-input gradient vs 0.50 with the noise-input one, close to
     the released 0.620, so ``inpactgrad_D`` it is.
     """

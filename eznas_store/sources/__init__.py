@@ -46,6 +46,7 @@ _FACE = {
     "select_networks": "eznas_store.sources.tables",
     "table_cells": "eznas_store.sources.table_rows",
     "write_benchmark": "eznas_store.sources.tables",
+    "write_proxy_table": "eznas_store.sources.proxy_csv",
 }
 __all__ = sorted(_FACE)
 

@@ -1,6 +1,6 @@
 """Image batches for the statistics collector, read from the datasets' published formats.
 
-The D input of DESIGN §2 must be real images of the task's dataset, normalised exactly as
+The D input of docs/design.md §2 must be real images of the task's dataset, normalised exactly as
 NAS-Bench-201 trained its networks, or the per-layer statistics describe a different
 input distribution from the one the accuracies were measured on. This module reads:
 

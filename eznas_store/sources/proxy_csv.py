@@ -1,7 +1,8 @@
 """The proxy-table CSV format (``eznas-proxy-table/1``): a network x proxy table and its ``.meta.json``.
 
 Earlier versions of ``proxy-table`` wrote their product in this format; it stays readable
-(``evolve --over proxies`` takes such a table) and is what ``proxy-table --export`` writes.
+(``evolve --over proxies`` takes such a table) and is what ``proxy-table --export`` writes
+(:func:`write_proxy_table`) from a store, whose proxies are the product now.
 Columns: ``index, arch``, the accuracy columns, ``<proxy>@<label set>`` per proxy, ``seconds``.
 A damaged table (no or a broken meta file, a row of another width, an empty or non-numeric
 cell, a cell twice) is a one-line ``BenchmarkFormatError`` naming the file.
@@ -12,16 +13,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from eznas_store.errors import BenchmarkFormatError
+from eznas_store.errors import BenchmarkFormatError, OutputError
+from eznas_store.outputs import write_atomic
 
 __all__ = ["FORMAT", "LABEL_SETS", "csv_rows", "is_proxy_table", "proxy_meta_path", "read_meta", "read_proxy_table",
-           "table_body"]
+           "table_body", "write_proxy_table"]
 
 FORMAT = "eznas-proxy-table/1"
 #: label set -> (classes of the head, benchmark column, Suite-Zero task of NASLib's values)
@@ -142,3 +145,31 @@ def read_proxy_table(path: str | os.PathLike[str]) -> dict[str, Any]:
         proxies = {c.split("@")[0]: v for c, v in col.items() if c.endswith(f"@{s}")}
         sets[s] = {"accuracy": col[info["accuracy"]], "columns": proxies}
     return {"archs": tuple(r[1] for _, r in body), "meta": meta, "label_sets": sets}
+
+
+def write_proxy_table(out: str | os.PathLike[str], archs: list[str], index: list[int],
+                      columns: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
+    """Write a table in this format: ``index, arch``, then ``columns`` in their order (accuracy
+    columns, ``<proxy>@<label set>``, ``seconds``), and its ``.meta.json`` (``meta`` with
+    ``format`` and ``columns`` set here; it must hold ``recipe`` and ``label_sets`` as
+    :func:`read_meta` checks). Both are written atomically; a ``.csv`` there that is not such a
+    table (no readable meta file beside it) is refused in one line, never overwritten."""
+    p = Path(out)
+    if p.suffix.lower() != ".csv":
+        raise OutputError(f"{p}: a proxy table is a .csv file")
+    if p.exists() and not is_proxy_table(p):
+        raise OutputError(f"{p} exists and is not a proxy table ({FORMAT}); choose another path")
+    head = ["index", "arch", *columns]
+    doc = {**meta, "format": FORMAT, "columns": head}
+    problem = _meta_problem(doc)
+    if problem:
+        raise OutputError(f"{p}: its meta {problem}")
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(head)
+    values = [np.asarray(v, dtype=np.float64) for v in columns.values()]
+    for i, (arch, idx) in enumerate(zip(archs, index)):
+        w.writerow([str(int(idx)), arch, *("nan" if not math.isfinite(v[i]) else repr(float(v[i])) for v in values)])
+    write_atomic(proxy_meta_path(p), json.dumps(doc, indent=1) + "\n")
+    write_atomic(p, buf.getvalue())
+    return p

@@ -15,7 +15,7 @@ file, so a new space needs no edit here.
 
 Example
 -------
->>> tables = read_zc("../shared/data/suite-zero/zc_nasbench201.json.gz")  # doctest: +SKIP
+>>> tables = read_zc("zc_nasbench201.json.gz")  # doctest: +SKIP
 >>> t = tables["cifar10"]
 >>> t.archs[0], t.proxies["synflow"][0], t.val_accuracy[0]               # doctest: +SKIP
 ('|avg_pool_3x3~0|+|skip_connect~0|none~1|+|nor_conv_1x1~0|avg_pool_3x3~1|nor_conv_1x1~2|',

@@ -1,7 +1,7 @@
 """Benchmark tables: which networks exist and how accurate they are once trained.
 
 A table is a CSV (optionally gzip) with an ``arch`` column of cell strings and numeric
-accuracy columns, e.g. ``../shared/data/nb201_accuracies.csv``::
+accuracy columns, e.g. ``nb201_accuracies.csv``::
 
     index,arch,cifar10_test,cifar100_test,imagenet16_test,cifar10_valid
     0,|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|...|,85.8633,52.9133,26.6333,81.9827
@@ -10,7 +10,7 @@ accuracy columns, e.g. ``../shared/data/nb201_accuracies.csv``::
 whatever describes the labels (the ``label`` command writes its training recipe there),
 because a bare accuracy column says nothing about how it was produced.
 
-    >>> table = read_benchmark("../shared/data/nb201_accuracies.csv")  # doctest: +SKIP
+    >>> table = read_benchmark("nb201_accuracies.csv")  # doctest: +SKIP
     >>> acc = table.column(default_accuracy_column(table, "cifar10"))  # doctest: +SKIP
     >>> rows = select_networks(table, networks=100, seed=0)  # doctest: +SKIP
 """

@@ -33,6 +33,18 @@ Layout of a store (format 2). All arrays carry ``dimension_names``, ``long_name`
   Format 1 stores (raw P arrays named ``act_P``) are read through ``Store.array_names``.
   A chunk holds ``chunk_networks`` whole rows, so one chunk read gives whole networks and
   there is one file per chunk per kind, not per network or block.
+* proxies, dims ``(network, proxy)``, or ``(network, proxy, label_set)`` in a store made with
+  label sets (``StorePlan.label_sets``: one classifier head each): ``proxy_value`` (float64,
+  NaN where one failed; its attribute ``proxies`` holds each proxy's card: summary, protocol,
+  head dependence, images read) and ``proxy_reason``; tables ``proxy`` and, with label sets,
+  ``label_set``, ``label_set_classes``, ``label_set_accuracy``; with a Suite-Zero join,
+  ``suitezero_value`` (network, suitezero_proxy[, label_set]), a table (``suitezero_proxy``).
+  ``Store.proxy_values`` reads any of them as (network, proxy, label_set).
+
+A proxies-only store (``StorePlan.statistics`` false: ``ingest --no-statistics``,
+``proxy-table``) is the same group without tensors, block table, ``n_blocks``/``block_start``
+or ``params``/``flops``; its ``data_batch`` is the proxies' images; readers of statistics
+refuse it in one line (``Store.require_statistics``).
 
 What is stored is the smallest exact set (``terminals.STORED``); the rest of the 22
 terminals are derived on read (``evaluate.chunk.read_chunk``): ``preact``/``inpactgrad``
@@ -49,6 +61,7 @@ _FACE = {
     "CHUNK_TARGET_BYTES": "eznas_store.store.layout",
     "Layout": "eznas_store.store.layout",
     "NetworkArrays": "eznas_store.store.writer",
+    "NetworkProxies": "eznas_store.store.writer",
     "ProxyValues": "eznas_store.store.writer",
     "ROUNDINGS": "eznas_store.store.plan",
     "Store": "eznas_store.store.store",
@@ -65,9 +78,11 @@ _FACE = {
     "plan_to_json": "eznas_store.store.plan",
     "record_run": "eznas_store.store.writer",
     "store_summary": "eznas_store.store.verify",
+    "suitezero_sha256": "eznas_store.store.create",
     "transcode_store": "eznas_store.store.transcode",
     "verify_store": "eznas_store.store.verify",
     "write_chunk": "eznas_store.store.writer",
+    "write_proxy_rows": "eznas_store.store.writer",
     "zfp_missing": "eznas_store.store.group",
 }
 __all__ = sorted(_FACE)

@@ -73,17 +73,25 @@ def _refuse_difference(url: str, want: dict[str, Any], have: Any) -> None:
 
 
 def create_store(url: str, plan: StorePlan, layout: Layout, *, data_batch: np.ndarray | None = None,
-                 data_labels: np.ndarray | None = None, storage_options: dict | None = None) -> Store:
-    """Create (or join another shard's half-made) store for ``plan`` laid out as ``layout``."""
+                 data_labels: np.ndarray | None = None, storage_options: dict | None = None,
+                 suitezero_values: np.ndarray | None = None, proxy_info: dict[str, dict] | None = None) -> Store:
+    """Create (or join another shard's half-made) store for ``plan`` laid out as ``layout``.
+
+    ``suitezero_values``: the joined NASLib values, (network, suitezero proxy[, label set]) as
+    ``plan.suitezero_proxies`` and ``plan.label_sets`` order them (their sha256 is the plan's
+    ``suitezero_sha256``); ``proxy_info``: per proxy its card, kept in ``proxy_value``'s attributes."""
     url = normalise_url(url)
     _refuse_foreign(url, storage_options)
     want = plan_fingerprint(plan)
     g = _open_root(url, want, storage_options)
-    make = functools.partial(_create_array, g, url, describe=functools.partial(array_attributes, plan=plan))
-    marker = _write_tables(url, g, make, _table_values(plan, layout, data_batch, data_labels), want,
-                           storage_options)
+    make = functools.partial(_create_array, g, url,
+                             describe=functools.partial(array_attributes, plan=plan, proxy_info=proxy_info))
+    tables = _table_values(plan, layout, data_batch, data_labels)
+    tables.update(_proxy_tables(plan, suitezero_values))
+    marker = _write_tables(url, g, make, tables, want, storage_options)
     _network_table(make, plan, layout)
-    _tensor_arrays(make, plan, layout)
+    if plan.statistics:
+        _tensor_arrays(make, plan, layout)
     if plan.proxies:
         _proxy_arrays(make, plan, layout)
     _recheck(url, want, storage_options)
@@ -135,7 +143,8 @@ def _create_array(g: Any, url: str, name: str, data: np.ndarray | None = None, *
 def _network_table(make: MakeArray, plan: StorePlan, layout: Layout) -> None:
     """Dim ``network``: the per-network results ingest fills in (what the plan fixes is a table)."""
     n, K = len(plan.archs), layout.chunk_networks
-    for name, dtype in (("complete", bool), ("params", np.int64), ("flops", np.float64), ("seconds", np.float32)):
+    columns = (("complete", bool), ("params", np.int64), ("flops", np.float64), ("seconds", np.float32))
+    for name, dtype in columns if plan.statistics else (columns[0], columns[3]):
         make(name, shape=(n,), dtype=dtype, chunks=(K,), fill=False if dtype is bool else 0)
 
 
@@ -149,10 +158,11 @@ def _table_values(plan: StorePlan, layout: Layout, data_batch: np.ndarray | None
     for col, values in plan.accuracies.items():
         if col != "accuracy":
             t[col] = (np.asarray(values, dtype=np.float64), {})
-    t["n_blocks"], t["block_start"] = (layout.n_blocks, {}), (layout.block_start, {})
-    nb = int(layout.n_blocks.sum())
-    for name, values in layout.blocks.items():
-        t[name] = (values, {"dims": ("block",), "chunks": (max(min(nb, 2**20), 1),)})
+    if plan.statistics:  # a proxies-only store has no blocks
+        t["n_blocks"], t["block_start"] = (layout.n_blocks, {}), (layout.block_start, {})
+        nb = int(layout.n_blocks.sum())
+        for name, values in layout.blocks.items():
+            t[name] = (values, {"dims": ("block",), "chunks": (max(min(nb, 2**20), 1),)})
     if data_batch is not None:
         t["data_batch"] = (np.asarray(data_batch, dtype=np.float32), {"dims": ("sample", "channel", "y", "x")})
     if data_labels is not None:
@@ -160,6 +170,32 @@ def _table_values(plan: StorePlan, layout: Layout, data_batch: np.ndarray | None
     if plan.proxies:
         t["proxy"] = (np.array(plan.proxies, dtype=object), {"dtype": str, "dims": ("proxy",)})
     return t
+
+
+def _proxy_tables(plan: StorePlan, suitezero_values: np.ndarray | None) -> Tables:
+    """The label sets (dim ``label_set``, where given) and the joined Suite-Zero values."""
+    t: Tables = {}
+    if plan.label_sets:
+        names, classes, columns = zip(*plan.label_sets)
+        t["label_set"] = (np.array(names, dtype=object), {"dtype": str, "dims": ("label_set",)})
+        t["label_set_classes"] = (np.asarray(classes, dtype=np.int64), {"dims": ("label_set",)})
+        t["label_set_accuracy"] = (np.array(columns, dtype=object), {"dtype": str, "dims": ("label_set",)})
+    if plan.suitezero_proxies:
+        dims = ("network", "suitezero_proxy", *(("label_set",) if plan.label_sets else ()))
+        shape = (len(plan.archs), len(plan.suitezero_proxies), *((len(plan.label_sets),) if plan.label_sets else ()))
+        values = np.asarray(suitezero_values, dtype=np.float64) if suitezero_values is not None else None
+        if values is None or values.shape != shape or suitezero_sha256(values) != plan.suitezero_sha256:
+            raise StoreError("the joined Suite-Zero values do not match the plan (their shape or sha256); "
+                             "plan the store again")
+        t["suitezero_proxy"] = (np.array(plan.suitezero_proxies, dtype=object), {"dtype": str,
+                                                                                 "dims": ("suitezero_proxy",)})
+        t["suitezero_value"] = (values, {"dims": dims})
+    return t
+
+
+def suitezero_sha256(values: np.ndarray) -> str:
+    """The sha256 a plan records of its joined Suite-Zero values (float64, C order)."""
+    return tables_sha256({"suitezero_value": np.ascontiguousarray(values, dtype=np.float64)})
 
 
 def _write_tables(url: str, g: Any, make: MakeArray, tables: Tables, want: dict[str, Any],
@@ -278,11 +314,12 @@ def _tensor_arrays(make: MakeArray, plan: StorePlan, layout: Layout) -> None:
 
 
 def _proxy_arrays(make: MakeArray, plan: StorePlan, layout: Layout) -> None:
-    """Dims ``(network, proxy)``: hand-crafted proxy values (NaN until written) and reasons."""
+    """Dims ``(network, proxy[, label_set])``: hand-crafted proxy values (NaN until written) and reasons."""
     n, K, P = len(plan.archs), layout.chunk_networks, len(plan.proxies)
-    make("proxy_value", shape=(n, P), dtype=np.float64, chunks=(K, P), dims=("network", "proxy"),
-         fill=float("nan"))
-    make("proxy_reason", shape=(n, P), dtype=str, chunks=(K, P), dims=("network", "proxy"))
+    sets = (len(plan.label_sets),) if plan.label_sets else ()
+    dims = plan.proxy_dims
+    make("proxy_value", shape=(n, P, *sets), dtype=np.float64, chunks=(K, P, *sets), dims=dims, fill=float("nan"))
+    make("proxy_reason", shape=(n, P, *sets), dtype=str, chunks=(K, P, *sets), dims=dims)
 
 
 def _attributes(plan: StorePlan, layout: Layout) -> dict[str, Any]:
@@ -299,6 +336,8 @@ def _attributes(plan: StorePlan, layout: Layout) -> dict[str, Any]:
 
 def stored_attributes(plan: StorePlan) -> dict[str, Any]:
     """The ``stored`` and ``derived`` attributes: which arrays hold tensors, how terminals follow."""
+    if not plan.statistics:
+        return {"stored": [], "derived": "a proxies-only store: no statistics (tensor arrays) are stored"}
     diff = plan.p_difference
     derived = ("X_P terminals are P-D differences, stored as such (lossy codec): the arrays act_P, ... ARE the "
                "terminals; the raw P pass is act_P + act_D" if diff else

@@ -65,17 +65,30 @@ _TABLES = {
     "w_out": ("output width", "width of the block's output feature map (pixels; maps are square)"),
     "data_batch": ("image batch", "the images of the D pass (sample, channel, y, x), normalised"),
     "data_labels": ("image labels", "class labels of data_batch"),
-    "proxy": ("proxy name", "hand-crafted proxies computed at ingest"),
-    "proxy_value": ("proxy value", "hand-crafted proxy values (network x proxy), NaN where one failed"),
-    "proxy_reason": ("proxy failure", "why a proxy value is NaN ('' where it is not)"),
+    "proxy": ("proxy name", "hand-crafted proxies computed at ingest (their protocols: proxy_value's "
+                            "attribute 'proxies')"),
+    "label_set": ("label set", "the classifier heads proxies were computed with: one per label set (the "
+                               "accuracy it predicts: label_set_accuracy)"),
+    "label_set_classes": ("classes of the head", "output classes of the label set's classifier head"),
+    "label_set_accuracy": ("accuracy column of the label set", "the accuracy column (a variable of this store) "
+                                                               "a proxy under this head predicts"),
+    "suitezero_proxy": ("Suite-Zero proxy name", "NASLib's proxies joined from NAS-Bench-Suite-Zero (not computed)"),
 }
+#: tables written only in a store with statistics: they label dim network there
+_STATISTICS_COORDS = ("n_blocks", "block_start")
 
 
-def array_attributes(name: str, plan: StorePlan, dims: tuple[str, ...]) -> dict[str, Any]:
-    """The attributes of array ``name`` of a store made for ``plan``, with dims ``dims``."""
+def array_attributes(name: str, plan: StorePlan, dims: tuple[str, ...],
+                     proxy_info: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The attributes of array ``name`` of a store made for ``plan``, with dims ``dims``;
+    ``proxy_info``: per proxy its card (summary, protocol, head, images), kept on ``proxy_value``."""
     stored = {array_name(s, plan.p_difference): s for s in STORED}
     if name in stored:
         attrs = _tensor(stored[name], plan)
+    elif name in ("proxy_value", "proxy_reason", "suitezero_value"):
+        attrs = _proxy_attributes(name, plan, proxy_info)
+    elif name == "complete" and not plan.statistics:
+        attrs = {"long_name": "complete", "description": "true once every proxy of the network was written"}
     elif name in _TABLES:
         long_name, text = _TABLES[name]
         attrs = {"long_name": long_name, "description": text}
@@ -92,17 +105,44 @@ def array_attributes(name: str, plan: StorePlan, dims: tuple[str, ...]) -> dict[
         attrs = {"long_name": f"accuracy {name}", "description": f"benchmark column {name!r} (percent)"}
     else:
         attrs = {"long_name": name, "description": name}
-    coords = _coordinates(name, dims)
+    coords = _coordinates(name, dims, plan.statistics)
     if coords:
         attrs["coordinates"] = coords
     return attrs
 
 
-def _coordinates(name: str, dims: tuple[str, ...]) -> str:
-    """The table columns labelling ``dims`` (none for a column that is itself one)."""
+def _proxy_attributes(name: str, plan: StorePlan, proxy_info: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
+    """``proxy_value``, ``proxy_reason`` and ``suitezero_value``: what they hold, along which
+    label sets, and (on ``proxy_value``) each proxy's card."""
+    heads = ", ".join(f"{n} ({c} classes, predicts {col})" for n, c, col in plan.heads())
+    where = (f"per label set (dim label_set: {heads})" if plan.label_sets
+             else f"with the store's classifier head ({heads})")
+    if name == "suitezero_value":
+        return {"long_name": "Suite-Zero proxy value",
+                "description": f"NASLib's proxy values joined from NAS-Bench-Suite-Zero ({plan.suitezero or 'file'}) "
+                               "by cell, per label set's Suite-Zero task; NaN where the file lacks the cell. Not "
+                               "computed here (another init, batch and code)", "source": plan.suitezero}
+    if name == "proxy_reason":
+        return {"long_name": "proxy failure", "description": f"why proxy_value is NaN ('' where it is not), {where}"}
+    info = dict(proxy_info or {})
+    free = [p for p in plan.proxies if "free" in str(info.get(p, {}).get("head", ""))]
+    return {"long_name": "proxy value",
+            "description": f"hand-crafted zero-cost proxy values of untrained networks (float64), {where}; NaN "
+                           "where one failed (proxy_reason says why). A head-free proxy is computed once, with "
+                           "the first label set's head, and repeated along label_set. Each network is "
+                           "initialised from its own seed (collect.seed, network). Each proxy reads the first 'images' (its "
+                           "card in 'proxies') of data_batch in a proxies-only store; in a store with statistics, of "
+                           "data_batch unless proxy_batch_size is set or a proxy reads more images than it holds, "
+                           "then of their own seeded sample of the dataset (not stored)",
+            "proxies": info, "head_free": free, "per_label_set": [p for p in plan.proxies if p not in free]}
+
+
+def _coordinates(name: str, dims: tuple[str, ...], statistics: bool = True) -> str:
+    """The table columns labelling ``dims`` (none for a column that is itself one); a proxies-only
+    store has no ``n_blocks``/``block_start``."""
     out: list[str] = []
     if "network" in dims:
-        out += [c for c in NETWORK_COORDS if c != name]
+        out += [c for c in NETWORK_COORDS if c != name and (statistics or c not in _STATISTICS_COORDS)]
     if "block" in dims:
         out += [c for c in BLOCK_COORDS if c != name]
     return " ".join(out) if name not in (*NETWORK_COORDS, *BLOCK_COORDS) else ""

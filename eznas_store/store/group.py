@@ -36,7 +36,7 @@ def writable(a: Any) -> Any:
 
 
 #: Blosc block of the lossy tensor arrays: 1 MiB blocks instead of Blosc's default for level 3
-#: compress rounded values 6 % smaller at the same speed (README "Lossy codecs"); lossless
+#: compress rounded values 6 % smaller at the same speed (docs/results.md "Lossy codecs"); lossless
 #: arrays keep the default, so they stay byte-identical to every store before
 LOSSY_BLOCKSIZE = 1 << 20
 

@@ -37,7 +37,7 @@ ROUNDINGS = ("bitround", "sumround")
 #: Blosc zstd levels ``bitround:K+zstd:L`` may ask for; 3 is the level of every other array
 ZSTD_LEVELS, DEFAULT_LEVEL = (1, 9), 3
 #: the named lossy preset and the spec it stands for (recorded as the spec, never the name),
-#: chosen from ``benchmarks/bench_codecs.py`` (README "Lossy codecs"): 2 mantissa bits keep
+#: chosen from ``benchmarks/bench_codecs.py`` (docs/results.md "Lossy codecs"): 2 mantissa bits keep
 #: every program not set by round-off within 0.005 tau; Blosc's zstd level 9 (zstd's
 #: strongest) makes the same values 8 % smaller than level 3, which three 200-network samples
 #: needed to stay under 4 MB per network at batch 1 (3.73-4.09 MB at level 3)
@@ -70,19 +70,40 @@ class StorePlan:
     #: codec of the float32 tensor arrays (``parse_codec``): lossless, sumround:K, bitround:K or zfp:TOL;
     #: left out of the JSON (and so of the fingerprint) when lossless, as stores before it
     codec: str = LOSSLESS
+    #: False: a proxies-only store (no tensor arrays, no block table); the fields below are left
+    #: out of the JSON at their defaults, so the fingerprints of stores before them stay as they were
+    statistics: bool = True
+    #: the classifier heads proxies are computed with: (name, classes, accuracy column) each; a
+    #: store made with them has dim ``label_set`` on its proxy arrays; () is one label set, the
+    #: dataset's own head (``heads``), and proxy arrays of dims (network, proxy) as before
+    label_sets: tuple[tuple[str, int, str], ...] = ()
+    #: NAS-Bench-Suite-Zero file NASLib's proxy values were joined from (a path: not identity),
+    #: the proxies joined and the sha256 of the joined values (table ``suitezero_value``)
+    suitezero: str = ""
+    suitezero_proxies: tuple[str, ...] = ()
+    suitezero_sha256: str = ""
+
+    def heads(self) -> tuple[tuple[str, int, str], ...]:
+        """Every label set as (name, classes, accuracy column): ``label_sets``, else the dataset's own."""
+        return self.label_sets or ((self.dataset, self.num_classes, self.accuracy_column),)
+
+    @property
+    def proxy_dims(self) -> tuple[str, ...]:
+        """Dims of ``proxy_value``/``proxy_reason``: with ``label_set`` where label sets were given."""
+        return ("network", "proxy", "label_set") if self.label_sets else ("network", "proxy")
 
     @property
     def p_difference(self) -> bool:
         """True when the P pass is stored as its difference from D (P − D, the P terminal
         itself): every lossy codec. Rounding P and D separately by 2^-K would be a ~10x larger
-        error in their difference, which every P terminal is (README "Lossy codecs")."""
+        error in their difference, which every P terminal is (docs/results.md "Lossy codecs")."""
         return self.codec != LOSSLESS
 
     def identity(self) -> dict[str, Any]:
         """The fields two shards must agree on (paths may differ between nodes)."""
         d = plan_to_json(self)
-        for k in ("benchmark", "data_root"):
-            d.pop(k)
+        for k in ("benchmark", "data_root", "suitezero"):
+            d.pop(k, None)
         return d
 
 
@@ -94,9 +115,19 @@ def plan_to_json(plan: StorePlan) -> dict[str, Any]:
     d["accuracies"] = {k: list(v) for k, v in plan.accuracies.items()}
     d["batch_indices"] = list(plan.batch_indices)
     d["proxies"] = list(plan.proxies)
+    d["label_sets"] = [list(s) for s in plan.label_sets]
+    d["suitezero_proxies"] = list(plan.suitezero_proxies)
     if d.get("codec") == LOSSLESS:
         d.pop("codec")
+    for k, default in _LATER_DEFAULTS.items():  # as stores before them: absent at the default
+        if d.get(k) == default:
+            d.pop(k)
     return d
+
+
+#: plan fields added after format 2's first stores, left out of the JSON at these values
+_LATER_DEFAULTS: dict[str, Any] = {"statistics": True, "label_sets": [], "suitezero": "", "suitezero_proxies": [],
+                                   "suitezero_sha256": ""}
 
 
 def _sha256(value: Any) -> str:
@@ -141,6 +172,8 @@ def plan_from_json(d: dict[str, Any]) -> StorePlan:
     d["proxies"] = tuple(d.get("proxies", ()))
     d.setdefault("proxy_batch_size", 0)
     d.setdefault("codec", LOSSLESS)
+    d["label_sets"] = tuple((str(n), int(c), str(col)) for n, c, col in d.get("label_sets", ()))
+    d["suitezero_proxies"] = tuple(d.get("suitezero_proxies", ()))
     return StorePlan(**d)
 
 

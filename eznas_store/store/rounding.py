@@ -11,7 +11,7 @@ number in binary, largest quantum first, each binade's values nearest their midp
 A block's sum then keeps its value to ~1e-7 of nearest rounding's drift (tests/test_rounding.py),
 every value's error stays <= 2^-K relative, and well under 1 % of the values leave their
 nearest neighbour, so the spread of the errors, which norms, determinants and spectra feel,
-is nearest rounding's. Two first versions were measured and dropped (README "Lossy codecs"):
+is nearest rounding's. Two first versions were measured and dropped (docs/results.md "Lossy codecs"):
 error diffusion from value to value (Floyd-Steinberg) kept sums but doubled the spread, and
 moved logdet and norm programs by 0.05-0.12 tau; flipping the values nearest their midpoint
 regardless of binade left a residue of the largest quantum in each run.

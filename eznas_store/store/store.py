@@ -43,7 +43,8 @@ def open_store(url: str, *, storage_options: dict | None = None) -> "Store":
             raise StoreError(f"{url} has invalid eznas-store attributes: {problem}")
     else:
         newer = isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION
-        raise StoreError(f"{url} has store format version {version}, this eznas-store reads versions "
+        shown = version if isinstance(version, int) else repr(version)[:40]  # one line, whatever it holds
+        raise StoreError(f"{url} has store format version {shown}, this eznas-store reads versions "
                          f"{', '.join(map(str, READABLE_VERSIONS))}"
                          + ("; upgrade eznas-store" if newer else "; re-ingest it with this eznas-store"))
     try:
@@ -110,12 +111,25 @@ class Store:
     def has_array(self, name: str) -> bool:
         return name in self.group
 
+    @property
+    def has_statistics(self) -> bool:
+        """False for a proxies-only store (no tensor arrays, no block table)."""
+        return self.plan.statistics
+
+    def require_statistics(self, what: str = "this") -> None:
+        """A one-line ``StoreError`` if the store holds proxies only: ``what`` needs statistics."""
+        if not self.plan.statistics:
+            raise StoreError(f"store {self.url} holds hand-crafted proxies only (no statistics): {what} needs a "
+                             "store ingested with statistics (eznas-store ingest without --no-statistics); its "
+                             "proxies are read by compare, score --proxy and evolve --over proxies")
+
     def column(self, name: str) -> np.ndarray:
         """A whole array of the store (a table column such as ``params``), loaded."""
         self.require_chunks(name)
         return np.asarray(self._array(name)[...])
 
     def block_table(self) -> dict[str, np.ndarray]:
+        self.require_statistics("the block table")
         if self._blocks is None:  # built whole, then published: threads (the writer's) may ask at once
             cols = ["block_network", "block_index", *SHAPE_COLUMNS, *[f"off_{f}" for f in FAMILIES],
                     "n_blocks", "block_start"]
@@ -153,8 +167,23 @@ class Store:
                 out[lo:hi] = False
         return out
 
-    def proxy_reasons(self) -> np.ndarray:
-        return np.asarray(self._read_whole("proxy_reason"), dtype=object)
+    def proxy_reasons(self, label_set: str | None = None) -> np.ndarray:
+        """Why each proxy value is NaN ('' where not), (network, proxy), under ``label_set``'s head
+        (None: the first label set, the store's own head)."""
+        reasons = np.asarray(self._read_whole("proxy_reason"), dtype=object)
+        return reasons[..., self._label_set_index(label_set)] if self.plan.label_sets else reasons
+
+    def label_sets(self) -> tuple[tuple[str, int, str], ...]:
+        """The label sets proxies were computed for: (name, classes of the head, accuracy column)."""
+        return self.plan.heads()
+
+    def _label_set_index(self, label_set: str | None) -> int:
+        names = [h[0] for h in self.plan.heads()]
+        if label_set is None:
+            return 0
+        if label_set not in names:
+            raise UnknownNameError(f"store {self.url} has no label set {label_set!r} (it has: {', '.join(names)})")
+        return names.index(label_set)
 
     def data_labels(self) -> np.ndarray | None:
         return self.column("data_labels") if "data_labels" in self.group else None
@@ -206,18 +235,39 @@ class Store:
     def lazy(self, networks: slice | None = None):
         """Stored tensor rows of a network range as a lazy (dask-backed) ``xarray.Dataset``
         (variables named as the arrays: ``raw_act_P`` holds the raw P pass)."""
+        self.require_statistics("reading statistics")
         return views.stored_rows(self.dataset(), networks, list(self.array_names.values()))
 
-    def proxy_table(self):
-        """Hand-crafted proxy values as an ``xarray.DataArray`` (network × proxy), NaN where a
-        proxy failed (``proxy_reason`` says why); ``None`` for a store ingested without them."""
+    def proxy_table(self, label_set: str | None = None):
+        """Hand-crafted proxy values as an ``xarray.DataArray`` (network × proxy) under
+        ``label_set``'s head (None: the first, the store's own), NaN where a proxy failed
+        (``proxy_reason`` says why); ``None`` for a store ingested without them."""
+        values = self.proxy_values()
+        if values is None:
+            return None
+        return values.isel(label_set=self._label_set_index(label_set), drop=True)
+
+    def proxy_values(self):
+        """Every proxy value as an ``xarray.DataArray`` (network × proxy × label_set), loaded; a
+        store of one label set (every store before label sets) gives it as a dim of length 1
+        named for its dataset. ``None`` for a store ingested without proxies."""
         if not self.plan.proxies:
             return None
-        self.require_chunks("proxy_value")
+        return self._loaded("proxy_value", views.proxy_values)
+
+    def suitezero_values(self):
+        """NASLib's values joined from Suite-Zero, (network × suitezero_proxy × label_set), or None."""
+        if not self.plan.suitezero_proxies:
+            return None
+        return self._loaded("suitezero_value", views.suitezero_values)
+
+    def _loaded(self, array: str, view):
+        """``view(dataset, label sets)`` of ``array``, its chunks checked first."""
+        self.require_chunks(array)
         try:
-            return views.proxy_values(self.dataset())
+            return view(self.dataset(), [h[0] for h in self.plan.heads()])
         except Exception as e:  # a chunk that does not decode
-            raise CorruptChunkError(f"store {self.url}: array 'proxy_value' cannot be read ({type(e).__name__}: "
+            raise CorruptChunkError(f"store {self.url}: array {array!r} cannot be read ({type(e).__name__}: "
                                     f"{' '.join(str(e).split())[:120]}); {REPAIR}") from None
 
     # -- stored rows ----------------------------------------------------------------------
@@ -225,6 +275,7 @@ class Store:
         """Rows ``lo..hi`` of the stored arrays, keyed by ``STORED`` name (raw: ``act_P`` is
         the P pass itself, rebuilt as ``act_D + (P − D)`` where the store keeps the difference);
         an unreadable chunk is a ``CorruptChunkError``."""
+        self.require_statistics("reading statistics")
         names = list(names)
         diff = self.plan.p_difference
         partners = [f"{split(n)[0]}_D" for n in names if diff and n.endswith("_P")]

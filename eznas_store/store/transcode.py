@@ -68,6 +68,8 @@ def transcode_store(src: str, dst: str, codec: str, *, say: Callable[[str], None
         raise StoreError("transcode works on local stores only")
     dst = dst.rstrip("/") or dst
     s = open_store(src)
+    if not s.plan.statistics:
+        raise StoreError(f"store {src} holds proxies only: no tensor arrays to transcode (copy it as it is)")
     _refuse_target(dst)
     if os.path.commonpath([os.path.realpath(src), os.path.realpath(dst)]) == os.path.realpath(src):
         raise StoreError(f"target {dst} is inside the source store {src}; choose a target outside it")

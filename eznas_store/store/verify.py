@@ -10,6 +10,7 @@ way. It also counts complete networks and lists files an interrupted write left 
 store (``*.partial``), and checks the tables (``arch``, ``bench_index``, every accuracy
 column) against their commit marker and the plan in the attributes;
 ``ingest.benchmark_check`` compares them with the benchmark file they were copied from.
+A proxies-only store is checked the same way, its proxy arrays being what ingest writes.
 """
 
 from __future__ import annotations
@@ -210,6 +211,9 @@ def _shape_problems(store: Store, layout: Layout | None) -> list[str]:
     """Stored arrays missing or of the wrong width; ``n_blocks`` not what the layout says."""
     problems: list[str] = []
     n = store.n_networks
+    if not store.plan.statistics:  # a proxies-only store: no tensors, no blocks
+        return [f"array {a!r} is missing" for a in ("complete", "proxy_value", "proxy_reason")
+                if not store.has_array(a)]
     widths = layout.widths if layout is not None else store.meta["layout"]["widths"]
     for stored in STORED:
         name = store.array_names[stored]
@@ -289,19 +293,20 @@ def store_summary(store: Store) -> str:
     p = store.plan
     complete, lost, tables = intact_networks(store)
     acc = np.asarray(store.group["accuracy"][:], dtype=np.float64)
-    nb = np.asarray(store.group["n_blocks"][:])
     lines = [
         f"store        {store.url}",
         f"space        {p.space} (C={p.C}, N={p.N}), dataset {p.dataset} ({p.image_size} px, {p.num_classes} classes)",
         f"benchmark    {p.benchmark or '(none)'}; fitness target column '{p.accuracy_column}'",
+        f"contents     {'statistics and proxies' if p.proxies else 'statistics'}" if p.statistics else
+        "contents     proxies only (no statistics: eznas-store ingest --no-statistics / proxy-table)",
         f"collection   batch {p.collect.batch_size}, structure {p.collect.structure}, "
         f"perturb scale {p.collect.perturb_scale:.4g}, seed {p.collect.seed}",
-        f"codec        {codec_line(p.codec)}",
+        *([f"codec        {codec_line(p.codec)}"] if p.statistics else []),
         f"networks     {store.n_networks} planned, {int(complete.sum())} complete, "
         f"{store.n_networks - int(complete.sum())} missing; {len(store.chunk_ranges())} chunks of "
         f"{store.chunk_networks}" + (f"; {lost} flagged complete but missing chunks: run 'eznas-store verify'"
                                      if lost else ""),
-        f"blocks       {int(nb.sum())} in all, {nb.min()}..{nb.max()} per network (mean {nb.mean():.1f})",
+        *_blocks_line(store), *proxy_lines(p),
     ]
     if tables:
         lines.append(f"damaged      {tables} table chunk(s) missing: run 'eznas-store verify'")
@@ -314,6 +319,29 @@ def store_summary(store: Store) -> str:
     if size is not None and complete.any():
         lines.append(f"on disk      {size / 2**20:.1f} MiB ({size / max(int(complete.sum()), 1) / 2**20:.2f} MiB "
                      "per complete network)")
-    lines.append(f"terminals    {len(TERMINALS)}: {', '.join(TERMINALS)}")
+    if p.statistics:
+        lines.append(f"terminals    {len(TERMINALS)}: {', '.join(TERMINALS)}")
     lines.append(f"runs         {len(store.runs())} ingest run(s) recorded")
     return "\n".join(lines)
+
+
+def _blocks_line(store: Store) -> list[str]:
+    """The block count line of a store with statistics (none for a proxies-only store)."""
+    if not store.plan.statistics:
+        return []
+    nb = np.asarray(store.group["n_blocks"][:])
+    return [f"blocks       {int(nb.sum())} in all, {nb.min()}..{nb.max()} per network (mean {nb.mean():.1f})"]
+
+
+def proxy_lines(p: Any) -> list[str]:
+    """``info``'s lines on a plan's proxies: names, proxy batch, label sets, what was joined."""
+    if not p.proxies and not p.suitezero_proxies:
+        return ["proxies      none"]
+    batch = p.proxy_batch_size or p.collect.batch_size
+    out = [f"proxies      {len(p.proxies)} (proxy batch {batch}): {', '.join(p.proxies)}"]
+    if p.label_sets:
+        out.append("label sets   " + ", ".join(f"{n} ({c} classes, {col})" for n, c, col in p.label_sets))
+    if p.suitezero_proxies:
+        out.append(f"joined       {len(p.suitezero_proxies)} from Suite-Zero ({p.suitezero}): "
+                   f"{', '.join(p.suitezero_proxies)}")
+    return out

@@ -36,6 +36,19 @@ def stored_rows(ds: Any, networks: slice | None = None, arrays: list[str] | None
     return rows.isel(network=networks) if networks is not None else rows
 
 
-def proxy_values(ds: Any) -> Any:
-    """Hand-crafted proxy values as a loaded ``xarray.DataArray`` (network × proxy)."""
-    return ds["proxy_value"].assign_coords(proxy=ds["proxy"].values).load()
+def proxy_values(ds: Any, label_sets: list[str]) -> Any:
+    """Hand-crafted proxy values as a loaded ``xarray.DataArray`` (network × proxy × label_set):
+    a store without dim ``label_set`` has one, ``label_sets[0]`` (its dataset)."""
+    return _by_label_set(ds["proxy_value"], label_sets).assign_coords(proxy=ds["proxy"].values).load()
+
+
+def suitezero_values(ds: Any, label_sets: list[str]) -> Any:
+    """Joined Suite-Zero values, loaded (network × suitezero_proxy × label_set)."""
+    values = _by_label_set(ds["suitezero_value"], label_sets)
+    return values.assign_coords(suitezero_proxy=ds["suitezero_proxy"].values).load()
+
+
+def _by_label_set(a: Any, label_sets: list[str]) -> Any:
+    if "label_set" in a.dims:
+        return a.assign_coords(label_set=list(label_sets))
+    return a.expand_dims(label_set=list(label_sets), axis=-1)

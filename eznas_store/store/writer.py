@@ -32,6 +32,8 @@ from eznas_store.terminals import STORED, split
 WRITE_THREADS = max(1, min(4, os.cpu_count() or 1))
 #: per proxy name: (value, reason it failed or None)
 ProxyValues = dict[str, tuple[float, str | None]]
+#: one network's proxies: one ``ProxyValues`` (the store's one label set) or one per label set
+NetworkProxies = ProxyValues | Sequence[ProxyValues]
 
 
 @dataclass
@@ -45,14 +47,16 @@ class NetworkArrays:
 
 
 def write_chunk(store: Store, lo: int, networks: Sequence[NetworkArrays],
-                proxies: Sequence[ProxyValues] | None = None) -> None:
+                proxies: Sequence[NetworkProxies] | None = None) -> None:
     """Write networks ``lo .. lo+len(networks)`` (one whole chunk), flags last.
 
-    ``proxies``: per network ``{name: (value, reason or None)}`` for the plan's proxies.
+    ``proxies``: per network ``{name: (value, reason or None)}`` for the plan's proxies (one
+    such dict per label set where the plan has label sets).
     """
     hi = lo + len(networks)
     if (lo, hi) not in store.chunk_ranges():
         raise StoreError(f"networks {lo}..{hi} are not one chunk of {store.url}")
+    store.require_statistics("writing statistics")
     g = store.group
     _refuse_directories(store, lo, hi)
     arrays = {name: writable(g[store.array_names[name]]) for name in STORED}
@@ -68,8 +72,8 @@ def write_chunk(store: Store, lo: int, networks: Sequence[NetworkArrays],
 def _refuse_directories(store: Store, lo: int, hi: int) -> None:
     """A one-line ``StoreError`` if a local store has a directory where one of the chunk's
     files belongs (zarr cannot replace it; it is not ours to delete)."""
-    names = [*store.array_names.values(), "params", "flops", "seconds", "complete"]
-    names += ["proxy_value", "proxy_reason"] if store.plan.proxies else []
+    names = [*store.array_names.values(), "params", "flops"] if store.plan.statistics else []
+    names += ["seconds", "complete"] + (["proxy_value", "proxy_reason"] if store.plan.proxies else [])
     for name in names:
         a = store.group[name]
         for idx in chunk_indices(a, lo, hi):
@@ -136,12 +140,41 @@ def write_tensors(store: Store, lo: int, raw: dict[str, np.ndarray], arrays: dic
             done.result()
 
 
-def _write_proxies(store: Store, lo: int, hi: int, proxies: Sequence[ProxyValues] | None) -> None:
+def _write_proxies(store: Store, lo: int, hi: int, proxies: Sequence[NetworkProxies] | None) -> None:
+    """Rows ``lo..hi`` of ``proxy_value`` and ``proxy_reason`` (dims ``plan.proxy_dims``)."""
     if proxies is None or len(proxies) != hi - lo:
         raise StoreError(f"store {store.url} expects proxy values for networks {lo}..{hi - 1}")
-    names, g = store.plan.proxies, store.group
-    writable(g["proxy_value"])[lo:hi] = np.array([[p[k][0] for k in names] for p in proxies], dtype=np.float64)
-    writable(g["proxy_reason"])[lo:hi] = np.array([[p[k][1] or "" for k in names] for p in proxies], dtype=object)
+    plan, g = store.plan, store.group
+    names, heads = plan.proxies, plan.heads()
+    per_set = [[p] if isinstance(p, dict) else list(p) for p in proxies]
+    if any(len(p) != len(heads) for p in per_set):
+        raise StoreError(f"store {store.url} expects proxy values for {len(heads)} label set(s) per network")
+    try:
+        values = np.array([[[s[k][0] for s in p] for k in names] for p in per_set], dtype=np.float64)
+        reasons = np.array([[[s[k][1] or "" for s in p] for k in names] for p in per_set], dtype=object)
+    except KeyError as e:
+        raise StoreError(f"store {store.url} expects a value of proxy {e.args[0]!r}") from None
+    if not plan.label_sets:  # one label set: dims (network, proxy), as every store before label sets
+        values, reasons = values[..., 0], reasons[..., 0]
+    writable(g["proxy_value"])[lo:hi] = values
+    writable(g["proxy_reason"])[lo:hi] = reasons
+
+
+def write_proxy_rows(store: Store, lo: int, proxies: Sequence[NetworkProxies], seconds: Sequence[float]) -> None:
+    """Networks ``lo..lo+len(proxies)`` (within one chunk) of a proxies-only store: their proxies,
+    their seconds, then their flags. A collection writes each network as it finishes (its chunk
+    rewritten in place: one writer per chunk, ingest's shards), so a killed one loses at most the
+    network it was computing; a whole chunk is written without reading it (``--redo-broken``)."""
+    hi = lo + len(proxies)
+    if store.plan.statistics:
+        raise StoreError(f"store {store.url} holds statistics: write whole chunks (write_chunk)")
+    if not any(a <= lo and hi <= b for a, b in store.chunk_ranges()) or hi <= lo or len(seconds) != hi - lo:
+        raise StoreError(f"networks {lo}..{hi - 1} are not rows of one chunk of {store.url}")
+    _refuse_directories(store, lo, hi)
+    _write_proxies(store, lo, hi, proxies)
+    g = store.group
+    writable(g["seconds"])[lo:hi] = np.asarray(seconds, dtype=np.float32)
+    writable(g["complete"])[lo:hi] = np.ones(hi - lo, dtype=bool)
 
 
 def record_run(store: Store, run_id: str, record: dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ from eznas_store.evaluate import ChunkScores, evaluate_population
 from eznas_store.fitness import require_statistics_programs
 from eznas_store.fitness import ScoreResult, summarise
 from eznas_store.ingest import collect_network, proxies_for_network
-from eznas_store.ingest import plan_ingest, proxy_batch
+from eznas_store.ingest import own_proxy_batch, plan_ingest, proxy_batch
 from eznas_store.programs import Program
 
 
@@ -110,7 +110,7 @@ def score_storeless_proxies(cfg, names: Sequence[str], *, progress: bool = True,
     nets, acc = usable_networks(plan, labelled_only)
     device = resolve_device(cfg.device)
     data, data_labels = torch.from_numpy(batch), torch.from_numpy(labels)
-    if cfg.proxy_batch_size:
+    if own_proxy_batch(plan):
         pb = proxy_batch(cfg, plan)
         data, data_labels = pb.images, pb.labels
     values = np.full((len(wanted), len(nets)), np.nan)

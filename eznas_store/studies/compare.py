@@ -18,12 +18,13 @@ from __future__ import annotations
 import csv
 import io
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from eznas_store.errors import StoreError, UnknownNameError
+from eznas_store.errors import IncompleteStoreWarning, StoreError, UnknownNameError
 from eznas_store.fitness import kendall_tau, spearman_rho
 from eznas_store.fitness import Engine, load_task, require_statistics_programs
 from eznas_store.fitness import ScoreResult, json_ready, summarise
@@ -37,7 +38,7 @@ from eznas_store.store import open_store
 @dataclass(frozen=True)
 class Row:
     name: str
-    kind: str  # "proxy" | "program"
+    kind: str  # "proxy" | "joined" (from Suite-Zero) | "program"
     tau: float
     rho: float
     n_valid: int
@@ -55,27 +56,89 @@ def _row(name: str, kind: str, scores: np.ndarray, acc: np.ndarray, note: str = 
     return Row(name, kind, tau, rho, int(ok.sum()), int(len(scores)), note, label)
 
 
+@dataclass(frozen=True)
+class ProxyTask:
+    """The networks a store's proxies are ranked on: complete, with a finite ``label`` accuracy;
+    ``label_set``: the position of the label set whose head the values are read under (the one
+    whose accuracy column is ``label``, else the first)."""
+
+    name: str
+    label: str
+    networks: np.ndarray
+    accuracy: np.ndarray
+    archs: tuple[str, ...]
+    label_set: int
+
+
+def proxy_task(store, accuracy_column: str | None = None) -> ProxyTask:
+    """``store``'s proxy task against ``accuracy_column`` (None: the column chosen at ingest). It
+    reads no statistics, so a proxies-only store has one too."""
+    plan, url = store.plan, store.url
+    label = accuracy_column or plan.accuracy_column
+    if label == "accuracy" and label not in plan.accuracies:  # the array holding the default column
+        label = plan.accuracy_column
+    if label not in plan.accuracies:
+        raise UnknownNameError(f"store {url} has no accuracy column {label!r} (it has: "
+                               f"{', '.join(plan.accuracies)}; default {plan.accuracy_column})")
+    acc = np.asarray(plan.accuracies[label], dtype=np.float64)
+    complete = store.complete()
+    if not complete.all():  # never use a partial store without a word (as fitness.load_task)
+        warnings.warn(f"store {url}: only {int(complete.sum())} of {len(complete)} networks are complete; "
+                      "using those (finish it with ingest, or check it with verify)", IncompleteStoreWarning, stacklevel=3)
+    nets = np.flatnonzero(complete & np.isfinite(acc))
+    if len(nets) < 2:
+        raise StoreError(f"store {url} has {len(nets)} complete networks with an accuracy ({label}); "
+                         "a rank correlation needs at least 2 (run ingest to completion first)")
+    columns = [h[2] for h in store.label_sets()]
+    name = f"{plan.space}-{plan.dataset}:{os.path.basename(str(url).rstrip('/'))}"
+    name += f"@{label}" if label != plan.accuracy_column else ""
+    return ProxyTask(name=name, label=label, networks=nets, accuracy=acc[nets],
+                     archs=tuple(plan.archs[i] for i in nets),
+                     label_set=columns.index(label) if label in columns else 0)
+
+
+def _proxy_columns(store, task: ProxyTask) -> dict[str, tuple[np.ndarray, np.ndarray | None, str]]:
+    """Every stored proxy, then every joined Suite-Zero value, on the task's networks:
+    name -> (values, reasons or None, kind)."""
+    out: dict[str, tuple[np.ndarray, np.ndarray | None, str]] = {}
+    values = store.proxy_values()
+    if values is not None:
+        reasons = np.asarray(store.proxy_reasons(store.label_sets()[task.label_set][0]), dtype=object)
+        for j, name in enumerate(str(p) for p in values["proxy"].values):
+            out[name] = (np.asarray(values.values[task.networks, j, task.label_set], dtype=np.float64),
+                         reasons[task.networks, j], "proxy")
+    joined = store.suitezero_values()
+    if joined is not None:
+        for j, name in enumerate(str(p) for p in joined["suitezero_proxy"].values):
+            out.setdefault(name, (np.asarray(joined.values[task.networks, j, task.label_set], dtype=np.float64),
+                                  None, "joined"))
+    return out
+
+
+def _no_proxies(url: str) -> StoreError:
+    return StoreError(f"store {url} was ingested without hand-crafted proxies (rerun ingest without "
+                      "--no-proxies, or with --proxy NAME, into a new store)")
+
+
 def proxy_scores(url: str, name: str, *, accuracy_column: str | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(values, accuracy, network indices) of a stored proxy over the usable networks
-    (those with a finite ``accuracy_column``; None: the column chosen at ingest)."""
+    """(values, accuracy, network indices) of a stored proxy (or one joined from Suite-Zero) over
+    the usable networks (those with a finite ``accuracy_column``; None: the column chosen at ingest)."""
     store = open_store(url)
-    table = store.proxy_table()
-    if table is None:
-        raise StoreError(f"store {url} was ingested without hand-crafted proxies (rerun ingest without "
-                         "--no-proxies into a new store)")
-    names = [str(p) for p in table["proxy"].values]
-    if name not in names:
-        raise UnknownNameError(f"proxy {name!r} is not in store {url} (it has: {', '.join(names)})")
-    task = load_task(url, accuracy_column=accuracy_column)
-    values = np.asarray(table.values[:, names.index(name)], dtype=np.float64)[task.networks]
-    return values, task.accuracy, task.networks
+    if not store.plan.proxies and not store.plan.suitezero_proxies:
+        raise _no_proxies(url)
+    task = proxy_task(store, accuracy_column)
+    columns = _proxy_columns(store, task)
+    if name not in columns:
+        raise UnknownNameError(f"proxy {name!r} is not in store {url} (it has: {', '.join(columns)})")
+    return columns[name][0], task.accuracy, task.networks
 
 
 def stored_proxy_results(url: str, names: Sequence[str], *, accuracy_column: str | None = None
                          ) -> list[ScoreResult]:
-    """``score --proxy`` on a store: each stored proxy's values against the label, as results."""
-    task = load_task(url, accuracy_column=accuracy_column)
+    """``score --proxy`` on a store (one with statistics or a proxies-only one): each stored
+    proxy's values against the label, as results."""
+    task = proxy_task(open_store(url), accuracy_column)
     out = []
     for name in names:
         values, acc, nets = proxy_scores(url, name, accuracy_column=accuracy_column)
@@ -85,27 +148,29 @@ def stored_proxy_results(url: str, names: Sequence[str], *, accuracy_column: str
 
 def compare_store(url: str, *, programs: Sequence[str] = (), engine: Engine | None = None,
                   accuracy_column: str | None = None) -> list[Row]:
-    """Rows for every stored proxy, EZNAS-A and ``programs`` (files or names), same networks,
-    against ``accuracy_column`` (None: the column chosen at ingest). Programs are loaded and
-    checked (statistics programs; a sequential one with an output) before the store is read."""
+    """Rows for every stored proxy (and value joined from Suite-Zero), EZNAS-A and ``programs``
+    (files or names), same networks, against ``accuracy_column`` (None: the column chosen at
+    ingest). Programs are loaded and checked (statistics programs; a sequential one with an
+    output) before the store is read. A proxies-only store gives its proxies' rows alone
+    (EZNAS-A reads statistics; a ``programs`` entry is refused in one line)."""
     progs = [NAMED_PROGRAMS["eznas-a"]] + [load_program(p, require_output=True) for p in programs]
     require_statistics_programs(progs)
     store = open_store(url)
-    task = load_task(url, accuracy_column=accuracy_column)
+    if programs:
+        store.require_statistics("scoring programs")
+    task = proxy_task(store, accuracy_column)
     rows: list[Row] = []
-    table = store.proxy_table()
-    if table is not None:
-        reasons = store.proxy_reasons()[task.networks]
-        for j, name in enumerate(str(p) for p in table["proxy"].values):
-            values = np.asarray(table.values[:, j], dtype=np.float64)[task.networks]
-            failed = [r for r in reasons[:, j] if r]
-            note = f"failed on {len(failed)}: {failed[0]}" if failed else ""
-            rows.append(_row(name, "proxy", values, task.accuracy, note, task.label))
+    for name, (values, reasons, kind) in _proxy_columns(store, task).items():
+        failed = [r for r in reasons if r] if reasons is not None else []
+        note = f"failed on {len(failed)}: {failed[0]}" if failed else ""
+        rows.append(_row(name, kind, values, task.accuracy, note, task.label))
+    if not store.has_statistics:
+        return rows
     names = ["eznas-a"] + [os.path.splitext(os.path.basename(p))[0] if os.path.exists(p) else p for p in programs]
     own = engine is None
     engine = engine or Engine(workers=0)
     try:
-        res = engine.score(progs, [task])
+        res = engine.score(progs, [load_task(url, accuracy_column=accuracy_column)])
     finally:
         if own:
             engine.close()
@@ -170,7 +235,7 @@ def check_compare_args(url: str, *, out: str | None = None, suitezero: str | Non
         ensure_dir(out)
     if suitezero is None:
         return None
-    if open_store(url).proxy_table() is None:
+    if open_store(url).proxy_values() is None:
         raise StoreError(f"store {url} has no hand-crafted proxies to compare with {suitezero}")
     tables = read_zc(suitezero)
     if task not in tables:

@@ -16,14 +16,17 @@ pass, the intermediates it needs and whether it reads labels. Only a proxy that 
 kind of run no pass makes yet needs a new pass.
 
 Opt-in modern proxies (``registry.MODERN_PROXY_NAMES``: in ``PROXIES``, so
-``compute_all(names=[...])``/``compute_proxy`` take them, but not in ``PROXY_NAMES``, the
-default set ingest stores): ``az_nas`` (``az_expressivity``, ``az_progressivity``,
+``compute_all(names=[...])``/``compute_proxy`` take them, and ``ingest --proxy NAME`` stores
+them, but not in ``PROXY_NAMES``, the default set ingest stores): ``az_nas`` (``az_expressivity``, ``az_progressivity``,
 ``az_trainability``; ``az_complexity`` shares the ``static`` count; the AZ-NAS score is the
 rank aggregate ``az_nas.az_nas_aggregate`` over a table of networks), ``meco``, ``zico``,
 ``swap`` (``swap``, ``swap_reg``). Each runs its paper's protocol (init, input, batch) in
 its own pass (``az_nas``, ``meco``, ``zico``, ``swap``); ``features`` holds their inits and
-the per-cell feature maps (forward hooks on the network's ``cells``). Spec and deviations:
-``/work/shared/PROXIES.md`` and each module's docstring.
+the per-cell feature maps (forward hooks on the network's ``cells``). Each ``ProxySpec`` says
+whether it reads the classifier head (``head_free``), how many batches of the proxy batch it
+reads (``batches``: ZiCo 2) and its pass's protocol; ``registry.proxy_card`` is what a store
+records of it. Spec and deviations:
+``docs/design.md`` §6 and each module's docstring.
 
 Modules: ``networks`` (factories per space, fresh copies per pass), ``passes`` (what
 every pass shares), the families ``size`` (params, flops, l2_norm), ``nwot``, ``jacobian``

@@ -9,7 +9,7 @@ a rank aggregate over a *set* of networks, so it is not a per-network proxy:
 :func:`az_nas_aggregate` computes it over a table of component values (one array per
 component, one entry per network), wherever such a table exists.
 
-The ``az_nas`` pass follows the authors' NB201 protocol (``/work/shared/PROXIES.md`` §1):
+The ``az_nas`` pass follows the authors' NB201 protocol (``docs/design.md`` §6.1):
 the fresh network is re-initialised Kaiming-normal (fan_in, ReLU gain; biases 0; BN 1/0),
 runs in train mode (batch statistics) on X ~ N(0, 1) of the batch's shape (the images
 are not read, only their shape; AZ-NAS's batch is 64), no labels. ``F_0`` is the first

@@ -2,8 +2,8 @@
 Minimum Eigenvalue of Correlation"): Σ of the smallest eigenvalue of each feature map's
 channel correlation matrix, for one image.
 
-The ``meco`` pass follows the authors' NB201 correlation script (``/work/shared/PROXIES.md``
-§2): PyTorch's default init (re-drawn from ``seed``), train mode (BN statistics of the one
+The ``meco`` pass follows the authors' NB201 correlation script (``docs/design.md``
+§6.2): PyTorch's default init (re-drawn from ``seed``), train mode (BN statistics of the one
 image over H·W), **one** image — the first of the batch (the script draws one real,
 augmented training image once and reuses it for every architecture: pass such a batch) —
 no labels, no backward. A forward hook on every module of ``named_modules()`` (root,

@@ -34,7 +34,25 @@ from eznas_store.collect.proxies.zen import ZEN_PASS
 from eznas_store.collect.proxies.zico import ZICO_PASS
 from eznas_store.errors import UnknownNameError
 
-__all__ = ["MODERN_PROXY_NAMES", "PROXIES", "PROXY_NAMES", "ProxySpec", "check_proxy_names"]
+__all__ = ["HEAD_FREE", "MODERN_PROXY_NAMES", "PASS_PROTOCOLS", "PROXIES", "PROXY_NAMES", "ProxySpec",
+           "check_proxy_names", "proxy_card"]
+
+#: how each pass runs its network (init, input, batch): what a store records per proxy
+#: (``proxy_card``); "the proxy batch" is the B images a collection gives its proxies
+PASS_PROTOCOLS: dict[str, str] = {
+    "static": "EZNAS init from the network's seed; one forward of one image in eval mode (counts)",
+    "main": "EZNAS init from the network's seed; train mode; one forward and backward of the proxy batch, "
+            "cross-entropy with its labels (NASLib's conventions)",
+    "synflow": "EZNAS init, then |theta| and no BatchNorm; one all-ones float64 image",
+    "zen": "Zen-NAS Gaussian re-init from the seed; two forwards of N(0,1) noise of the proxy batch's shape",
+    "az_nas": "Kaiming-normal re-init (fan_in) from the seed; train mode; N(0,1) input of the proxy batch's "
+              "shape; no labels",
+    "meco": "PyTorch default init from the seed; train mode; the first image of the proxy batch; no labels",
+    "zico": "PyTorch default init from the seed; train mode; cross-entropy with the labels over two batches "
+            "of B images (2 x the proxy batch)",
+    "swap": "32 re-inits (weights N(0,1)) from the seed; train mode; no grad; the first 16 images of the "
+            "proxy batch; no labels",
+}
 
 
 @dataclass(frozen=True)
@@ -52,6 +70,16 @@ class ProxySpec:
     proxy_pass: ProxyPass
     needs: frozenset[str] = frozenset()
     needs_labels: bool = False
+    #: the value does not read the classifier head (computed once, with the first label set's
+    #: head, for every label set of a store; ``ingest.proxy_table`` says why not bit-equal)
+    head_free: bool = False
+    #: batches of the proxy batch's size it reads (ZiCo: 2, the first 2·B images)
+    batches: int = 1
+
+    @property
+    def protocol(self) -> str:
+        """How its pass runs the network: init, input, batch (``PASS_PROTOCOLS``)."""
+        return PASS_PROTOCOLS.get(self.group, self.group)
 
     @property
     def group(self) -> str:
@@ -73,8 +101,8 @@ class ProxySpec:
 
 
 def _proxy(name: str, summary: str, score: Callable[..., float], proxy_pass: ProxyPass,
-           *needs: str, labels: bool = False) -> ProxySpec:
-    return ProxySpec(name, summary, score, proxy_pass, frozenset(needs), labels)
+           *needs: str, labels: bool = False, head_free: bool = False, batches: int = 1) -> ProxySpec:
+    return ProxySpec(name, summary, score, proxy_pass, frozenset(needs), labels, head_free, batches)
 
 
 _REGISTERED = (
@@ -107,20 +135,20 @@ _REGISTERED = (
 #: AZ-NAS's score is a rank aggregate over networks: ``az_nas.az_nas_aggregate`` of a table.
 _MODERN = (
     _proxy("az_expressivity", "AZ-NAS Σ per-cell feature-spectrum entropies (Lee & Ham 2024)",
-           az_nas.az_expressivity, AZ_PASS),
+           az_nas.az_expressivity, AZ_PASS, head_free=True),
     _proxy("az_progressivity", "AZ-NAS min expressivity gain per cell (Lee & Ham 2024)",
-           az_nas.az_progressivity, AZ_PASS),
+           az_nas.az_progressivity, AZ_PASS, head_free=True),
     _proxy("az_trainability", "AZ-NAS mean −σ−1/σ+2 of cell Jacobians (Lee & Ham 2024)",
-           az_nas.az_trainability, AZ_PASS),
+           az_nas.az_trainability, AZ_PASS, head_free=True),
     _proxy("az_complexity", "AZ-NAS complexity: FLOPs in millions (Lee & Ham 2024)",
            az_nas.az_complexity, SIZE_PASS),
     _proxy("meco", "MeCo Σ min eigenvalue of channel correlations, one image (Jiang et al. 2023)",
-           meco.meco, MECO_PASS),
+           meco.meco, MECO_PASS, head_free=True),
     # zico reads labels; its pass answers (nan, "needs labels") itself (see zico's docstring)
     _proxy("zico", "ZiCo Σ log Σ mean|g|/std(g) over two batches (Li et al. 2023)",
-           zico.zico, ZICO_PASS),
+           zico.zico, ZICO_PASS, batches=2),
     _proxy("swap", "SWAP distinct sample-wise ReLU patterns (Peng et al. 2024)", swap.swap,
-           SWAP_PASS),
+           SWAP_PASS, head_free=True),
     _proxy("swap_reg", "SWAP · exp(−(params_k − μ)²/σ) (Peng et al. 2024)", swap.swap_reg,
            SWAP_PASS),
 )
@@ -150,3 +178,17 @@ def check_proxy_names(names: Iterable[str] | str | None) -> list[str]:
         if n not in out:
             out.append(n)
     return out
+
+
+#: the proxies that do not read the classifier head (``ProxySpec.head_free``)
+HEAD_FREE: tuple[str, ...] = tuple(n for n, spec in PROXIES.items() if spec.head_free)
+
+
+def proxy_card(name: str, batch: int) -> dict[str, object]:
+    """What a store records of proxy ``name`` collected with a proxy batch of ``batch`` images:
+    summary, protocol (init, input, batch), head dependence, images read, labels read."""
+    spec = PROXIES[name]
+    return {"summary": spec.summary, "protocol": spec.protocol,
+            "head": "free (computed once, with the first label set's head)" if spec.head_free
+            else "per label set (computed with each label set's classifier head)",
+            "images": int(batch) * spec.batches, "labels": bool(spec.needs_labels or name == "zico")}

@@ -2,11 +2,11 @@
 Activation Patterns for Ultra-fast NAS"): the number of distinct sample-wise activation
 patterns, plain (``swap``) and size-regularised (``swap_reg``).
 
-The ``swap`` pass follows the authors' code (``/work/shared/PROXIES.md`` §4): train mode,
+The ``swap`` pass follows the authors' code (``docs/design.md`` §6.4): train mode,
 no grad, no labels, the first :data:`SWAP_BATCH` = 16 images of the batch it is given (the
 reference's 16 real training images; fewer if the batch is smaller). The pattern count is
-capped at 2^B and B = 16 saturates some conv-heavy NB201 cells at 65,536, so PROXIES.md
-suggested B ≥ 32; measured on the same 38 cells (README, issue 13), B = 16 gives Spearman ρ
+capped at 2^B and B = 16 saturates some conv-heavy NB201 cells at 65,536, so the protocol notes
+suggested B ≥ 32; measured on the same 38 cells (docs/results.md, issue 13), B = 16 gives Spearman ρ
 0.79 / 0.85 / 0.82 with CIFAR-10 / CIFAR-100 / ImageNet16-120 test accuracy (the paper: 0.81)
 and B = 64 only 0.64 / 0.66 / 0.65: at 64 images nearly every neuron's pattern is distinct,
 so the count tends to the number of ReLU units. Hence the reference's 16 (and a 4x cheaper

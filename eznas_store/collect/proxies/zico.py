@@ -2,7 +2,7 @@
 Coefficient of Variation on Gradients"): Σ_layers log Σ_weights mean|g| / std(g) over
 batches.
 
-The ``zico`` pass follows the authors' code (``/work/shared/PROXIES.md`` §3): PyTorch's
+The ``zico`` pass follows the authors' code (``docs/design.md`` §6.3): PyTorch's
 default init (re-drawn from ``seed``), train mode, cross-entropy with the real labels,
 gradients zeroed before each batch, two batches. Per Conv2d/Linear weight (stem,
 ResNet-block, shortcut and classifier layers included) and element j: μ_j = mean_b

@@ -19,11 +19,11 @@ Defaults are C=16, L=8, small enough for a CPU. Measured here (2-core VM shared 
 jobs, torch CPU, train mode, forward + backward of the logits' sum, 32×32 images, best of
 5, median of 5 genotypes of the 1000 set): **0.07 s per network at batch 1** (0.06-0.12,
 one thread) and **0.75 s at batch 16** (0.58-1.19 one thread; 0.50 s on two threads); a
-mid NB201 cell took 0.04 / 0.44 s in the same run (``../shared/DARTS.md``: 0.26 s at
+mid NB201 cell took 0.04 / 0.44 s in the same run (``docs/design.md`` §4: 0.26 s at
 batch 16 on an idle VM). Labels: ``darts_1000_cifar10_valid.csv`` comes from an
 unpublished small recipe (200 epochs; C and L unknown; 86.6 % max), the NB301 surrogate
 values from C=32, L=8, 100 epochs with aux head, drop-path and cutout
-(``../shared/DARTS.md``), so use the labels as ranks.
+(``docs/design.md`` §4), so use the labels as ranks.
 
 A cell whose input (0 or 1) or intermediate node is read by no op and not concatenated
 is still computed, as in DARTS, and is tied into the cell output with weight exactly 0
@@ -273,7 +273,7 @@ def block_specs(arch: str | Genotype, *, batch_size: int, image_size: int, C: in
 def all_genotypes() -> Iterator[str]:
     """The DARTS space is not enumerable here (~10^11 cells even with normal == reduce)."""
     raise ConfigError("the DARTS space cannot be enumerated: give a benchmark table or a list of "
-                      "genotypes (e.g. ../shared/data/darts/darts_1000_cifar10_valid.csv)")
+                      "genotypes (e.g. darts_1000_cifar10_valid.csv)")
 
 
 SPACE = SearchSpace(
