@@ -301,7 +301,7 @@ def test_corrupt_suitezero_gzip_is_one_line(tmp_path):
 
 def test_gzip_bombs_through_the_cli_are_one_line(tmp_path, capsys, small_cap):
     bomb = _gzip_of_zeros(tmp_path / "zc_nasbench201.json.gz", 4 * 2**20, prefix=b'{"cifar10": ')
-    argv = ["proxy-table", "--out", str(tmp_path / "t.csv"), "--benchmark", str(_bench(tmp_path)),
+    argv = ["proxy-table", "--store", str(tmp_path / "t.zarr"), "--benchmark", str(_bench(tmp_path)),
             "--suitezero", str(bomb), "--data-root", str(tmp_path), "--no-progress"]
     line = _one_line(capsys, argv)
     assert "zc_nasbench201.json.gz decompresses to more than 1048576 bytes" in line, line
@@ -403,3 +403,20 @@ def test_seeds_outside_the_range_are_one_line(tmp_path, seed):
     with pytest.raises(ConfigError, match="seed must be an integer from 0 to 4294967295"):
         sample_batch("digits", None, batch_size=2, seed=seed)
     assert len(select_networks(table, networks=2, seed=2**32 - 1)) == 2
+
+
+def test_an_oversized_proxy_table_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    from eznas_store.errors import BenchmarkFormatError
+    from eznas_store.sources import limits
+    from eznas_store.sources.proxy_csv import read_proxy_table
+
+    table = tmp_path / "T.csv"
+    table.write_text("index,arch\n")
+    (tmp_path / "T.meta.json").write_text("{" + " " * 4096 + "}")
+    monkeypatch.setattr(limits, "MAX_DECOMPRESSED_BYTES", 1024)
+    with pytest.raises(BenchmarkFormatError, match="T.meta.json holds more than"):
+        read_proxy_table(table)
+    (tmp_path / "T.meta.json").write_text("{}")
+    table.write_text("index,arch\n" + "x" * 4096 + "\n")
+    with pytest.raises(BenchmarkFormatError, match="T.csv holds more than"):
+        read_proxy_table(table)

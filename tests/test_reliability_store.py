@@ -299,3 +299,18 @@ def test_second_transcode_to_the_same_target_is_refused(store, tmp_path, capsys)
     err = error_lines(capsys)
     assert len(err) == 1 and "being written by another" in err[0], err
     assert no_target(dst)
+
+
+def test_a_lost_array_metadata_file_fails_verify(tiny_store, tmp_path):
+    """eznas-store reads the consolidated copy; a reader without it would lose the array."""
+    import shutil as _sh
+
+    from eznas_store.store.store import open_store as _open
+    from eznas_store.store.verify import verify_store as _verify
+
+    url = str(tmp_path / "s.zarr")
+    _sh.copytree(tiny_store, url)
+    assert _verify(_open(url)).ok
+    (tmp_path / "s.zarr" / "act_D" / "zarr.json").unlink()
+    report = _verify(_open(url))
+    assert not report.ok and any("act_D/zarr.json is missing" in p for p in report.problems)

@@ -39,9 +39,19 @@ def proxy_meta_path(out: Path) -> Path:
     return out.with_name(out.name[:-4] + ".meta.json")
 
 
+def _check_size(path: Path) -> None:
+    """A table or meta file larger than any input may be is refused before it is read whole."""
+    from eznas_store.sources import limits
+
+    if path.is_file() and path.stat().st_size > limits.MAX_DECOMPRESSED_BYTES:
+        raise BenchmarkFormatError(f"{path} holds more than {limits.human_bytes(limits.MAX_DECOMPRESSED_BYTES)}, "
+                                   "the limit for an input file; refusing it")
+
+
 def read_meta(out: Path) -> dict[str, Any]:
     """The table's ``.meta.json``; one line naming the file and what is wrong with it."""
     path = proxy_meta_path(out)
+    _check_size(path)
     try:
         doc = json.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
@@ -125,6 +135,7 @@ def read_proxy_table(path: str | os.PathLike[str]) -> dict[str, Any]:
     p = Path(path)
     if p.suffix.lower() != ".csv" or not p.is_file():
         raise BenchmarkFormatError(f"{p}: not a proxy table (a .csv file with a {FORMAT} .meta.json beside it)")
+    _check_size(p)
     meta = read_meta(p)
     raw = p.read_bytes()
     rows = csv_rows(p, raw[: raw.rfind(b"\n") + 1])  # a row being written (no newline yet) is not read

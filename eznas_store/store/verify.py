@@ -97,6 +97,37 @@ class VerifyReport:
         return out
 
 
+def metadata_problems(store: Store) -> list[str]:
+    """Each array's own ``zarr.json`` present and agreeing with the consolidated copy in the root.
+
+    eznas-store opens stores through the consolidated metadata, so a lost or damaged
+    ``<array>/zarr.json`` would go unnoticed here, yet a reader that skips the consolidated
+    copy (``xarray.open_zarr(..., consolidated=False)``, zarr without it) would lose the array.
+    Local stores only (a listing of a remote store costs a request per array)."""
+    import json
+
+    root = store.url
+    if "://" in root or not os.path.isdir(root):
+        return []
+    out = []
+    for name in sorted(store.group.array_keys()):
+        path = os.path.join(root, name, "zarr.json")
+        try:
+            with open(path, encoding="utf-8") as f:
+                own = json.load(f)
+        except FileNotFoundError:
+            out.append(f"array {name!r}: its metadata file {name}/zarr.json is missing (only the consolidated "
+                       "copy in the root remains)")
+            continue
+        except (OSError, ValueError, RecursionError) as e:
+            out.append(f"array {name!r}: its metadata file {name}/zarr.json is unreadable ({type(e).__name__})")
+            continue
+        meta = store.group[name].metadata
+        if not isinstance(own, dict) or own.get("shape") != list(meta.shape):
+            out.append(f"array {name!r}: {name}/zarr.json disagrees with the consolidated metadata")
+    return out
+
+
 def verify_store(store: Store, layout: Layout | None = None, *, arrays: Sequence[str] | None = None) -> VerifyReport:
     """Read every chunk of every array; check shapes against the layout and values for NaN/Inf.
 
@@ -109,7 +140,8 @@ def verify_store(store: Store, layout: Layout | None = None, *, arrays: Sequence
     """
     g = store.group
     names = sorted(g.array_keys()) if arrays is None else list(arrays)
-    problems = _shape_problems(store, layout) + table_problems(store) if arrays is None else []
+    problems = (_shape_problems(store, layout) + table_problems(store) + metadata_problems(store)
+                if arrays is None else [])
     done = _flags(store)
     owners = _block_owners(store)
     broken: dict[int, list[str]] = defaultdict(list)
