@@ -459,7 +459,8 @@ PROXY_EVOLVE = ["--over", "proxies", "--train-networks", "2", *EVOLVE]
 
 
 def ptable_cmd(ctx: Ctx, out: Path, *extra: str) -> list[str]:
-    return ["proxy-table", "--out", str(out), "--benchmark", str(ctx.fixture("bench")), "--suitezero",
+    """proxy-table into the store beside ``out`` (``t.zarr``), with the CSV exported to ``out``."""
+    return ["proxy-table", "--store", str(out.with_suffix(".zarr")), "--export", str(out), "--benchmark", str(ctx.fixture("bench")), "--suitezero",
             str(ctx.fixture("zc")), "--data-root", str(ctx.fixture("cifar")), *PTABLE_ARGS, *extra]
 
 
@@ -812,7 +813,7 @@ def two_writers(ctx: Ctx, argv: list[str], output: Path, started: Callable[[], b
       needs=("bench", "zc", "cifar"))
 def c_ptable_two(ctx: Ctx) -> Outcome:
     out = ctx.case_dir() / "t.csv"
-    first, second, how = two_writers(ctx, ptable_cmd(ctx, out), out, lambda: out.exists())
+    first, second, how = two_writers(ctx, ptable_cmd(ctx, out), out.with_suffix(".zarr"), lambda: out.exists())
     if first is second:
         return Outcome(False, how, ctx.show(first.argv))
     archs = [r.get("arch") for r in csv.DictReader(open(out, newline=""))] if out.exists() else []
