@@ -16,7 +16,7 @@ import pytest
 PKG = pathlib.Path(__file__).resolve().parents[1] / "eznas_store"
 
 #: shared leaves, each may import the ones before it
-LEAVES = ("_version", "errors", "outputs", "terminals", "config")
+LEAVES = ("_version", "errors", "faces", "outputs", "terminals", "config")
 #: where the two halves meet: what the world gives (spaces, tables, datasets) and the store
 MEETING = ("sources", "store")
 #: the collecting half, in data-flow order: run untrained networks, write them into a store

@@ -11,6 +11,7 @@ Out: per-block statistic tensors, proxy values ``(value, None)`` / ``(nan, reaso
 accuracy tables in the NB201 benchmark format. Reads sources/ only; never writes a store.
 """
 
+from eznas_store.faces import lazy_face
 
 # The stage's face: what other stages import from it (``from eznas_store.collect import name``),
 # loaded on first use so that importing the stage stays cheap (``eznas-store -h`` loads no torch).
@@ -42,15 +43,5 @@ _FACE = {
 }
 __all__ = sorted(_FACE)
 
-
-def __getattr__(name: str):
-    if name in _FACE:
-        import importlib
-
-        return getattr(importlib.import_module(_FACE[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_FACE))
+__getattr__, __dir__ = lazy_face(__name__, _FACE)
 

@@ -16,6 +16,7 @@ Modules: ``config``, ``job`` (the plan), ``layout`` (and which chunks a shard st
 ``benchmark_check``.
 """
 
+from eznas_store.faces import lazy_face
 
 # The stage's face: what other stages import from it (``from eznas_store.ingest import name``),
 # loaded on first use so that importing the stage stays cheap (``eznas-store -h`` loads no torch).
@@ -41,15 +42,5 @@ _FACE = {
 }
 __all__ = sorted(_FACE)
 
-
-def __getattr__(name: str):
-    if name in _FACE:
-        import importlib
-
-        return getattr(importlib.import_module(_FACE[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_FACE))
+__getattr__, __dir__ = lazy_face(__name__, _FACE)
 
