@@ -50,7 +50,7 @@ from eznas_store.outputs import ensure_dir, exclusive, package_versions
 from eznas_store.programs import load_program, save_program
 from eznas_store.programs import OP_SETS, op_set
 from eznas_store.programs import Program
-from eznas_store.evolution.settings import PAPER_GP
+from eznas_store.evolution.settings import GPSettings
 from eznas_store.evolution.aggregate_variation import AggregateTreeRepresentation
 from eznas_store.evolution.checkpoint import (
     Checkpoint,
@@ -88,22 +88,13 @@ MAX_GENERATIONS = 100_000
 
 
 @dataclass(frozen=True, kw_only=True)
-class EvolveConfig:
-    """One evolution run; written into ``run.json`` and the checkpoint."""
+class EvolveConfig(GPSettings):
+    """One evolution run; written into ``run.json`` and the checkpoint. The GP settings
+    (population, mu, lambda, cxpb, mutpb, tournament, depths, generations) are
+    :class:`~eznas_store.evolution.settings.GPSettings`'s."""
 
     stores: tuple[str, ...]
     out: str
-    population: int = PAPER_GP.population
-    #: parents kept / children made per generation; default population // 2 and population
-    #: (the paper's 25 and 50 for its population of 50)
-    mu: int | None = None
-    lambda_: int | None = None
-    cxpb: float = PAPER_GP.cxpb
-    mutpb: float = PAPER_GP.mutpb
-    tournament: int = PAPER_GP.tournament
-    min_depth: int = PAPER_GP.min_depth
-    max_depth: int = PAPER_GP.max_depth
-    generations: int = PAPER_GP.generations
     seed: int = 0
     combine: str = "min"
     abs_tau: bool = False

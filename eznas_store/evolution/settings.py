@@ -2,8 +2,9 @@
 
 Population 50, mu 25 and lambda 50 (population // 2 and population unless given), crossover
 0.4 and mutation 0.4 (DEAP ``varOr``), tournament 4, tree depth 2..10, 15 generations.
-``evolve``'s config, ``transfer``'s config and the CLI's flags take their defaults from
-:data:`PAPER_GP`, so changing one default changes it everywhere; this module imports
+``evolve``'s and ``transfer``'s configs are :class:`GPSettings` (they inherit these fields)
+and the CLI's flags take their defaults from :data:`PAPER_GP`, so changing one default
+changes it everywhere; this module imports
 nothing heavy, so the CLI can read it without loading torch.
 """
 

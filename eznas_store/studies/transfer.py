@@ -58,7 +58,7 @@ from eznas_store.outputs import claim_outputs, ensure_dir, exclusive, figure, js
 from eznas_store.programs import load_program, program_to_json
 from eznas_store.programs import NAMED_PROGRAMS
 from eznas_store.programs import Program
-from eznas_store.evolution import PAPER_GP, config_json, resume_point
+from eznas_store.evolution import GPSettings, config_json, resume_point
 from eznas_store.evolution import CHECKPOINT, EvolveConfig, run_evolve
 from eznas_store.store import open_store
 
@@ -97,7 +97,7 @@ def _default_name(url: str) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class TransferConfig:
+class TransferConfig(GPSettings):
     """One transfer study; written into ``transfer.json``.
 
     ``stores``: one entry per task, ``URL`` or ``NAME=URL`` (NAME labels the row and the
@@ -112,15 +112,6 @@ class TransferConfig:
     stores: tuple[str, ...]
     out: str
     program: str = "best_ever"
-    population: int = PAPER_GP.population
-    mu: int | None = None  # default population // 2, as evolve
-    lambda_: int | None = None  # default population, as evolve
-    cxpb: float = PAPER_GP.cxpb
-    mutpb: float = PAPER_GP.mutpb
-    tournament: int = PAPER_GP.tournament
-    min_depth: int = PAPER_GP.min_depth
-    max_depth: int = PAPER_GP.max_depth
-    generations: int = PAPER_GP.generations
     seed: int = 0
     abs_tau: bool = False
     to_scalar: str = "mean"
