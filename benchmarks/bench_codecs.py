@@ -3,7 +3,7 @@
 Usage (from the repository root)::
 
     python benchmarks/bench_codecs.py --networks 200 --codecs bitround:2 sumround:2 sumround:3 \
-        --benchmark ../shared/data/nb201_accuracies.csv --data-root ../shared/data/cifar10-images
+        --benchmark DATA/nb201_accuracies.csv --data-root DATA/cifar10-images
 
 Ingests the seeded NB201 networks (CIFAR-10, batch 1 unless ``--batch-size``) ONCE losslessly
 (or reuses ``--lossless URL``), then *transcodes* that store's float32 tensor arrays into each
@@ -52,7 +52,7 @@ from eznas_store.store.store import open_store  # noqa: E402
 from eznas_store.store.transcode import transcode_store  # noqa: E402
 
 #: the five statistics programs issue 14's evolves found (extended op set, ``sum`` aggregate;
-#: README "Statistics programs on held-out cells"): the programs a lab would carry from a store
+#: docs/results.md "Statistics programs on held-out cells"): the programs a lab would carry from a store
 ISSUE14 = (
     "eig_entropy(channel_cov(channel_cov(channel_corr(act_N))))",
     "frobenius(eff_rank(wtgrad_P))",
@@ -63,7 +63,7 @@ ISSUE14 = (
 
 #: stress programs: found by earlier evolves of this project (other stores, other seeds),
 #: chosen to touch every stored kind, P-D differences, determinants and near-tied logdets;
-#: reported apart from the goal's set (README "Lossy codecs" says which kinds move and why)
+#: reported apart from the goal's set (docs/results.md "Lossy codecs" says which kinds move and why)
 FORMULAS = (
     "abslog(det(wtgrad_P))",
     "normalized_sum(product(act_D, inpactgrad_N))",
@@ -298,8 +298,8 @@ def main() -> None:
     ap.add_argument("--batch16", type=int, default=0, help="also N networks at batch 16 (lossless + --batch16-codecs)")
     ap.add_argument("--lossless16", help="reuse this lossless batch-16 store instead of ingesting")
     ap.add_argument("--batch16-codecs", nargs="*", default=None, help="default: --codecs")
-    ap.add_argument("--benchmark", default="../shared/data/nb201_accuracies.csv")
-    ap.add_argument("--data-root", default="../shared/data/cifar10-images")
+    ap.add_argument("--benchmark", required=True, help="the NB201 accuracy table (CSV)")
+    ap.add_argument("--data-root", required=True, help="the CIFAR-10 image folder")
     ap.add_argument("--keep", help="keep the stores under this folder")
     args = ap.parse_args()
     import torch

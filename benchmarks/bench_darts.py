@@ -46,7 +46,6 @@ from eznas_store.ingest.networks import collect_network, proxies_for_network  # 
 from eznas_store.ingest.job import plan_ingest  # noqa: E402
 from eznas_store.programs.registered import NAMED_PROGRAMS  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 #: published figures for the DARTS space: (row, Kendall tau or None, Spearman rho or None, where)
 PUBLISHED: tuple[tuple[str, float | None, float | None, str], ...] = (
     ("eznas-a", 0.547, 0.736, "EZNAS released code, NDS-DARTS (other cells, NDS labels)"),
@@ -62,8 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--channels", type=int, default=None, help="C (default 16)")
     ap.add_argument("--cells", type=int, default=None, help="layers L (default 8)")
     ap.add_argument("--proxy", action="append", default=None, help="default: params synflow nwot jacov")
-    ap.add_argument("--benchmark", default=str(DATA / "darts" / "darts_1000_cifar10_valid.csv"))
-    ap.add_argument("--data-root", default=str(DATA / "cifar10-images"))
+    ap.add_argument("--benchmark", required=True, help="a DARTS accuracy table (genotype, accuracy CSV)")
+    ap.add_argument("--data-root", required=True, help="the CIFAR-10 image folder")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per job")
     ap.add_argument("--jobs", type=int, default=1, help="processes (networks i mod J)")
     ap.add_argument("--max-seconds", type=float, default=0, help="stop starting networks after this (0: never)")
@@ -118,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     torch.set_num_threads(a.threads)
     if not os.path.exists(a.benchmark):
-        print(f"error: {a.benchmark} not found (the DARTS table from ../shared/data)", file=sys.stderr)
+        print(f"error: {a.benchmark} not found (--benchmark: a DARTS accuracy table)", file=sys.stderr)
         return 2
     if a.jobs < 1 or a.networks < 2:
         print("error: --jobs must be >= 1 and --networks >= 2", file=sys.stderr)

@@ -3,7 +3,7 @@
 Usage (from the repository root)::
 
     python benchmarks/bench_ingest.py --networks 20 --batch-size 1 \
-        --benchmark ../shared/data/nb201_accuracies.csv --data-root ../shared/data/cifar10-images
+        --benchmark DATA/nb201_accuracies.csv --data-root DATA/cifar10-images
 
 Without ``--benchmark``/``--data-root`` it samples cells from the space and uses digits
 resized to 32 px, so it runs anywhere. Prints networks/second and MB per network on disk

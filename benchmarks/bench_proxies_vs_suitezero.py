@@ -38,7 +38,6 @@ from eznas_store.collect.proxies.registry import PROXY_NAMES  # noqa: E402
 from eznas_store.collect.proxies.runner import compute_all  # noqa: E402
 from eznas_store.sources.suitezero import read_zc  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def rho(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
@@ -78,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     ap.add_argument("--reseed", type=int, default=None,
                     help="also compute with this init/batch seed and report self-agreement")
-    ap.add_argument("--zc", type=Path, default=DATA / "suite-zero" / "zc_nasbench201.json.gz")
-    ap.add_argument("--data-root", type=Path, default=DATA / "cifar10-images")
+    ap.add_argument("--zc", type=Path, required=True, help="Suite-Zero zc_nasbench201.json[.gz]")
+    ap.add_argument("--data-root", type=Path, required=True, help="the CIFAR-10 image folder")
     ap.add_argument("--out", type=Path, default=None, help="write per-cell values as CSV")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -5,8 +5,8 @@ Usage (from the repository root; each seed runs for the whole ``--budget``)::
     OMP_NUM_THREADS=1 python benchmarks/bench_search.py --proxy synflow --budget 2m --seeds 2
 
 Runs ``--seeds`` searches (seeds 0..K-1 from ``--seed-start``) of one proxy or program
-with one budget on ``../shared/data/nb201_accuracies.csv`` and one CIFAR-10 batch from
-``../shared/data/cifar10-images``, and prints per seed the chosen cell, its CIFAR-10 test
+with one budget on the NB201 accuracy table (``--benchmark``) and one CIFAR-10 batch from
+the CIFAR-10 images (``--data-root``), and prints per seed the chosen cell, its CIFAR-10 test
 accuracy, its rank among the 15,625 cells, cells scored, cells/second and wall time; then
 mean and worst accuracy and how many seeds reached ``--target``. ``--out DIR`` keeps each
 run's ``search.json`` + ``history.csv`` under ``DIR/seed<k>``.
@@ -27,7 +27,6 @@ import numpy as np
 from eznas_store.archsearch.config import ArchSearchConfig
 from eznas_store.archsearch.run import run_search
 
-DATA = ROOT.parent / "shared" / "data"
 
 
 def main() -> None:
@@ -43,8 +42,8 @@ def main() -> None:
     ap.add_argument("--reference-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--benchmark", default=str(DATA / "nb201_accuracies.csv"))
-    ap.add_argument("--data-root", default=str(DATA / "cifar10-images"))
+    ap.add_argument("--benchmark", required=True, help="the NB201 accuracy table (CSV)")
+    ap.add_argument("--data-root", required=True, help="the CIFAR-10 image folder")
     ap.add_argument("--accuracy-column", default="cifar10_test")
     ap.add_argument("--target", type=float, default=93.0, help="accuracy to count seeds against")
     ap.add_argument("--out", default=None, help="keep each run under OUT/seed<k>")
