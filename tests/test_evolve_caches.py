@@ -58,24 +58,24 @@ def test_scores_and_reasons_identical_with_and_without_caches(tiny_store):
             s1, r1 = _scores(cached, pop, task)
             assert np.array_equal(s0, s1, equal_nan=True)  # bit for bit, NaN where invalid
             assert r0 == r1
-        assert cached.stores.subtrees.hits > 0  # the cache was used, not bypassed
-        assert cached.stores.chunk_cache_bytes() > 0
-        assert plain.stores.subtrees is None and plain.stores.chunk_cache_bytes() == 0
+        assert cached.caches.subtrees.hits > 0  # the cache was used, not bypassed
+        assert cached.caches.chunks.nbytes > 0
+        assert plain.caches.subtrees is None and plain.caches.chunks.nbytes == 0
 
 
 def test_caches_stay_inside_their_bounds(tiny_store):
     task = load_task(tiny_store)
     pop = _programs(FORMULAS)
     with Engine(workers=0, chunk_cache_mb=64, subtree_cache_mb=16) as big:
-        one_chunk = max(big.stores.chunk(task.url, lo, hi).nbytes() for lo, hi in task.chunks)
+        one_chunk = max(big.caches.chunk(task.url, lo, hi).nbytes() for lo, hi in task.chunks)
         big.score(pop, [task])
-        whole = big.stores.chunk_cache_bytes()
+        whole = big.caches.chunks.nbytes
     bound = 1.5 * one_chunk / 2**20  # room for one chunk and a half: not all of them
     with Engine(workers=0, chunk_cache_mb=bound, subtree_cache_mb=0.002) as small:
         s_small, _ = _scores(small, pop, task)
         s_small2, _ = _scores(small, pop, task)
-        assert 0 < small.stores.chunk_cache_bytes() <= bound * 2**20 < whole
-        assert small.stores.subtrees.nbytes <= 0.002 * 2**20
+        assert 0 < small.caches.chunks.nbytes <= bound * 2**20 < whole
+        assert small.caches.subtrees.nbytes <= 0.002 * 2**20
     with Engine(workers=0, chunk_cache_mb=0, subtree_cache_mb=0) as plain:
         s_plain, _ = _scores(plain, pop, task)
     assert np.array_equal(s_small, s_plain, equal_nan=True)

@@ -43,10 +43,13 @@ _FACE = {
     "SubtreeCache": "eznas_store.evaluate.runner",
     "TO_SCALARS": "eznas_store.evaluate.keys",
     "chunk_from_raw": "eznas_store.evaluate.chunk",
+    "decoded_bytes": "eznas_store.evaluate.chunk",
     "evaluate_columns": "eznas_store.evaluate.columns",
     "evaluate_population": "eznas_store.evaluate.population",
     "merge_chunk_scores": "eznas_store.evaluate.population",
     "read_chunk": "eznas_store.evaluate.chunk",
+    "release_freed_memory": "eznas_store.evaluate.chunk",
+    "tune_allocator": "eznas_store.evaluate.chunk",
 }
 __all__ = sorted(_FACE)
 

@@ -120,12 +120,12 @@ def _slice_reason(value: SliceValue, bad: np.ndarray, tree: Any, mode: str,
     return f"{msg} {where(int(group.block[lo + m]), network)}"
 
 
-def _spec(terminals: Mapping[str, torch.Tensor], name: str) -> tuple:
+def _spec(terminals: Mapping[str, torch.Tensor], name: str, memo: ShapeCache) -> tuple:
     """(per-member shape, dtype) of a group's terminal, without deriving it where the
-    mapping can say (``LazyTerminals.spec``)."""
+    mapping can say (``LazyTerminals.spec``, remembered in the shape cache)."""
     spec = getattr(terminals, "spec", None)
     if spec is not None:
-        return spec(name)
+        return spec(name, memo)
     t = terminals[name]
     return tuple(t.shape[1:]), t.dtype
 
@@ -183,7 +183,7 @@ class _PopulationRun:
             )
         net_all = group.network.numpy()
         self.counts += np.bincount(net_all, minlength=chunk.n_networks)
-        specs = {t: _spec(group.terminals, t) for t in plan.terminals}
+        specs = {t: _spec(group.terminals, t, self.runner.shape_cache) for t in plan.terminals}
         info = plan.shapes(specs, self.runner.shape_cache)
         for root in plan.roots:
             fail = info[root][1]

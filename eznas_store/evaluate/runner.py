@@ -9,6 +9,7 @@ freed as soon as its last consumer has run, so memory holds a few live subtrees.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
@@ -82,13 +83,30 @@ class SubtreeCache:
     only when all its members are there. Only outputs of at most ``max_member_bytes`` per
     block are kept (the results of reductions: norms, eigenvalue ratios, ...), and only
     clean ones (no member raised, contiguous): a hit stands for exactly the value the
-    subtree would compute. At most ``max_bytes`` in all, least recently used dropped.
-    GP children share most subtrees with their parents, so their linear algebra is not redone.
+    subtree would compute. GP children share most subtrees with their parents, so their
+    linear algebra is not redone.
+
+    Entries are small (a few hundred bytes of data), so what surrounds the data counts:
+    ``nbytes`` is the data plus :data:`ENTRY_OVERHEAD` per entry plus each distinct key
+    text once, and stays within ``max_bytes`` (least recently used dropped). Data live in
+    ``bytearray``s and fill masks in Python ints: Python's small-object allocator keeps them
+    apart from the big tensors of chunks, whose freed space they would otherwise split
+    (a torch tensor or numpy array per entry cost ~1 KB, and pinned hundreds of MB of freed
+    memory between chunks).
     """
+
+    #: bytes around one entry's data: key tuple, dict and LRU slots, value list, array
+    #: object, allocator headers (measured with psutil over 100k entries; see the tests)
+    ENTRY_OVERHEAD = 600
 
     def __init__(self, max_bytes: int, *, max_member_bytes: int = 256) -> None:
         self.max_bytes, self.max_member_bytes = int(max_bytes), int(max_member_bytes)
-        self._entries: OrderedDict[tuple, tuple[torch.Tensor, np.ndarray]] = OrderedDict()
+        #: (group, key id) -> [data bytes, dtype, member shape, size, bitmask of filled members, cost]
+        self._entries: OrderedDict[tuple, list] = OrderedDict()
+        #: subtree key text -> [id, entries using it]; each text counted once
+        self._names: dict[str, list[int]] = {}
+        self._texts: dict[int, str] = {}
+        self._ids = 0
         self.nbytes = 0
         self.hits = 0
 
@@ -97,38 +115,72 @@ class SubtreeCache:
 
     def get(self, key: tuple, lo: int, hi: int) -> torch.Tensor | None:
         """The members ``lo:hi`` of an entry, if all are there."""
-        entry = self._entries.get(key)
-        if entry is None or not entry[1][lo:hi].all():
+        group, name = key
+        ref = self._names.get(name)
+        entry = None if ref is None else self._entries.get((group, ref[0]))
+        want = ((1 << (hi - lo)) - 1) << lo
+        if entry is None or (entry[4] & want) != want:
             return None
-        self._entries.move_to_end(key)
+        self._entries.move_to_end((group, ref[0]))
         self.hits += 1
-        return entry[0][lo:hi]
+        return torch.from_numpy(self._view(entry)[lo:hi])
+
+    @staticmethod
+    def _view(entry: list) -> np.ndarray:
+        """An entry's data as a (size, *member shape) array over its bytes."""
+        return np.frombuffer(entry[0], dtype=entry[1]).reshape(entry[3], *entry[2])
 
     def put(self, key: tuple, lo: int, hi: int, size: int, data: torch.Tensor) -> None:
         """Keep members ``lo:hi`` (of ``size``) of a node's clean, contiguous output."""
-        if data.dim() == 0 or data.shape[0] != hi - lo or not data.is_contiguous():
+        if data.dim() == 0 or data.shape[0] != hi - lo or not data.is_contiguous() or data.dtype == torch.bfloat16:
             return
         per = data[:1].numel() * data.element_size()
-        if per > self.max_member_bytes or size * per + size > self.max_bytes:
+        cost = size * per + size // 8 + self.ENTRY_OVERHEAD  # data, fill mask, objects
+        if per > self.max_member_bytes or cost > self.max_bytes:
             return
-        entry = self._entries.get(key)
-        if entry is None or entry[0].shape[1:] != data.shape[1:] or entry[0].dtype != data.dtype:
-            self._drop(key)
-            entry = (torch.empty((size, *data.shape[1:]), dtype=data.dtype), np.zeros(size, dtype=bool))
-            self._entries[key] = entry
-            self.nbytes += size * per + size
-            while self.nbytes > self.max_bytes:
+        group, name = key
+        ref = self._names.get(name)
+        entry = None if ref is None else self._entries.get((group, ref[0]))
+        values = data.numpy()
+        if entry is None or entry[2] != values.shape[1:] or entry[1] != values.dtype or entry[3] != size:
+            if entry is not None:
+                self._drop((group, ref[0]))
+            ref = self._name(name)
+            entry = [bytearray(size * per), values.dtype, values.shape[1:], size, 0, cost]
+            self._entries[(group, ref[0])] = entry
+            ref[1] += 1
+            self.nbytes += cost
+            while self.nbytes > self.max_bytes and self._entries:
                 self._drop(next(iter(self._entries)))
-        entry[0][lo:hi] = data
-        entry[1][lo:hi] = True
+        self._view(entry)[lo:hi] = values
+        entry[4] |= ((1 << (hi - lo)) - 1) << lo
+
+    def _name(self, name: str) -> list[int]:
+        """The id record of a subtree key text (its bytes counted when first kept)."""
+        ref = self._names.get(name)
+        if ref is None:
+            self._ids += 1
+            ref = self._names[name] = [self._ids, 0]
+            self._texts[self._ids] = name
+            self.nbytes += sys.getsizeof(name) + 120  # the text, its dict slot and record
+        return ref
 
     def _drop(self, key: tuple) -> None:
         entry = self._entries.pop(key, None)
-        if entry is not None:
-            self.nbytes -= entry[0].numel() * entry[0].element_size() + entry[1].size
+        if entry is None:
+            return
+        self.nbytes -= entry[5]
+        name = self._texts[key[1]]
+        ref = self._names[name]
+        ref[1] -= 1
+        if ref[1] == 0:
+            del self._names[name], self._texts[key[1]]
+            self.nbytes -= sys.getsizeof(name) + 120
 
     def clear(self) -> None:
         self._entries.clear()
+        self._names.clear()
+        self._texts.clear()
         self.nbytes = 0
 
 

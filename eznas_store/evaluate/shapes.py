@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 
 import torch
 
@@ -202,6 +203,17 @@ class ShapeCache:
 
     def __len__(self) -> int:
         return len(self._answers)
+
+    def remember(self, key: tuple, compute: Callable[[], TensorSpec]) -> TensorSpec:
+        """``compute()`` once per ``key``: other shape answers its owner wants kept as long
+        (the specs of derived terminals, whose meta calls cost milliseconds per chunk)."""
+        hit = self._answers.get(key)
+        if hit is None:
+            hit = compute()
+            if len(self._answers) >= self.max_entries:
+                self._answers.clear()
+            self._answers[key] = hit
+        return hit
 
     def infer(self, op: Op, specs: tuple[TensorSpec, ...]) -> ShapeAnswer:
         """``infer_shape(op, specs)``, computed once per distinct key."""

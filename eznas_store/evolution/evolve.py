@@ -123,11 +123,12 @@ class EvolveConfig(GPSettings):
     equivalence_cache: bool = False
     #: fraction of the train networks children are raced on first (0: no racing)
     racing: float = 0.0
-    #: byte bounds (MB) of the in-process evaluation caches: decoded chunks with their derived
-    #: terminals, and small per-block subtree outputs (0: off; each Dask worker the same);
-    #: scores do not depend on them (defaults: fitness.chunk_scoring.CHUNK_CACHE_MB, SUBTREE_CACHE_MB)
-    chunk_cache_mb: float = 1024
-    subtree_cache_mb: float = 256
+    #: byte bounds (MB) of the evaluation caches per scoring process: decoded chunks as read,
+    #: and small per-block subtree outputs (0: off); None sizes them to the stores and the
+    #: machine (fitness.default_cache_budget; run.json "caches" says what was chosen);
+    #: scores do not depend on them
+    chunk_cache_mb: float | None = None
+    subtree_cache_mb: float | None = None
     #: programs (registered names or files) put into the first population
     seed_programs: tuple[str, ...] = ()
     #: the network aggregate (mean, sum, depth-weighted mean) is part of the genome
@@ -175,8 +176,9 @@ class EvolveConfig(GPSettings):
              "--accuracy-column picks a store's label for --over statistics; proxy problems carry their own"),
             (len(set(self.accuracy_columns or ())) == len(self.accuracy_columns or ()),
              "--accuracy-column names a column more than once"),
-            (all(isinstance(v, (int, float)) and 0 <= v < math.inf for v in (self.chunk_cache_mb, self.subtree_cache_mb)),
-             "--chunk-cache-mb and --subtree-cache-mb must be finite numbers >= 0 (0: off)"),
+            (all(v is None or (isinstance(v, (int, float)) and 0 <= v < math.inf)
+                 for v in (self.chunk_cache_mb, self.subtree_cache_mb)),
+             "--chunk-cache-mb and --subtree-cache-mb must be finite numbers >= 0 (0: off; default: sized)"),
             *self._generalise_checks(),
         ]
         for ok, msg in checks:
@@ -278,7 +280,7 @@ def _run(cfg: EvolveConfig, scorer, out: Path, saved: dict | None) -> EvolveResu
     described = scorer.describe()
     run_meta = {
         "config": dataclasses.asdict(cfg), "stores": list(cfg.stores), "tasks": described,
-        "versions": package_versions(),
+        "caches": getattr(scorer, "cache_budget", None), "versions": package_versions(),
         "started": _dt.datetime.now(_dt.UTC).isoformat(), "finished": None, "seconds": None,
     }
     n_fit = sum(1 for d in described if d.get("role", "train") == "train")

@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from eznas_store.errors import ConfigError
-from eznas_store.evaluate import Chunk, read_chunk
+from eznas_store.evaluate import Chunk, decoded_bytes, read_chunk
 from eznas_store.evaluate import evaluate_population
 from eznas_store.fitness import Fitness, population_fitness
 from eznas_store.fitness import Engine, Task, load_task
+from eznas_store.fitness import default_cache_budget
 from eznas_store.fitness import cross_problem_matrix, write_matrix
 from eznas_store.fitness import load_problems, split_problem
 from eznas_store.fitness import ProxyTableScorer
@@ -46,7 +47,7 @@ class StatisticsPopulationScorer:
                  scheduler: str | None, progress: bool, combine: str, abs_tau: bool, to_scalar: str,
                  accuracy_columns: Sequence[str] | None = None, split: str | None = None, seed: int = 0,
                  test_stores: Sequence[str] = (), racing: float = 0.0,
-                 cache_mb: tuple[float, float] | None = None) -> None:
+                 cache_mb: tuple[float | None, float | None] | None = None) -> None:
         self.combine, self.abs_tau, self.to_scalar = combine, abs_tau, to_scalar
         columns = accuracy_columns or (None,)
         # one task per store and label column (None: the column chosen at ingest)
@@ -65,8 +66,21 @@ class StatisticsPopulationScorer:
         #: racing: per train task (first chunks, the rest or None)
         self.race = [race_parts(t, racing, seed, i) for i, t in enumerate(self.train)] if racing > 0 else []
         self._probe: tuple[Chunk, np.ndarray] | None = None
-        caches = {} if cache_mb is None else {"chunk_cache_mb": cache_mb[0], "subtree_cache_mb": cache_mb[1]}
+        #: the cache bounds chosen and why (run.json ``caches``); None: caches off
+        self.cache_budget = None if cache_mb is None else self._cache_budget(cache_mb, workers)
+        caches = {} if self.cache_budget is None else {"chunk_cache_mb": self.cache_budget["chunk_mb"],
+                                                       "subtree_cache_mb": self.cache_budget["subtree_mb"]}
         self.engine = Engine(workers=workers, scheduler=scheduler, progress=progress, **caches)
+
+    def _cache_budget(self, cache_mb: tuple[float | None, float | None], workers: int) -> dict:
+        """Bounds of the chunk and subtree caches (None: sized to the chunks this run scores
+        and to the machine, shared by the processes that score)."""
+        ranges: dict[str, set[tuple[int, int]]] = {}
+        for t in self.tasks + self.test_store_tasks:
+            ranges.setdefault(t.url, set()).update(t.chunks)
+        urls = list(ranges)
+        return default_cache_budget(urls, cache_mb[0], cache_mb[1], chunks=[sorted(ranges[u]) for u in urls],
+                                    processes=max(workers, 1))
 
     def describe(self) -> list[dict]:
         """Tasks for run.json; the collection structure lets reports name the variant. With a
@@ -103,13 +117,17 @@ class StatisticsPopulationScorer:
                 if last in wanted:
                     taken.append(last - first)
                 last += 1
-            chunk = read_chunk(self.engine.stores.get(task.url), first, last)
+            store = self.engine.caches.stores.get(task.url)
+            chunk = read_chunk(store, first, last)
             chunk.key = ("probe", task.url, first, last)
+            # held for the run: it comes out of the chunk cache's bound
+            self.engine.caches.chunks.pin(chunk, decoded_bytes(store, first, last, derived=False))
             self._probe = (chunk, np.array(taken))
         chunk, columns = self._probe
         res = evaluate_population(list(programs), chunk, to_scalar=self.to_scalar,
-                                  shape_cache=self.engine.stores.shapes,
-                                  subtree_cache=self.engine.stores.subtrees)
+                                  shape_cache=self.engine.caches.shapes,
+                                  subtree_cache=self.engine.caches.subtrees)
+        chunk.forget_derived()  # held as read, like the chunk cache's chunks
         return res.scores[:, columns]
 
     def race_fitness(self, programs: Sequence[Program], cutoff: float, desc: str
@@ -154,6 +172,7 @@ class StatisticsPopulationScorer:
         programs = programs + [dataclasses.replace(NAMED_PROGRAMS["eznas-a"], name="eznas-a")]
         tasks = self.tasks + self.test_store_tasks
         res = self.engine.score(programs, tasks, desc="final scores")
+        self.engine.caches.empty()  # the run's last scoring: the round-off check after it reads its own chunks
         ensure_dir(out / "scores")
         for k, p in enumerate(programs):
             results = [summarise(p.name, t.name, res.scores[ti][k], t.accuracy, t.archs, t.networks,

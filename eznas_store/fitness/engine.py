@@ -3,8 +3,10 @@
 ``Engine`` is the one place parallelism lives: it maps "score this population on that
 chunk" over every chunk of every task, one Dask task per chunk, so each worker holds one
 chunk at a time and memory is bounded by chunk size × workers, not by the number of
-networks. ``workers=0`` runs the same function in-process (tests, debugging). The
-stores it opens are cached for its lifetime (per worker on a cluster), not per process.
+networks. ``workers=0`` runs the same function in-process (tests, debugging). What it
+keeps between chunks (open stores, decoded programs and chunks, shapes, subtree outputs:
+:class:`~eznas_store.fitness.chunk_scoring.ScoringCaches`) lives as long as it does (per
+worker on a cluster), not per process.
 
 Programs travel to workers as plain JSON, never as DEAP objects or pickled code.
 
@@ -29,8 +31,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from eznas_store.errors import ConfigError, IncompleteStoreWarning, ProgramError, StoreError, UnknownNameError
-from eznas_store.evaluate import ChunkScores, merge_chunk_scores
-from eznas_store.fitness.chunk_scoring import StoreCache, score_chunk
+from eznas_store.evaluate import ChunkScores, merge_chunk_scores, tune_allocator
+from eznas_store.fitness.chunk_scoring import ScoringCaches, score_chunk
 from eznas_store.fitness.correlations import Fitness, population_fitness
 from eznas_store.fitness.scores import ScoreResult, summarise
 from eznas_store.programs import program_to_json
@@ -96,6 +98,7 @@ def load_task(url: str, *, name: str | None = None, max_networks: int | None = N
     store keeps (None: the one chosen at ingest). A task named by default carries a
     non-default label in its name (``...:store.zarr@column``), so tasks stay distinct.
     """
+    tune_allocator()  # before the first store read starts zarr's threads (and their malloc arenas)
     store = open_store(url)
     label, accuracy = label_values(store, accuracy_column)
     complete = store.complete()
@@ -122,8 +125,8 @@ def load_task(url: str, *, name: str | None = None, max_networks: int | None = N
 
 
 def _configure_worker_caches(plugin: str, chunk_mb: float, subtree_mb: float, dask_worker=None) -> None:
-    """On a worker: give its stores' caches the engine's bounds (run by ``Client.run``)."""
-    dask_worker.plugins[plugin].stores.configure(chunk_mb, subtree_mb)
+    """On a worker: give its scoring caches the engine's bounds (run by ``Client.run``)."""
+    dask_worker.plugins[plugin].caches.configure(chunk_mb, subtree_mb)
 
 
 @dataclass
@@ -150,21 +153,21 @@ class Engine:
         self.cluster = None
         #: highest worker peak RSS (MB) seen after any scoring call; 0 in-process
         self.worker_peak_rss_mb = 0.0
-        #: stores opened in-process, with the byte-bounded chunk and subtree caches (MB; 0, the
-        #: default: off; evolve turns them on); workers keep theirs in the plugin named
-        #: ``_worker_stores``, with the same bounds
-        self.stores = StoreCache(chunk_mb=chunk_cache_mb, subtree_mb=subtree_cache_mb)
-        self._worker_stores = f"eznas-stores-{uuid.uuid4().hex}"
+        #: what in-process scoring keeps between chunks, with the byte-bounded chunk and
+        #: subtree caches (MB; 0, the default: off; evolve sizes and turns them on); workers
+        #: keep theirs in the plugin named ``_worker_caches``, with the same bounds
+        self.caches = ScoringCaches(chunk_mb=chunk_cache_mb, subtree_mb=subtree_cache_mb)
+        self._worker_caches = f"eznas-caches-{uuid.uuid4().hex}"
         if scheduler or workers > 0:
             self._start_client(scheduler, memory_limit)
             if chunk_cache_mb > 0 or subtree_cache_mb > 0:  # each worker its own, same bounds
-                self.client.run(_configure_worker_caches, self._worker_stores, chunk_cache_mb, subtree_cache_mb)
+                self.client.run(_configure_worker_caches, self._worker_caches, chunk_cache_mb, subtree_cache_mb)
 
     def _start_client(self, scheduler: str | None, memory_limit: str | None) -> None:
         # distributed is heavy: imported only when a cluster is used
         from distributed import Client, LocalCluster
 
-        from eznas_store.fitness.dask_workers import WorkerStores
+        from eznas_store.fitness.dask_workers import WorkerCaches
 
         if scheduler:
             try:
@@ -172,11 +175,16 @@ class Engine:
             except OSError as e:
                 raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
         else:
-            self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                        dashboard_address=None, memory_limit=memory_limit or 0,
-                                        silence_logs=40)
+            import dask
+
+            # one malloc arena per worker from its start (tune_allocator's reason; too late once
+            # the worker's threads run): freed chunk buffers go back instead of staying per thread
+            with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_ARENA_MAX": 1}):
+                self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                            dashboard_address=None, memory_limit=memory_limit or 0,
+                                            silence_logs=40)
             self.client = Client(self.cluster)
-        self.client.register_plugin(WorkerStores(), name=self._worker_stores)
+        self.client.register_plugin(WorkerCaches(), name=self._worker_caches)
 
     def __enter__(self) -> "Engine":
         return self
@@ -185,12 +193,12 @@ class Engine:
         self.close()
 
     def close(self) -> None:
-        """Drop the open stores (in-process and on the workers) and leave the cluster."""
-        self.stores.clear()
+        """Drop the caches (in-process and on the workers) and leave the cluster."""
+        self.caches.clear()
         if self.client is not None and self.cluster is None:
             # a shared scheduler outlives this engine: take its stores off the workers
             with contextlib.suppress(OSError, ValueError):
-                self.client.unregister_worker_plugin(self._worker_stores)
+                self.client.unregister_worker_plugin(self._worker_caches)
         if self.client is not None:
             self.client.close()
         if self.cluster is not None:
@@ -215,8 +223,9 @@ class Engine:
         parts: dict[int, list[ChunkScores]] = {t: [] for t in range(len(tasks))}
         with tqdm(total=len(jobs), desc=desc, unit="chunk", disable=not self.progress, leave=False) as bar:
             if self.client is None:
-                for t, lo, hi in jobs:
-                    parts[t].append(score_chunk(self.stores, tasks[t].url, lo, hi, payload, to_scalar))
+                chunks = self.caches.read_ahead([(tasks[t].url, lo, hi) for t, lo, hi in jobs])
+                for (t, lo, hi), chunk in zip(jobs, chunks):
+                    parts[t].append(score_chunk(self.caches, tasks[t].url, lo, hi, payload, to_scalar, chunk=chunk))
                     bar.update(1)
             else:
                 self._score_on_workers(jobs, tasks, payload, to_scalar, parts, bar)
@@ -240,7 +249,7 @@ class Engine:
         [pop] = self.client.scatter([payload], broadcast=True, hash=False)
         futures = {}
         for t, lo, hi in jobs:
-            f = self.client.submit(score_chunk_on_worker, self._worker_stores, tasks[t].url, lo, hi, pop,
+            f = self.client.submit(score_chunk_on_worker, self._worker_caches, tasks[t].url, lo, hi, pop,
                                    to_scalar, 1, pure=False, retries=2)
             futures[f] = t
         for f in as_completed(futures):
