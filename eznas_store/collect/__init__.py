@@ -22,9 +22,12 @@ _FACE = {
     "LabelConfig": "eznas_store.collect.label",
     "MODERN_PROXY_NAMES": "eznas_store.collect.proxies.registry",
     "NetworkStats": "eznas_store.collect.statistics",
+    "OPT_IN_PROXY_NAMES": "eznas_store.collect.proxies.registry",
     "PROXIES": "eznas_store.collect.proxies.registry",
     "PROXY_NAMES": "eznas_store.collect.proxies.registry",
     "SWAP_BATCH": "eznas_store.collect.proxies.swap",
+    "VKDNW_AGG_TERMS": "eznas_store.collect.proxies.vkdnw",
+    "VKDNW_PROXY_NAMES": "eznas_store.collect.proxies.registry",
     "az_nas_against": "eznas_store.collect.proxies.az_nas",
     "check_proxy_names": "eznas_store.collect.proxies.registry",
     "collect": "eznas_store.collect.statistics",
@@ -40,6 +43,8 @@ _FACE = {
     "run_label": "eznas_store.collect.label",
     "stored_subset": "eznas_store.collect.statistics",
     "swap_regularised": "eznas_store.collect.proxies.swap",
+    "vkdnw_aggregate": "eznas_store.collect.proxies.vkdnw",
+    "vkdnw_single": "eznas_store.collect.proxies.vkdnw",
 }
 __all__ = sorted(_FACE)
 

@@ -28,6 +28,12 @@ dropped is recorded on the problem (``dropped``, ``dropped_columns``). A failed 
 component is not missing: it takes its floor
 (:data:`~eznas_store.sources.proxy_values.AZ_FLOORS`, below every finite value; the
 reference ranks it lowest), so the cell stays.
+
+``graph_features=True`` appends to every problem the label-free graph features of each
+network's cell (:func:`~eznas_store.sources.spaces.graph.graph_features`: ``graph_op_*``,
+``graph_paths``, ``graph_depth``, ...), computed from its architecture string (NB201 cells,
+DARTS genotypes; Suite-Zero's NB201 keys are converted to cells when read), as more
+terminals; off by default, so existing problems and results do not change.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from eznas_store.sources import floor_failed
+from eznas_store.sources import floor_failed, graph_columns
 from eznas_store.errors import (
     BenchmarkFormatError,
     ConfigError,
@@ -164,7 +170,22 @@ def _zc_space(path: Path, tasks: Collection[str]) -> str:
     return stem
 
 
-def _load_zc(path: Path, accuracy: str | None) -> list[ProxyProblem]:
+def _with_graph(problem: ProxyProblem, space: str) -> ProxyProblem:
+    """``problem`` with its networks' graph features appended as columns (same rows)."""
+    if space not in ("nb201", "darts"):
+        raise ConfigError(f"{problem.source}: graph features need NB201 cells or DARTS genotypes; problem "
+                          f"{problem.name} holds {space!r} architectures")
+    graph = graph_columns(space, problem.archs)
+    clash = sorted(set(graph) & set(problem.columns))
+    if clash:
+        raise BenchmarkFormatError(f"{problem.source}: problem {problem.name} already has column(s) "
+                                   f"{', '.join(clash)}; graph features would replace them")
+    return ProxyProblem(name=problem.name, archs=problem.archs, columns={**problem.columns, **graph},
+                        accuracy=problem.accuracy, source=problem.source, split=problem.split,
+                        dropped=problem.dropped, dropped_columns=problem.dropped_columns)
+
+
+def _load_zc(path: Path, accuracy: str | None, graph: bool = False) -> list[ProxyProblem]:
     if accuracy not in (None, "val_accuracy"):
         raise UnknownNameError(
             f"{path}: Suite-Zero files hold one accuracy, 'val_accuracy'; got {accuracy!r}")
@@ -174,12 +195,13 @@ def _load_zc(path: Path, accuracy: str | None) -> list[ProxyProblem]:
     for task, t in tables.items():
         if not t.proxies:
             raise BenchmarkFormatError(f"{path}: task {task!r} holds no proxy values")
-        out.append(_clean(f"{space}-{task}", t.archs, t.proxies, t.val_accuracy,
-                          np.ones(len(t), dtype=bool), f"{path}:{task}"))
+        problem = _clean(f"{space}-{task}", t.archs, t.proxies, t.val_accuracy,
+                         np.ones(len(t), dtype=bool), f"{path}:{task}")
+        out.append(_with_graph(problem, t.space) if graph else problem)
     return out
 
 
-def _load_store(url: str, accuracy: str | None) -> list[ProxyProblem]:
+def _load_store(url: str, accuracy: str | None, graph: bool = False) -> list[ProxyProblem]:
     """A store's proxies (and the values it joined from Suite-Zero) as problems: one, against
     ``accuracy`` (default: the store's), for a store of one label set; one per label set, each
     against its own accuracy column and all over the same networks, for a store with label sets.
@@ -201,12 +223,15 @@ def _load_store(url: str, accuracy: str | None) -> list[ProxyProblem]:
     if not plan.label_sets:  # one label set: the store's (or the asked) accuracy column
         (only,) = sets.values()
         acc = _store_accuracy(store, url, accuracy)
-        return [_clean(f"{plan.space}-{plan.dataset}:{stem}", plan.archs, only["columns"], acc, store.complete(),
-                       str(url))]
-    if accuracy is not None:
-        raise UnknownNameError(f"store {url} has label sets ({', '.join(sets)}), each with its accuracy column; "
-                               f"got {accuracy!r}")
-    return _same_networks(plan.archs, sets, store.complete(), str(url), lambda label: f"{plan.space}-{label}:{stem}")
+        problems = [_clean(f"{plan.space}-{plan.dataset}:{stem}", plan.archs, only["columns"], acc, store.complete(),
+                           str(url))]
+    else:
+        if accuracy is not None:
+            raise UnknownNameError(f"store {url} has label sets ({', '.join(sets)}), each with its accuracy column; "
+                                   f"got {accuracy!r}")
+        problems = _same_networks(plan.archs, sets, store.complete(), str(url),
+                                  lambda label: f"{plan.space}-{label}:{stem}")
+    return [_with_graph(p, plan.space) for p in problems] if graph else problems
 
 
 def _store_accuracy(store, url: str, accuracy: str | None) -> np.ndarray:
@@ -219,7 +244,7 @@ def _store_accuracy(store, url: str, accuracy: str | None) -> np.ndarray:
                            f"{', '.join(sorted(store.plan.accuracies))})")
 
 
-def _load_proxy_table(path: Path, accuracy: str | None) -> list[ProxyProblem]:
+def _load_proxy_table(path: Path, accuracy: str | None, graph: bool = False) -> list[ProxyProblem]:
     """One problem per label set of a proxy table (the CSV that ``proxy-table`` wrote before
     stores, or ``proxy-table --export``), all over the same networks."""
     if accuracy is not None:
@@ -231,7 +256,11 @@ def _load_proxy_table(path: Path, accuracy: str | None) -> list[ProxyProblem]:
     # a failed AZ-NAS component is the reference's lowest rank, not a missing value
     sets = {label: {**s, "columns": floor_failed(s["columns"])} for label, s in table["label_sets"].items()}
     stem = path.name[:-4]
-    return _same_networks(table["archs"], sets, np.ones(n, dtype=bool), str(path), lambda label: f"nb201-{label}:{stem}")
+    problems = _same_networks(table["archs"], sets, np.ones(n, dtype=bool), str(path),
+                              lambda label: f"nb201-{label}:{stem}")
+    # a table's recipe may be of either space (``proxy-table --space``): the strings tell
+    space = "darts" if str(table["archs"][0]).lstrip().startswith("Genotype") else "nb201"
+    return [_with_graph(p, space) for p in problems] if graph else problems
 
 
 def _same_networks(archs: Sequence[str], sets: dict, keep: np.ndarray, source: str, name) -> list[ProxyProblem]:
@@ -267,13 +296,14 @@ def _is_zc(source: str) -> bool:
 
 
 def load_problems(source: str | os.PathLike[str], *, tasks: Collection[str] | None = None,
-                  accuracy: str | None = None) -> list[ProxyProblem]:
+                  accuracy: str | None = None, graph_features: bool = False) -> list[ProxyProblem]:
     """Problems from an eznas store (URL/path), a Suite-Zero ``zc_*.json[.gz]`` file or a proxy table.
 
     ``tasks``: keep only these, by problem name (``nb201-cifar10``) or file task name
     (``cifar10``); an unknown one is an error naming what exists. ``accuracy``: the
     label -- a store's benchmark column (default: the one the store was ingested with);
     Suite-Zero has only ``val_accuracy``. Stores contribute complete networks only.
+    ``graph_features``: append each network's graph features as columns (module docstring).
     """
     src = os.fspath(source)
     local = "://" not in src or src.startswith("file://")
@@ -284,11 +314,11 @@ def load_problems(source: str | os.PathLike[str], *, tasks: Collection[str] | No
     if _is_zc(src):
         if not local:
             raise ConfigError(f"{src}: Suite-Zero files are read from a local path")
-        problems = _load_zc(path, accuracy)
+        problems = _load_zc(path, accuracy, graph_features)
     elif local and path.suffix.lower() == ".csv":
-        problems = _load_proxy_table(path, accuracy)  # a damaged table says what is wrong with it
+        problems = _load_proxy_table(path, accuracy, graph_features)  # a damaged table says what is wrong with it
     else:
-        problems = _load_store(str(path) if local else src, accuracy)
+        problems = _load_store(str(path) if local else src, accuracy, graph_features)
     if tasks is None:
         return problems
     wanted = list(tasks)

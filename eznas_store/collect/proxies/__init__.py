@@ -28,6 +28,12 @@ reads (``batches``: ZiCo 2) and its pass's protocol; ``registry.proxy_card`` is 
 records of it. Spec and deviations:
 ``docs/design.md`` §6 and each module's docstring.
 
+VKDNW (``vkdnw``: ``vkdnw``, the entropy of the Fisher spectrum's deciles, and
+``vkdnw_tensors``, the parameter-tensor count) is opt-in the same way
+(``registry.VKDNW_PROXY_NAMES``; ``registry.OPT_IN_PROXY_NAMES`` lists every opt-in proxy),
+its own pass (eval mode, per-sample Jacobian of the logits); its published scores are rank
+aggregates over a table: ``vkdnw.vkdnw_single`` and ``vkdnw.vkdnw_aggregate`` (VKDNW_agg).
+
 Modules: ``networks`` (factories per space, fresh copies per pass), ``passes`` (what
 every pass shares), the families ``size`` (params, flops, l2_norm), ``nwot``, ``jacobian``
 (jacov, epe_nas), ``gradients`` (grad_norm, plain, snip, fisher, grasp), ``synflow``,

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from eznas_store.collect.proxies import (
-    az_nas, gradients, jacobian, meco, nwot, size, swap, synflow, zen, zico,
+    az_nas, gradients, jacobian, meco, nwot, size, swap, synflow, vkdnw, zen, zico,
 )
 from eznas_store.collect.proxies.az_nas import AZ_PASS
 from eznas_store.collect.proxies.batch_pass import (
@@ -29,13 +29,14 @@ from eznas_store.collect.proxies.meco import MECO_PASS
 from eznas_store.collect.proxies.passes import ProxyPass
 from eznas_store.collect.proxies.size import SIZE_PASS
 from eznas_store.collect.proxies.swap import SWAP_PASS
+from eznas_store.collect.proxies.vkdnw import VKDNW_PASS
 from eznas_store.collect.proxies.synflow import SYNFLOW_PASS
 from eznas_store.collect.proxies.zen import ZEN_PASS
 from eznas_store.collect.proxies.zico import ZICO_PASS
 from eznas_store.errors import UnknownNameError
 
-__all__ = ["HEAD_FREE", "MODERN_PROXY_NAMES", "PASS_PROTOCOLS", "PROXIES", "PROXY_NAMES", "ProxySpec",
-           "check_proxy_names", "proxy_card"]
+__all__ = ["HEAD_FREE", "MODERN_PROXY_NAMES", "OPT_IN_PROXY_NAMES", "PASS_PROTOCOLS", "PROXIES", "PROXY_NAMES",
+           "ProxySpec", "VKDNW_PROXY_NAMES", "check_proxy_names", "proxy_card"]
 
 #: how each pass runs its network (init, input, batch): what a store records per proxy
 #: (``proxy_card``); "the proxy batch" is the B images a collection gives its proxies
@@ -52,6 +53,8 @@ PASS_PROTOCOLS: dict[str, str] = {
             "of B images (2 x the proxy batch)",
     "swap": "32 re-inits (weights N(0,1)) from the seed; train mode; no grad; the first 16 images of the "
             "proxy batch; no labels",
+    "vkdnw": "Kaiming-normal re-init (fan_in) from the seed; eval mode; the proxy batch's images; per-sample "
+             "Jacobian of the logits w.r.t. element 0 of each parameter tensor; no labels",
 }
 
 
@@ -153,15 +156,30 @@ _MODERN = (
            SWAP_PASS),
 )
 
+#: VKDNW (CVPR 2025), opt-in as the modern ones, its own pass; its published scores are ranks
+#: over networks: ``vkdnw.vkdnw_single`` and ``vkdnw.vkdnw_aggregate`` of a table
+_VKDNW = (
+    _proxy("vkdnw", "VKDNW entropy of the Fisher spectrum's deciles (Tybl & Neumann 2025)",
+           vkdnw.vkdnw, VKDNW_PASS),
+    _proxy("vkdnw_tensors", "VKDNW size: number of parameter tensors (Tybl & Neumann 2025)",
+           vkdnw.vkdnw_tensors, VKDNW_PASS, head_free=True),
+)
+
 #: every proxy in Suite-Zero's (alphabetical) order: the default set (ingest stores these)
 PROXY_NAMES: tuple[str, ...] = tuple(sorted(spec.name for spec in _REGISTERED))
 
 #: the opt-in modern proxies, in registration order
 MODERN_PROXY_NAMES: tuple[str, ...] = tuple(spec.name for spec in _MODERN)
 
+#: VKDNW's two per-network values, opt-in
+VKDNW_PROXY_NAMES: tuple[str, ...] = tuple(spec.name for spec in _VKDNW)
+
+#: every opt-in proxy (not in the default set ingest stores)
+OPT_IN_PROXY_NAMES: tuple[str, ...] = MODERN_PROXY_NAMES + VKDNW_PROXY_NAMES
+
 PROXIES: dict[str, ProxySpec] = {
     spec.name: spec for spec in sorted(_REGISTERED, key=lambda spec: spec.name)
-} | {spec.name: spec for spec in _MODERN}
+} | {spec.name: spec for spec in _MODERN + _VKDNW}
 
 
 def check_proxy_names(names: Iterable[str] | str | None) -> list[str]:
@@ -174,7 +192,7 @@ def check_proxy_names(names: Iterable[str] | str | None) -> list[str]:
     for n in names:
         if n not in PROXIES:
             raise UnknownNameError(f"unknown proxy {n!r} (known: {', '.join(PROXY_NAMES)}; "
-                                   f"opt-in: {', '.join(MODERN_PROXY_NAMES)})")
+                                   f"opt-in: {', '.join(OPT_IN_PROXY_NAMES)})")
         if n not in out:
             out.append(n)
     return out
