@@ -43,6 +43,7 @@ def evolve(
     representation: Annotated[str, typer.Option("--representation", help="tree (EZNAS) or sequential (AutoML-Zero instruction lists, EZNAS appendix 1.2).")] = "tree",
     problems: Annotated[Optional[list[str]], typer.Option("--problems", help="--over proxies: problems to train on (default all); the others are test problems. Repeatable.")] = None,
     train_networks: Annotated[int, typer.Option("--train-networks", help="--over proxies: networks per training problem to evolve on; the rest are held out.")] = 100,
+    graph_features: Annotated[bool, typer.Option("--graph-features", help="--over proxies: the cells' graph features (graph_*: op counts, paths, conv ops on paths, depth, degrees; computed from each cell string) are terminals beside the proxies.")] = False,
     min_length: Annotated[int, typer.Option("--min-length", help="--representation sequential: fewest instructions.")] = 2,
     max_length: Annotated[int, typer.Option("--max-length", help="--representation sequential: most instructions.")] = 32,
     split: Annotated[Optional[str], typer.Option("--split", help="--over statistics: TRAIN/VAL/TEST networks of each store (counts, fractions or one 'rest', e.g. 100/200/rest), seeded by --seed: fitness on train, best_ever by validation tau, final programs scored on test. Default: all networks train.")] = None,

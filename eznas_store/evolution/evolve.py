@@ -110,6 +110,9 @@ class EvolveConfig(GPSettings):
     representation: str = "tree"
     problems: tuple[str, ...] = ()
     train_networks: int = 100
+    #: --over proxies: the cells' graph features (``graph_*``, from each network's cell string)
+    #: are terminals beside the proxies (``fitness.load_problems(graph_features=True)``)
+    graph_features: bool = False
     min_length: int = 2
     max_length: int = 32
     #: label columns of the stores (None: each store's column chosen at ingest); each store x
@@ -170,6 +173,8 @@ class EvolveConfig(GPSettings):
             (not (self.over == "proxies" and self.representation == "sequential"),
              "--representation sequential addresses the 22 statistics; use it with --over statistics"),
             (self.train_networks >= 2, f"--train-networks must be >= 2, got {self.train_networks}"),
+            (not self.graph_features or self.over == "proxies",
+             "--graph-features adds terminals to proxy formulas: use it with --over proxies"),
             (1 <= self.min_length <= self.max_length <= 1000,
              "need 1 <= --min-length <= --max-length <= 1000"),
             (not (self.accuracy_columns and self.over == "proxies"),
@@ -259,7 +264,7 @@ def _population_scorer(cfg: EvolveConfig):
             racing=cfg.racing, cache_mb=(cfg.chunk_cache_mb, cfg.subtree_cache_mb))
     return ProxyTablePopulationScorer(cfg.stores, problems=cfg.problems, train_networks=cfg.train_networks,
                                       seed=cfg.seed, combine=cfg.combine, abs_tau=cfg.abs_tau,
-                                      fitness=cfg.fitness)
+                                      fitness=cfg.fitness, graph_features=cfg.graph_features)
 
 
 def _representation(cfg: EvolveConfig, scorer):

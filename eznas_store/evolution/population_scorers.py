@@ -193,8 +193,8 @@ class ProxyTablePopulationScorer:
     ops = PROXY_OPS
 
     def __init__(self, sources: Sequence[str], *, problems: Sequence[str], train_networks: int, seed: int,
-                 combine: str, abs_tau: bool, fitness: str = "tau") -> None:
-        loaded = [p for src in sources for p in load_problems(src)]
+                 combine: str, abs_tau: bool, fitness: str = "tau", graph_features: bool = False) -> None:
+        loaded = [p for src in sources for p in load_problems(src, graph_features=graph_features)]
         names = [p.name for p in loaded]
         if len(set(names)) != len(names):
             raise ConfigError(f"problem names repeat across sources: {', '.join(names)}")

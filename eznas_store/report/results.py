@@ -300,6 +300,8 @@ def _proxy_scores(run: RunRecord, groups: Sequence[ProgramGroup]
     from eznas_store.programs import PROXY_OPS
 
     stores = run.info.get("stores") or []
+    config = run.info.get("config")
+    graph = bool(config.get("graph_features")) if isinstance(config, dict) else False
     progs = []
     for g in groups:
         prog = g.program
@@ -313,7 +315,7 @@ def _proxy_scores(run: RunRecord, groups: Sequence[ProgramGroup]
     if not progs:
         return {}, None
     try:
-        problems = [p for src in ([stores] if isinstance(stores, str) else stores) for p in load_problems(str(src))]
+        problems = [p for src in ([stores] if isinstance(stores, str) else stores) for p in load_problems(str(src), graph_features=graph)]
     except (EznasError, OSError, ValueError) as e:
         return {}, f"the sources could not be read again ({one_line(e)})."
     out: dict[str, list[tuple[str, np.ndarray]]] = {}
