@@ -3,6 +3,7 @@
 Usage (from the repository root, after a batch-1 ``eznas-store ingest`` of >= 200 cells)::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_statistics_quality.py --store S.zarr --out DIR \\
+        --benchmark nb201_accuracies.csv --suitezero zc_nasbench201.json.gz --data-root cifar10-images \\
         --seeds 5 --test 500 --batches 16 1 --jobs 2 [--evolve-option ...]
 
 Per seed ``k`` (0..``--seeds``-1) one ``evolve`` over the store (``--split``, default
@@ -18,6 +19,20 @@ Suite-Zero hold, minus every cell of the store. Each is collected on the fly, on
 EZNAS-A) is evaluated on that one collection. #params, nwot, jacov (and the other NASLib
 proxies) are Suite-Zero's values of the same cells: task ``cifar10`` against the CIFAR-10 and
 CIFAR-100 labels, ``ImageNet16-120`` against ImageNet16-120, as in ``bench_proxy_quality``.
+
+Learned predictors at equal labels (``--learned``; ``--learned-seeds`` seeds, mean and worst):
+a random forest and gradient boosting (:mod:`eznas_store.fitness.learned`) per label, trained
+on exactly the cells ``evolve --split`` gives that label's task for that seed (train part;
+hyper-parameters and target chosen on its validation part only, then refit on both), plus the
+CIFAR-10 model applied to all three labels. Their features are per-network scalars a user
+computes from a statistics store: for each of the 22 statistics, the network-level **mean**
+and **sum** over blocks of its per-block Frobenius norm (the statistics programs
+``frobenius(<statistic>)`` with aggregate ``mean`` / ``sum``: 44 scalars, read from the store
+for the training cells and scored on the fly with the other programs for the test cells), and
+the 13 NASLib proxies of the cell from Suite-Zero (the label set's task, as the baselines;
+a training cell Suite-Zero lacks gets each proxy's lowest value minus one). Features are
+ranked within each part (``--learned-features rank``, the default: the store is batch 1, the
+test cells are collected at ``--batches``, so raw values are on other scales).
 
 Prints and writes ``DIR/statistics_quality.md`` (τ and ρ per label set and batch, per seed
 whether it beats EZNAS-A, #params, nwot and jacov on all three labels), ``.json`` and ``.png``.
@@ -39,13 +54,16 @@ import numpy as np
 
 from eznas_store.fitness.correlations import kendall_tau, spearman_rho
 from eznas_store.outputs import ensure_dir, figure, png, write_atomic
-from eznas_store.programs.codec import load_program
+from eznas_store.fitness.learned import LearnedConfig, fit_learned, predict_learned, rank_columns
+from eznas_store.programs.codec import load_program, save_program
+from eznas_store.programs.formula import parse_formula
+from eznas_store.programs.tree import Program
+from eznas_store.terminals import TERMINALS
 from eznas_store.evolution.evolve import EvolveConfig, run_evolve
 from eznas_store.sources.suitezero import read_zc
 from eznas_store.sources.tables import read_benchmark
 from eznas_store.store.store import open_store
 
-DATA = ROOT.parent / "shared" / "data"
 LABELS = {"cifar10": "cifar10_test", "cifar100": "cifar100_test", "imagenet16": "imagenet16_test"}
 BASELINES = ("params", "nwot", "jacov")
 RIVALS = ("eznas-a", *BASELINES)
@@ -58,7 +76,7 @@ def _args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", required=True, help="batch-1 statistics store (train + validation cells)")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--seeds", type=int, default=5, help="evolve runs (0: only the learned and the baseline rows)")
     ap.add_argument("--split", default="100/100/rest")
     ap.add_argument("--population", type=int, default=50)
     ap.add_argument("--generations", type=int, default=15)
@@ -73,9 +91,14 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--test-seed", type=int, default=1000)
     ap.add_argument("--batches", type=int, nargs="+", default=[16])
     ap.add_argument("--jobs", type=int, default=1, help="processes collecting test cells (one torch thread each)")
-    ap.add_argument("--benchmark", default=str(DATA / "nb201_accuracies.csv"))
-    ap.add_argument("--suitezero", default=str(DATA / "suite-zero" / "zc_nasbench201.json.gz"))
-    ap.add_argument("--data-root", default=str(DATA / "cifar10-images"))
+    ap.add_argument("--benchmark", required=True, help="the NB201 accuracy table (nb201_accuracies.csv)")
+    ap.add_argument("--suitezero", required=True, help="Suite-Zero's zc_nasbench201.json.gz")
+    ap.add_argument("--data-root", required=True, help="the CIFAR-10 images (as ingest takes them)")
+    ap.add_argument("--learned", nargs="*", default=["forest", "boosting"], choices=("forest", "boosting"),
+                    help="learned predictors over store scalars at equal labels (none: no such rows)")
+    ap.add_argument("--learned-seeds", type=int, default=5)
+    ap.add_argument("--learned-trees", type=int, default=300, help="trees (boosting stages) of the learned models")
+    ap.add_argument("--learned-features", choices=("rank", "raw"), default="rank")
     return ap.parse_args()
 
 
@@ -155,6 +178,81 @@ def _baselines(zc: dict, cells: list[str], acc) -> dict[str, dict]:
     return rows
 
 
+def _feature_files(out: Path) -> dict[str, str]:
+    """The statistics programs whose values are the learned models' store scalars: per statistic,
+    the mean and the sum over blocks of its per-block Frobenius norm."""
+    files, folder = {}, ensure_dir(out / "features")
+    for t in sorted(TERMINALS):
+        for agg in ("mean", "sum"):
+            name = f"{agg}_frobenius_{t}"
+            prog = Program(parse_formula(f"frobenius({t})"), aggregate=agg, name=name)
+            files[name] = str(save_program(prog, folder / f"{name}.json"))
+    return files
+
+
+def _zc_features(zc: dict, cells: list[str], lab: str) -> np.ndarray:
+    """(n, 13) NASLib proxies of the cells (the label's Suite-Zero task); a cell Suite-Zero lacks
+    gets each proxy's lowest value minus one."""
+    t = zc[SZ_TASK[lab]]
+    idx = t.index()
+    names = sorted(t.proxies)
+    x = np.array([[t.proxies[n][idx[c]] if c in idx else np.nan for n in names] for c in cells], dtype=np.float64)
+    for j in range(x.shape[1]):
+        bad = ~np.isfinite(x[:, j])
+        if bad.any():
+            x[bad, j] = (np.nanmin(x[~bad, j]) if (~bad).any() else 0.0) - 1.0
+    return x
+
+
+def _train_features(a, files: dict[str, str], zc: dict) -> dict:
+    """Per label: the train and validation parts ``evolve --split`` makes of the store's task for each
+    learned seed (cells and accuracies), and every store cell's feature row."""
+    from eznas_store.evolution.split import parse_split, split_task
+    from eznas_store.fitness.engine import load_task, score_store
+
+    progs = [load_program(f) for f in files.values()]
+    res = score_store(a.store, progs)
+    by_arch = {x: np.array([r.scores[i] for r in res]) for i, x in enumerate(res[0].archs)}
+    out = {}
+    for i, (lab, col) in enumerate(LABELS.items()):
+        task = load_task(a.store, accuracy_column=col)
+        zx = dict(zip(task.archs, _zc_features(zc, list(task.archs), lab)))
+        feats = {x: np.concatenate([by_arch[x], zx[x]]) for x in task.archs}
+        out[lab] = []
+        for seed in range(a.learned_seeds):
+            tr, va, _ = split_task(task, parse_split(a.split), seed, i)
+            out[lab].append([(np.stack([feats[x] for x in part.archs]), np.asarray(part.accuracy, dtype=np.float64))
+                             for part in (tr, va)])
+    return out
+
+
+def _learned_rows(a, train: dict, scores: dict, files: dict, zc: dict, cells: list[str], acc) -> dict:
+    """Test τ/ρ of the learned models (per label, and CIFAR-10's on all three), mean and worst over seeds."""
+    rank = a.learned_features == "rank"
+    prep = (lambda x: rank_columns(x)) if rank else (lambda x: x)
+    test_x = {lab: np.concatenate([np.stack([scores[f] for f in files.values()], axis=1),
+                                   _zc_features(zc, cells, lab)], axis=1) for lab in LABELS}
+    rows = {}
+    for model in a.learned:
+        per = {"per label": [], "CIFAR-10 only": []}
+        for seed in range(a.learned_seeds):
+            cfg = LearnedConfig(model=model, seed=seed, rank_features=rank, n_estimators=a.learned_trees)
+            fitted = {lab: fit_learned(prep(train[lab][seed][0][0]), train[lab][seed][0][1],
+                                       prep(train[lab][seed][1][0]), train[lab][seed][1][1], cfg) for lab in LABELS}
+            pred = {lab: predict_learned(fitted[lab], prep(np.nan_to_num(test_x[lab]))) for lab in LABELS}
+            c10 = {lab: predict_learned(fitted["cifar10"], prep(np.nan_to_num(test_x[lab]))) for lab in LABELS}
+            per["per label"].append(_corr(pred, acc))
+            per["CIFAR-10 only"].append(_corr(c10, acc))
+        n = len(train["cifar10"][0][0][1]) + len(train["cifar10"][0][1][1])
+        name = {"forest": "random forest", "boosting": "gradient boosting"}[model]
+        for kind, runs in per.items():
+            for stat, f in (("mean", np.mean), ("worst", np.min)):
+                rows[f"{name}, {kind}, {n} labels ({stat} of {len(runs)} seeds)"] = {
+                    lab: [float(f([r[lab][0] for r in runs])), float(f([r[lab][1] for r in runs])), runs[0][lab][2]]
+                    for lab in LABELS}
+    return rows
+
+
 def _fmt(x: float) -> str:
     return "—" if x is None or not np.isfinite(x) else f"{x:.3f}"
 
@@ -221,14 +319,18 @@ def main() -> None:
     md = [f"# Statistics programs on held-out NB201 cells\n\nstore `{a.store}`, split {a.split}, "
           f"population {a.population}, generations {a.generations}, op set {a.op_set}\n"]
     extra = dict(e.split("=", 1) for e in a.extra)
+    features = _feature_files(out) if a.learned else {}
+    train = _train_features(a, features, zc) if a.learned else {}
     for batch in a.batches:
         t0 = time.perf_counter()
-        scores = _on_the_fly(a, cells, [*files, *extra.values(), "eznas-a", *TWINS], batch)
+        scores = _on_the_fly(a, cells, [*files, *extra.values(), "eznas-a", *TWINS, *features.values()], batch)
         print(f"batch {batch}: collected and scored {len(cells)} cells in {time.perf_counter() - t0:.0f} s")
         rows = {f"seed {s['seed']}": _corr({lab: scores[s['file']] for lab in LABELS}, acc) for s in seeds}
         for label, f in {**extra, **{t: t for t in ("eznas-a", *TWINS)}}.items():
             rows[label] = _corr({lab: scores[f] for lab in LABELS}, acc)
         rows |= _baselines(zc, cells, acc)
+        if a.learned:
+            rows |= _learned_rows(a, train, scores, features, zc, cells, acc)
         for s in seeds:
             ok, miss = _judge(rows[f"seed {s['seed']}"], rows)
             s["wins"][str(batch)], s["misses"][str(batch)] = ok, miss

@@ -20,6 +20,7 @@ _FACE = {
     "Engine": "eznas_store.fitness.engine",
     "FITNESSES": "eznas_store.fitness.correlations",
     "Fitness": "eznas_store.fitness.correlations",
+    **{n: "eznas_store.fitness.learned" for n in ("LearnedConfig", "LearnedModel", "feature_matrix", "fit_learned", "fit_problems", "predict_learned", "rank_columns")},
     "ProxyTableScorer": "eznas_store.fitness.proxy_table_scorer",
     "Roundoff": "eznas_store.fitness.roundoff",
     "ScoreResult": "eznas_store.fitness.scores",

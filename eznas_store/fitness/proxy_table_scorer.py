@@ -20,12 +20,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from eznas_store.errors import ConfigError
 from eznas_store.evaluate import evaluate_columns
 from eznas_store.fitness.correlations import COMBINES, FITNESSES, Fitness, population_fitness
 from eznas_store.fitness.problems import ProxyProblem
 from eznas_store.programs import PROXY_OPS
+from eznas_store.programs import rank_against
 from eznas_store.programs import Program
 
 __all__ = ["ProxyTableScorer"]
@@ -39,10 +41,14 @@ class ProxyTableScorer:
     (or with ``fitness="weighted_tau"`` the top-weighted tau) per problem, combined by
     ``combine`` ("min"/"mean") of it or ``abs_tau`` its absolute value; a program that is
     NaN on any network of a problem is invalid there.
+
+    ``rank_terminals``: every column is replaced by its within-problem rank in [0, 1] (the
+    proxy op ``rank``) before programs see it, so a formula's constants and operations act on
+    a scale that carries to other cells, datasets and spaces; off by default.
     """
 
     def __init__(self, problems: Sequence[ProxyProblem], *, combine: str = "min",
-                 abs_tau: bool = False, fitness: str = "tau") -> None:
+                 abs_tau: bool = False, fitness: str = "tau", rank_terminals: bool = False) -> None:
         if combine not in COMBINES:
             raise ConfigError(f"combine must be one of {COMBINES}, got {combine!r}")
         if fitness not in FITNESSES:
@@ -54,7 +60,9 @@ class ProxyTableScorer:
         self.combine, self.abs_tau = combine, bool(abs_tau)
         shared = set.intersection(*(set(p.columns) for p in self.problems))
         self.terminals: list[str] = sorted(shared)
-        self._columns = [p.column_tensors() for p in self.problems]
+        self.rank_terminals = bool(rank_terminals)
+        self._columns = [_ranked(p.column_tensors()) if self.rank_terminals else p.column_tensors()
+                         for p in self.problems]
 
     def _evaluate(self, programs: Sequence[Program]) -> tuple[list[np.ndarray], list[list[str | None]]]:
         """(P, n) scores and P reasons per problem."""
@@ -94,6 +102,11 @@ class ProxyTableScorer:
                                   combine=self.combine, abs_tau=self.abs_tau,
                                   reasons=[[rr[i] for i in reps] for rr in r], fitness=self.fitness_kind)
         return [fits[k] for k in which]
+
+
+def _ranked(columns: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each column as its within-problem average rank scaled to [0, 1] (NaN stays NaN)."""
+    return {k: rank_against(v, v) for k, v in columns.items()}
 
 
 def _order_key(scores: list[np.ndarray], reasons: list[list[str | None]], i: int) -> Any:

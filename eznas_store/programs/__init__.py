@@ -36,6 +36,7 @@ _FACE = {
     "load_program": "eznas_store.programs.codec",
     "op_set": "eznas_store.programs.ops",
     "parse_formula": "eznas_store.programs.formula",
+    "rank_against": "eznas_store.programs.proxy_ops",
     "program_from_json": "eznas_store.programs.codec",
     "program_to_json": "eznas_store.programs.codec",
     "read_program_document": "eznas_store.programs.codec",
