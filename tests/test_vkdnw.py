@@ -56,6 +56,35 @@ def test_scalar_jacobian_matches_per_sample_autograd() -> None:
     torch.testing.assert_close(logits, net(x).detach())
 
 
+DARTS_GENOTYPE = ("Genotype(normal=[('sep_conv_3x3', 0), ('skip_connect', 1), ('dil_conv_3x3', 0), "
+                  "('max_pool_3x3', 1), ('sep_conv_5x5', 2), ('skip_connect', 0), ('dil_conv_5x5', 3), "
+                  "('avg_pool_3x3', 1)], normal_concat=[2, 3, 4, 5], reduce=[('sep_conv_3x3', 0), "
+                  "('skip_connect', 1), ('dil_conv_3x3', 0), ('max_pool_3x3', 1), ('sep_conv_5x5', 2), "
+                  "('skip_connect', 0), ('dil_conv_5x5', 3), ('avg_pool_3x3', 1)], reduce_concat=[2, 3, 4, 5])")
+
+
+def test_scalar_jacobian_on_darts_separable_and_shifted_convs() -> None:
+    """DARTS's separable convs convolve their depthwise child's output and FactorizedReduce's
+    second conv a shifted input: the probe must see what each weight sees (``conv_input``)."""
+    from eznas_store.sources.spaces.darts import build
+
+    torch.manual_seed(0)
+    net = build(DARTS_GENOTYPE, num_classes=3, C=2, N=3).eval()
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    jac, _ = scalar_jacobian(net, x)
+    torch.testing.assert_close(jac, _reference_jacobian(net, x), rtol=1e-3, atol=1e-6)
+
+
+def test_a_conv_that_transforms_its_input_unannounced_is_refused() -> None:
+    class Shifted(nn.Conv2d):
+        def forward(self, x):
+            return super().forward(x[:, :, 1:, 1:])
+
+    net = nn.Sequential(Shifted(3, 2, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 2)).eval()
+    with pytest.raises(ValueError, match="conv_input"):
+        scalar_jacobian(net, torch.randn(2, 3, 4, 4))
+
+
 def test_cholesky_factor_of_the_smoothed_categorical_covariance() -> None:
     logits = torch.randn(7, 6, generator=torch.Generator().manual_seed(2)) * 3
     L = categorical_cholesky(logits, alpha=0.05)

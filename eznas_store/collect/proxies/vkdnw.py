@@ -98,6 +98,10 @@ def _owners(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
             if not isinstance(mod, _PROBED) or attr not in ("weight", "bias"):
                 raise ValueError(f"VKDNW probes Conv2d, Linear and BatchNorm parameters; "
                                  f"{mod_name}.{attr} belongs to a {type(mod).__name__}")
+            if (isinstance(mod, nn.Conv2d) and type(mod).forward is not nn.Conv2d.forward
+                    and not hasattr(mod, "conv_input")):
+                raise ValueError(f"VKDNW probes convolutions of their input; {mod_name} ({type(mod).__name__}) "
+                                 "transforms it first and does not say how (conv_input)")
             if isinstance(mod, nn.Conv2d) and mod.padding_mode != "zeros":
                 raise ValueError(f"VKDNW probes zero-padded convolutions; {mod_name} pads {mod.padding_mode!r}")
             out.append((f"{mod_name}.{attr}" if mod_name else attr, mod, attr))
@@ -114,6 +118,9 @@ def _element0_basis(mod: nn.Module, attr: str, x: torch.Tensor, out: torch.Tenso
     if attr == "bias":  # 1 everywhere on output channel 0
         return torch.ones_like(out.narrow(axis, 0, 1))
     if isinstance(mod, nn.Conv2d):  # w[0, 0, 0, 0]: input channel 0 at kernel offset (0, 0)
+        # a conv subclass that transforms its input first (DARTS's separable and shifted convs)
+        # says what its own weight sees through ``conv_input``
+        x = mod.conv_input(x) if hasattr(mod, "conv_input") else x
         one = torch.zeros((1, 1, *mod.kernel_size), dtype=x.dtype, device=x.device)
         one[0, 0, 0, 0] = 1.0
         return F.conv2d(x[:, :1], one, None, mod.stride, mod.padding, mod.dilation)

@@ -39,8 +39,12 @@ class SeparableConv2d(nn.Conv2d):
         self.depthwise = nn.Conv2d(c_in, c_in, kernel, stride=stride, padding=dilation * (kernel - 1) // 2,
                                    dilation=dilation, groups=c_in, bias=False)
 
+    def conv_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What this module's own ``weight`` convolves (VKDNW's Jacobian probes it)."""
+        return self.depthwise(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(self.depthwise(x))
+        return super().forward(self.conv_input(x))
 
 
 class ShiftedConv2d(nn.Conv2d):
@@ -49,8 +53,12 @@ class ShiftedConv2d(nn.Conv2d):
     def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__(c_in, c_out, 1, stride=2, bias=False)
 
+    def conv_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What this module's own ``weight`` convolves (VKDNW's Jacobian probes it)."""
+        return x[:, :, 1:, 1:]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x[:, :, 1:, 1:])
+        return super().forward(self.conv_input(x))
 
 
 def rcb(conv: nn.Conv2d, c_out: int) -> nn.Sequential:
