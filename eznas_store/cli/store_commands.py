@@ -21,6 +21,7 @@ def ingest(
     store: Annotated[Optional[str], typer.Option("--store", help="Store path or fsspec URL to create or complete.")] = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="cifar10, cifar100, imagenet16-120 or digits.")] = None,
     space: Annotated[str, typer.Option("--space", help="Search space: nb201 or darts (darts has no 'all': give --benchmark, a count or a file of genotypes).")] = "nb201",
+    skeleton: Annotated[Optional[str], typer.Option("--skeleton", help="darts: eval (NetworkCIFAR at --channels/--cells, the default) or swap (SWAP's stem-less one-cell network, C=3: 310-2,692 parameters); the store's plan records it (space darts-swap).")] = None,
     benchmark: Annotated[Optional[str], typer.Option("--benchmark", help="Benchmark table (CSV[.gz]) with arch and accuracy columns.")] = None,
     data_root: Annotated[Optional[str], typer.Option("--data-root", help="Folder of the dataset in its published format.")] = None,
     networks: Annotated[str, typer.Option("--networks", help="A number (seeded sample), 'all', a cell string or a file of cells.")] = "all",
@@ -70,7 +71,8 @@ def _ingest_config(o: dict):
     sel = parse_network_selection(str(o["networks"]))
     scale = o["perturb_scale"]
     return IngestConfig(
-        store=o["store"], dataset=o["dataset"], space=o["space"], benchmark=o["benchmark"], data_root=o["data_root"],
+        store=o["store"], dataset=o["dataset"], space=o["space"], skeleton=o.get("skeleton"), benchmark=o["benchmark"],
+        data_root=o["data_root"],
         networks=tuple(sel) if isinstance(sel, list) else sel, seed=o["seed"], batch_size=o["batch_size"],
         structure=o["structure"], perturb_scale=DEFAULT_PERTURB_SCALE if scale is None else scale,
         shard=parse_shard(o["shard"]), device=o["device"], chunk_networks=o["chunk_networks"],

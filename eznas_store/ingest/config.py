@@ -20,7 +20,13 @@ class IngestConfig:
 
     store: str
     dataset: str
+    #: the search space; after validation, the one that builds the networks: ``<space>-<skeleton>``
+    #: where ``skeleton`` names another network of the space's cells (``darts`` + ``swap`` →
+    #: ``darts-swap``), so the store's plan says which network it holds
     space: str = "nb201"
+    #: a named skeleton of the space (``--skeleton``; DARTS: ``eval``, the default NetworkCIFAR at
+    #: ``C``/``N``, or ``swap``, SWAP's stem-less one-cell network); None: the space's own
+    skeleton: str | None = None
     benchmark: str | None = None
     data_root: str | None = None
     networks: int | None | tuple[str, ...] = None  # count, explicit cells, or None (all)
@@ -57,6 +63,7 @@ class IngestConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        _resolve_skeleton(self)
         i, n = self.shard
         if not (n >= 1 and 0 <= i < n):
             raise ConfigError(f"--shard must be I/N with 0 <= I < N, got {i}/{n}")
@@ -84,6 +91,22 @@ class IngestConfig:
         from eznas_store.collect import PROXY_NAMES
 
         return tuple(dict.fromkeys((*(PROXY_NAMES if self.proxies else ()), *self.proxy_names)))
+
+
+def _resolve_skeleton(cfg: IngestConfig) -> None:
+    """``space`` becomes the space that builds ``skeleton``'s networks (one-line errors for an
+    unknown space, a space without named skeletons or an unknown skeleton)."""
+    from eznas_store.sources import get_space
+
+    if cfg.skeleton is None:
+        return
+    space = get_space(cfg.space)
+    if not space.skeletons:
+        raise ConfigError(f"--skeleton picks a network of a space that has several (darts); {cfg.space} has one")
+    if cfg.skeleton not in space.skeletons:
+        raise ConfigError(f"unknown --skeleton {cfg.skeleton!r} for --space {cfg.space} "
+                          f"(known: {', '.join(space.skeletons)})")
+    object.__setattr__(cfg, "space", space.skeletons[cfg.skeleton])
 
 
 def _check_proxies(cfg: IngestConfig) -> None:

@@ -55,7 +55,7 @@ def label_set_proxies(plan: StorePlan, n: int, data: torch.Tensor, labels: torch
         values.update(_compute(plan, n, classes, again, data, labels, device) if again else {})
         if derive:
             swap, why = first["swap"]
-            params_k = sum(p.numel() for p in _factory(plan, n, classes)(0).parameters()) / 1e3
+            params_k = sum(p.numel() for p in _factory(plan, n, classes, "swap_reg")(0).parameters()) / 1e3
             values["swap_reg"] = ((swap_regularised(swap, params_k), None) if why is None
                                   else (float("nan"), f"swap_reg: swap failed ({why})"))
         out.append(values)
@@ -72,14 +72,42 @@ def network_proxies(plan: StorePlan, n: int, data: torch.Tensor, labels: torch.T
 
 
 def proxy_cards(plan: StorePlan) -> dict[str, dict]:
-    """Per proxy of the plan its card (``collect.proxy_card``): kept in ``proxy_value``'s attributes."""
+    """Per proxy of the plan its card (``collect.proxy_card``) and the network it runs on
+    (:func:`proxy_network_card`): kept in ``proxy_value``'s attributes."""
     from eznas_store.collect import proxy_card
 
-    return {name: proxy_card(name, plan.proxy_batch_size or plan.collect.batch_size) for name in plan.proxies}
+    return {name: proxy_card(name, plan.proxy_batch_size or plan.collect.batch_size)
+            | {"network": proxy_network_card(plan, name)} for name in plan.proxies}
 
 
-def _factory(plan: StorePlan, n: int, classes: int):
-    return network_factory(plan.space, plan.archs[n], num_classes=classes, C=plan.C, N=plan.N,
+def proxy_network(plan: StorePlan, name: str) -> tuple[str, int, int]:
+    """(space, C, N) of the network proxy ``name`` runs on in a store of ``plan``: the plan's,
+    unless the plan's space sends the proxy to another skeleton of its cells
+    (``SearchSpace.proxy_networks``: on DARTS, SWAP runs on SWAP's stem-less one-cell network,
+    its paper's protocol), at that skeleton's default size."""
+    other = get_space(plan.space).proxy_networks.get(name)
+    if other is None:
+        return plan.space, plan.C, plan.N
+    sk = get_space(other).skeleton
+    return other, sk["C"], sk["N"]
+
+
+def proxy_network_card(plan: StorePlan, name: str) -> dict[str, object]:
+    """What a store records of the network proxy ``name`` runs on: space, skeleton, width C,
+    layers or cells per stage N, and the network in words."""
+    from eznas_store.sources import SPACES
+
+    space, C, N = proxy_network(plan, name)
+    named = {built: skeleton for base in SPACES.values() for skeleton, built in base.skeletons.items()}
+    return {"space": space, "skeleton": named.get(space, "default"), "C": int(C), "N": int(N),
+            "description": get_space(space).network or f"the {space} network at C={C}, N={N}"}
+
+
+def _factory(plan: StorePlan, n: int, classes: int, name: str | None = None):
+    """Network ``n``'s factory with a head of ``classes``, on the network of proxy ``name``
+    (:func:`proxy_network`; the plan's network where None)."""
+    space, C, N = proxy_network(plan, name) if name is not None else (plan.space, plan.C, plan.N)
+    return network_factory(space, plan.archs[n], num_classes=classes, C=C, N=N,
                            structure=plan.collect.structure)
 
 
@@ -90,18 +118,17 @@ def _compute(plan: StorePlan, n: int, classes: int, names, data: torch.Tensor, l
     plan's proxy batch (``proxy_batch_size``, else the statistics batch)."""
     from eznas_store.collect import PROXIES
 
-    factory = _factory(plan, n, classes)
     B = plan.proxy_batch_size or plan.collect.batch_size
-    groups: dict[int, list[str]] = {}
+    groups: dict[tuple[int, tuple[str, int, int]], list[str]] = {}
     for name in names:
-        groups.setdefault(PROXIES[name].batches, []).append(name)
+        groups.setdefault((PROXIES[name].batches, proxy_network(plan, name)), []).append(name)
     got: ProxyValues = {}
     # same pinned threads as the statistics: the values' last bits follow the reduction order
     with deterministic(plan.collect.threads):
-        for k, group in groups.items():
+        for (k, _), group in groups.items():
             images, lab = data[:B * k], None if labels is None else labels[:B * k]
-            got.update(compute_all(factory, images, lab, seed=network_seed(plan.collect.seed, n), names=group,
-                                   device=device))
+            got.update(compute_all(_factory(plan, n, classes, group[0]), images, lab,
+                                   seed=network_seed(plan.collect.seed, n), names=group, device=device))
     return {name: got[name] for name in names}
 
 

@@ -12,19 +12,26 @@ from eznas_store.errors import UnknownNameError
 from eznas_store.sources.spaces import darts, nb201
 from eznas_store.sources.spaces.base import SearchSpace
 
-__all__ = ["SPACES", "SearchSpace", "get_space"]
+__all__ = ["SPACES", "VARIANTS", "SearchSpace", "get_space"]
 
 SPACES: dict[str, SearchSpace] = {
     "nb201": nb201.SPACE,
     "darts": darts.SPACE,
 }
 
+#: skeleton variants: the cells of a space of :data:`SPACES` on another network, ``<space>-<skeleton>``
+#: (not listed in ``SPACES``, so nothing enumerates them as spaces of their own)
+VARIANTS: dict[str, SearchSpace] = {
+    "darts-swap": darts.SWAP_SPACE,
+}
+
 
 def get_space(name: str) -> SearchSpace:
-    """The registered space called ``name``; the error lists the known ones."""
+    """The registered space (or skeleton variant) called ``name``; the error lists the known ones."""
     try:
-        return SPACES[name]
+        return SPACES[name] if name in SPACES else VARIANTS[name]
     except KeyError:
         raise UnknownNameError(
             f"unknown search space {name!r} (known: {', '.join(sorted(SPACES))})"
         ) from None
+

@@ -7,6 +7,9 @@ line in :data:`eznas_store.sources.spaces.SPACES`.
 
 Architectures travel between stages as canonical strings; only the space parses them.
 Capabilities some spaces lack (enumeration, mutation, NASLib keys) are ``None`` there.
+A space may have a *skeleton variant*: the same cells on another network (``darts-swap``:
+DARTS genotypes on SWAP's stem-less network), found by ``get_space`` and named in a
+store's plan like any space, so a store says which network it holds.
 """
 
 from __future__ import annotations
@@ -53,6 +56,15 @@ class SearchSpace:
     #: (arch, arch) → how many edges differ: lets a search walk a listed subset of a space
     #: that is not enumerable (a mutation lands on the nearest listed cell)
     distance: Callable[[str, str], int] | None = None
+    #: the network ``build`` makes, in words (recorded per proxy in a store's proxy cards)
+    network: str = ""
+    #: proxies whose paper prescribes another network of these cells → the name of the space
+    #: (same cells, another skeleton) they run on, at its default skeleton (DARTS: SWAP on
+    #: SWAP's stem-less one-cell network)
+    proxy_networks: dict[str, str] = field(default_factory=dict)
+    #: named skeletons (``--skeleton``) → the space name that builds the cells on it; {} where the
+    #: space has one network only
+    skeletons: dict[str, str] = field(default_factory=dict)
 
     @property
     def searchable(self) -> bool:

@@ -25,6 +25,20 @@ unpublished small recipe (200 epochs; C and L unknown; 86.6 % max), the NB301 su
 values from C=32, L=8, 100 epochs with aux head, drop-path and cutout
 (``docs/design.md`` §4), so use the labels as ranks.
 
+Skeletons
+---------
+Two networks of the same genotypes (``--skeleton``): ``eval`` (:data:`SPACE`, the above) and
+``swap`` (:data:`SWAP_SPACE`, space ``darts-swap``, ``build_swap``): SWAP's DARTS network
+(its authors' ``correlation.py``: ``Network(3, 10, 1, genotype)``), no stem, the image itself
+is both inputs of the first cell (ReLU-1×1 conv 3→2C-BN each); with one layer the only cell is
+a reduction cell (built from ``genotype.reduce``, edges from the inputs at stride 2,
+``skip_connect`` there FactorizedReduce), 4·2C channels at half the resolution, GAP, linear
+head: 310-2,692 parameters on the 1,000-genotype set at C=3. A store's plan names the space,
+so it says which network it holds. On any DARTS network, the ``swap`` proxy runs on SWAP's
+(``SearchSpace.proxy_networks``), its paper's protocol. A cell takes the previous cell's
+output first (``cell(s1, s0)``), so hooks on a cell's first input see the cells as a chain
+(AZ-NAS's per-cell features).
+
 A cell whose input (0 or 1) or intermediate node is read by no op and not concatenated
 is still computed, as in DARTS, and is tied into the cell output with weight exactly 0
 (``out + 0·Σs``): values are unchanged, and the blocks upstream get their true gradient,
@@ -73,6 +87,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -97,9 +112,19 @@ from eznas_store.sources.spaces.darts_genotype import (
 )
 from eznas_store.sources.spaces.darts_ops import CONV_OPS, FactorizedReduce, ReLUConvBN, make_op
 
-__all__ = ["SPACE", "BlockSpec", "Network", "block_specs", "build", "count_params"]
+__all__ = ["SKELETONS", "SPACE", "SWAP_SPACE", "BlockSpec", "Network", "block_specs", "build", "build_swap",
+           "count_params"]
 
 STEM_MULTIPLIER = 3
+#: channels of the images a stem-less network's first cell reads (SWAP's skeleton)
+IMAGE_CHANNELS = 3
+#: the named skeletons: ``eval`` DARTS's NetworkCIFAR, ``swap`` SWAP's stem-less network
+SKELETONS: dict[str, str] = {
+    "eval": "DARTS eval NetworkCIFAR: stem 3x3 conv 3->3C + BN, L cells (reductions at L//3, 2L//3), "
+            "GAP, linear head",
+    "swap": "SWAP's DARTS network (correlation.py's Network(3, 10, 1)): no stem, both inputs of the first cell "
+            "the image, L cells (L=1: one reduction cell from genotype.reduce, 2C channels), GAP, linear head",
+}
 
 
 @dataclass(frozen=True)
@@ -114,11 +139,12 @@ class CellPlan:
     c: int
 
 
-def skeleton(g: Genotype, C: int, L: int) -> list[CellPlan]:
-    """Cells of NetworkCIFAR(C, L): reductions at L//3 and 2L//3, channels doubling there."""
+def skeleton(g: Genotype, C: int, L: int, *, stem: bool = True) -> list[CellPlan]:
+    """Cells of NetworkCIFAR(C, L): reductions at L//3 and 2L//3, channels doubling there;
+    without ``stem`` the first cell reads the 3-channel image (SWAP's network)."""
     if C < 1 or L < 1:
         raise ConfigError(f"DARTS needs C >= 1 and N (layers) >= 1, got C={C}, N={L}")
-    c_pp = c_p = STEM_MULTIPLIER * C
+    c_pp = c_p = STEM_MULTIPLIER * C if stem else IMAGE_CHANNELS
     c = C
     plans, reduction_prev = [], False
     for i in range(L):
@@ -149,7 +175,9 @@ class Cell(nn.Module):
             make_op(op, c, 2 if plan.reduction and j < 2 else 1) for op, j in self.pairs
         )
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
+    def forward(self, s1: torch.Tensor, s0: torch.Tensor) -> torch.Tensor:
+        """``s1`` (the previous cell's output) first: hooks reading a cell's first input see
+        the cells as a chain (AZ-NAS's ``F_{l-1} -> F_l``, ``collect.proxies.features``)."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         for k in range(len(self.pairs) // 2):
             (_, j0), (_, j1) = self.pairs[2 * k], self.pairs[2 * k + 1]
@@ -163,13 +191,15 @@ class Cell(nn.Module):
 
 
 class Network(nn.Module):
-    """DARTS's eval NetworkCIFAR without auxiliary head or drop-path; ``forward`` → logits."""
+    """DARTS's eval NetworkCIFAR without auxiliary head or drop-path; ``forward`` → logits.
+    ``stem=False``: SWAP's network, the image itself is both inputs of the first cell."""
 
-    def __init__(self, g: Genotype, *, num_classes: int, C: int, L: int) -> None:
+    def __init__(self, g: Genotype, *, num_classes: int, C: int, L: int, stem: bool = True) -> None:
         super().__init__()
         c_stem = STEM_MULTIPLIER * C
-        self.stem = nn.Sequential(nn.Conv2d(3, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
-        plans = skeleton(g, C, L)
+        self.stem = (nn.Sequential(nn.Conv2d(IMAGE_CHANNELS, c_stem, 3, padding=1, bias=False),
+                                   nn.BatchNorm2d(c_stem)) if stem else nn.Identity())
+        plans = skeleton(g, C, L, stem=stem)
         self.cells = nn.ModuleList(Cell(g, p) for p in plans)
         last = plans[-1]
         c_out = len(g.reduce_concat if last.reduction else g.normal_concat) * last.c
@@ -179,7 +209,7 @@ class Network(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s0 = s1 = self.stem(x)
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1)
+            s0, s1 = s1, cell(s1, s0)
         return self.classifier(self.global_pooling(s1).flatten(1))
 
 
@@ -193,6 +223,13 @@ def build(arch: str | Genotype, *, num_classes: int = 10, C: int = 16, N: int = 
     """The untrained network of one genotype; ``N`` is the number of layers L."""
     _check_structure(structure)
     return Network(as_genotype(arch), num_classes=num_classes, C=C, L=N)
+
+
+def build_swap(arch: str | Genotype, *, num_classes: int = 10, C: int = 3, N: int = 1,
+               structure: str = "rcb") -> Network:
+    """SWAP's stem-less network of one genotype (``swap`` skeleton; C=3, one layer as its paper)."""
+    _check_structure(structure)
+    return Network(as_genotype(arch), num_classes=num_classes, C=C, L=N, stem=False)
 
 
 def count_params(model: nn.Module) -> int:
@@ -236,11 +273,12 @@ def _op_blocks(op: str, c: int, stride: int, h: int, in_key: str, out_key: str,
     return specs
 
 
-def _cell_blocks(g: Genotype, p: CellPlan, h_pp: int, h_p: int) -> tuple[list[BlockSpec], int]:
-    """One cell's blocks, and its output size."""
+def _cell_blocks(g: Genotype, p: CellPlan, h_pp: int, h_p: int, first: str = "stem"
+                 ) -> tuple[list[BlockSpec], int]:
+    """One cell's blocks, and its output size; ``first`` names what the first cell reads."""
     i = p.index
-    src0 = "stem" if i < 2 else f"c{i - 2}"
-    src1 = "stem" if i == 0 else f"c{i - 1}"
+    src0 = first if i < 2 else f"c{i - 2}"
+    src1 = first if i == 0 else f"c{i - 1}"
     if p.reduction_prev:
         specs = _fr_blocks(p.c_pp, p.c, h_pp, src0, f"c{i}.s0", f"c{i}.pre0")
     else:
@@ -255,15 +293,16 @@ def _cell_blocks(g: Genotype, p: CellPlan, h_pp: int, h_p: int) -> tuple[list[Bl
 
 
 def block_specs(arch: str | Genotype, *, batch_size: int, image_size: int, C: int = 16, N: int = 8,
-                structure: str = "rcb") -> list[BlockSpec]:
-    """The blocks ``build(arch, C=C, N=N)`` executes on ``image_size`` images, in order."""
+                structure: str = "rcb", stem: bool = True) -> list[BlockSpec]:
+    """The blocks ``build(arch, C=C, N=N)`` executes on ``image_size`` images, in order
+    (``stem=False``: ``build_swap``'s)."""
     del batch_size  # shapes are per sample; the batch is a run constant
     _check_structure(structure)
     g = as_genotype(arch)
     specs: list[BlockSpec] = []
     h_pp = h_p = image_size
-    for p in skeleton(g, C, N):
-        cell, h_out = _cell_blocks(g, p, h_pp, h_p)
+    for p in skeleton(g, C, N, stem=stem):
+        cell, h_out = _cell_blocks(g, p, h_pp, h_p, "stem" if stem else "image")
         specs += cell
         h_pp, h_p = h_p, h_out
     return specs
@@ -274,6 +313,13 @@ def all_genotypes() -> Iterator[str]:
     """The DARTS space is not enumerable here (~10^11 cells even with normal == reduce)."""
     raise ConfigError("the DARTS space cannot be enumerated: give a benchmark table or a list of "
                       "genotypes (e.g. darts_1000_cifar10_valid.csv)")
+
+
+def block_specs_swap(arch: str | Genotype, *, batch_size: int, image_size: int, C: int = 3, N: int = 1,
+                     structure: str = "rcb") -> list[BlockSpec]:
+    """The blocks ``build_swap(arch, C=C, N=N)`` executes."""
+    return block_specs(arch, batch_size=batch_size, image_size=image_size, C=C, N=N, structure=structure,
+                       stem=False)
 
 
 SPACE = SearchSpace(
@@ -290,4 +336,12 @@ SPACE = SearchSpace(
     to_naslib_key=to_naslib_key,
     suitezero_file_tags=("nasbench301", "nb301"),
     distance=distance,
+    network=SKELETONS["eval"],
+    proxy_networks={"swap": "darts-swap", "swap_reg": "darts-swap"},
+    skeletons={"eval": "darts", "swap": "darts-swap"},
 )
+
+#: the same genotypes on SWAP's network (``--skeleton swap``): a skeleton variant of :data:`SPACE`
+SWAP_SPACE = dataclasses.replace(SPACE, name="darts-swap", build=build_swap, block_specs=block_specs_swap,
+                                 skeleton={"C": 3, "N": 1}, suitezero_file_tags=(), network=SKELETONS["swap"],
+                                 proxy_networks={}, skeletons={})
