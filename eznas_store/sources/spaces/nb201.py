@@ -287,6 +287,41 @@ def build(arch: str | Cell, *, num_classes: int, C: int = 16, N: int = 5,
     return TinyNetwork(cell, num_classes=num_classes, C=C, N=N, structure=structure)
 
 
+class SwapNetwork(nn.Module):
+    """A cheap stem-less NB201 network in the spirit of SWAP's DARTS network (one cell, no stem):
+    the image through ReLU-1x1 conv-BN to ``C`` channels (as a DARTS cell's preprocessing),
+    ``N`` NB201 cells at ``C`` channels and full resolution, global average pooling and a
+    linear head. Built so SWAP (and other proxies) cost well under a second per NB201 cell;
+    ``stride`` 2 halves the resolution in the preprocessing (as a DARTS reduction cell's
+    16x16 output), a quarter of the cost."""
+
+    def __init__(self, cell: Cell, *, num_classes: int, C: int = 3, N: int = 1, structure: str = "rcb",
+                 stride: int = 1) -> None:
+        super().__init__()
+        self.preprocess = ReLUConvBN(3, C, 1, stride, 0, structure)
+        self.cells = nn.ModuleList(InferCell(cell, C, structure) for _ in range(N))
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.preprocess(x)
+        for cell in self.cells:
+            x = cell(x)
+        return self.classifier(self.global_pooling(x).flatten(1))
+
+
+def build_swap(arch: str | Cell, *, num_classes: int = 10, C: int = 3, N: int = 1,
+               structure: str = "rcb", stride: int = 1) -> SwapNetwork:
+    """The cheap stem-less network of one cell (:class:`SwapNetwork`; C=3, one cell, as SWAP's DARTS one)."""
+    if structure not in STRUCTURES:
+        raise InvalidArchError(f"unknown block structure {structure!r} (known: {', '.join(STRUCTURES)})")
+    if C < 1 or N < 1 or stride not in (1, 2):
+        raise ConfigError(f"the stem-less NB201 network needs C >= 1, N >= 1 and stride 1 or 2, got C={C}, N={N}, "
+                          f"stride={stride}")
+    cell = arch if isinstance(arch, Cell) else parse_cell(arch)
+    return SwapNetwork(cell, num_classes=num_classes, C=C, N=N, structure=structure, stride=stride)
+
+
 # ----------------------------------------------------------------------------- block layout
 @dataclass(frozen=True)
 class BlockSpec:
