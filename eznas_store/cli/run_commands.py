@@ -73,10 +73,8 @@ def evolve(
     cfg = EvolveConfig(**_evolve_options(o), progress=not no_progress)
     res = run_evolve(cfg, resume=resume)
     typer.echo(_evolve_summary(cfg, res))
-    for line in [*_roundoff_lines(res), *_generalisation_lines(res.out)]:
+    for line in _after_run_lines(cfg, res):
         typer.echo(line)
-    if cfg.over == "proxies":
-        typer.echo((res.out / "cross_problem" / "matrix.txt").read_text().rstrip())
     typer.echo(f"programs in {res.out / 'programs'}; report with: eznas-store report {res.out}")
 
 
@@ -94,6 +92,12 @@ def _evolve_summary(cfg, res) -> str:
         where = f" ({cfg.combine} over {'; '.join(names)})" if len(names) > 1 else f" (on {''.join(names)})"
     return (f"evolved {res.generations} generations in {res.seconds:.1f} s; best of the final population: "
             f"{cfg.fitness} {fit}{where}: {best.formula()}")
+
+
+def _after_run_lines(cfg, res) -> list[str]:
+    """What evolve prints after its summary: round-off, generalisation, the proxies' matrix."""
+    matrix = [(res.out / "cross_problem" / "matrix.txt").read_text().rstrip()] if cfg.over == "proxies" else []
+    return [*_roundoff_lines(res), *_generalisation_lines(res.out), *matrix]
 
 
 def _roundoff_lines(res) -> list[str]:

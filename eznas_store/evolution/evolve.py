@@ -173,8 +173,6 @@ class EvolveConfig(GPSettings):
             (not (self.over == "proxies" and self.representation == "sequential"),
              "--representation sequential addresses the 22 statistics; use it with --over statistics"),
             (self.train_networks >= 2, f"--train-networks must be >= 2, got {self.train_networks}"),
-            (not self.graph_features or self.over == "proxies",
-             "--graph-features adds terminals to proxy formulas: use it with --over proxies"),
             (1 <= self.min_length <= self.max_length <= 1000,
              "need 1 <= --min-length <= --max-length <= 1000"),
             (not (self.accuracy_columns and self.over == "proxies"),
@@ -210,6 +208,8 @@ class EvolveConfig(GPSettings):
                       if on]
         return [
             (not (stats_only and self.over != "statistics"), f"{', '.join(stats_only)}: with --over statistics only"),
+            (not self.graph_features or self.over == "proxies",
+             "--graph-features adds terminals to proxy formulas: use it with --over proxies"),
             (0 <= self.racing < 1, f"--racing must be a fraction in [0, 1) of the train networks, got {self.racing}"),
             (not (self.evolve_aggregate and self.representation != "tree"),
              "--evolve-aggregate evolves the aggregate of tree programs; use --representation tree"),
