@@ -407,3 +407,26 @@ def test_a_formula_is_computed_on_the_init_its_values_came_from(bench30: Path, t
     assert all(not math.isclose(a.score, b.score) for a, b in zip(default.history, eznas.history))
     with pytest.raises(ConfigError, match="--proxy-init"):
         tiny(bench30, proxy_init="kaiming", max_evaluations=2)
+
+
+def test_a_formula_over_graph_features_and_vkdnw_drives_the_search(bench30: Path, tmp_path: Path):
+    """Issue 26: a shipped formula may read graph features (from the cell string, no network) and
+    VKDNW; ``search`` computes both, and a graph feature alone gives each cell its exact count."""
+    from eznas_store.programs.codec import program_to_json
+    from eznas_store.programs.tree import Apply, Program, Terminal
+
+    prog = Program(Terminal("graph_op_nor_conv_3x3"), terminal_set="proxies", name="conv3-count")
+    path = tmp_path / "graph.json"
+    path.write_text(json.dumps(program_to_json(prog)))
+    res = run_search(tiny(bench30, proxy=str(path), max_evaluations=5, population=2, sample=2))
+    assert res.kind == "proxies"
+    assert all(e.score == parse_cell(e.cell).ops.count("nor_conv_3x3") for e in res.history)
+    prog = Program(Apply("add", (Terminal("graph_paths"), Terminal("vkdnw_tensors"))), terminal_set="proxies",
+                   name="paths-plus-tensors")
+    path.write_text(json.dumps(program_to_json(prog)))
+    res = run_search(tiny(bench30, proxy=str(path), max_evaluations=2, population=2, sample=2))
+    assert res.kind == "proxies" and math.isfinite(res.score)
+    prog = Program(Terminal("graph_nope"), terminal_set="proxies", name="nope")
+    path.write_text(json.dumps(program_to_json(prog)))
+    with pytest.raises(ConfigError, match="graph_nope"):
+        run_search(tiny(bench30, proxy=str(path), max_evaluations=2))

@@ -34,7 +34,7 @@ import torch
 
 from eznas_store.collect import AZ_COMPONENTS, az_nas_against, floor_failed
 from eznas_store.collect import network_factory
-from eznas_store.collect import MODERN_PROXY_NAMES, PROXY_NAMES
+from eznas_store.collect import OPT_IN_PROXY_NAMES, PROXY_NAMES
 from eznas_store.collect import compute_all
 from eznas_store.collect import collect, network_seed
 from eznas_store.errors import ConfigError, ProgramError
@@ -46,7 +46,7 @@ from eznas_store.programs import NAMED_PROGRAMS
 from eznas_store.programs import PROXY_OPS
 from eznas_store.programs import Apply
 from eznas_store.archsearch.config import AZ_NAS_FITNESS, DEFAULT_PROXY_BATCH, ArchSearchConfig
-from eznas_store.sources import SearchSpace
+from eznas_store.sources import GRAPH_SPACES, SearchSpace, graph_feature_names, graph_features
 from eznas_store.terminals import CollectConfig
 
 __all__ = [
@@ -101,10 +101,27 @@ def _cell_seed(setup: CellScoringSetup, cell: str) -> int:
 
 def _proxy_values(setup: CellScoringSetup, cell: str, names: tuple[str, ...],
                   init: str = "eznas") -> dict[str, tuple[float, str | None]]:
-    factory = network_factory(setup.space.name, cell, num_classes=setup.num_classes, C=setup.C, N=setup.N,
-                              init=init)
-    return compute_all(factory, setup.images, setup.labels, seed=_cell_seed(setup, cell),
-                       names=names, device=setup.device)
+    """The named proxies of ``cell`` (one network built per pass) and its graph features
+    (``graph_*``: from the cell string, no network)."""
+    graph = [n for n in names if n.startswith("graph_")]
+    proxies = tuple(n for n in names if not n.startswith("graph_"))
+    out: dict[str, tuple[float, str | None]] = {}
+    if proxies:
+        factory = network_factory(setup.space.name, cell, num_classes=setup.num_classes, C=setup.C, N=setup.N,
+                                  init=init)
+        out.update(compute_all(factory, setup.images, setup.labels, seed=_cell_seed(setup, cell),
+                               names=proxies, device=setup.device))
+    if graph:
+        feats = graph_features(setup.space.name, cell)
+        out.update({n: (float(feats[n]), None) if n in feats
+                    else (math.nan, f"{n} is not a graph feature of --space {setup.space.name}") for n in graph})
+    return out
+
+
+def _known_terminals() -> tuple[str, ...]:
+    """What a proxy program may read in ``search``: the proxies and every space's graph features."""
+    graph = sorted({n for space in GRAPH_SPACES for n in graph_feature_names(space)})
+    return PROXY_NAMES + OPT_IN_PROXY_NAMES + tuple(graph)
 
 
 def _draw_reference(scorer: Any, rng: np.random.Generator, names: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -161,10 +178,11 @@ class StatisticsCellScorer(CellScorer):
 def proxy_program_terminals(program: Any) -> tuple[str, ...]:
     """The proxies a proxy program reads, sorted; any other name is a one-line ``ConfigError``."""
     names = tuple(sorted(program.tree.terminal_names()))
-    unknown = [n for n in names if n not in PROXY_NAMES and n not in MODERN_PROXY_NAMES]
+    known = _known_terminals()
+    unknown = [n for n in names if n not in known]
     if unknown:
         raise ConfigError(f"proxy program {program.name or program.formula()!r} reads {unknown}, which are "
-                          f"not proxies (known: {', '.join(PROXY_NAMES + MODERN_PROXY_NAMES)})")
+                          f"neither proxies nor graph features (known: {', '.join(known)})")
     return names
 
 
@@ -282,7 +300,7 @@ def load_fitness(name: str) -> tuple[str, Any, Mapping[str, Any] | None]:
     """``("proxy", name, None)``, ``("statistics", program, None)`` or ``("proxies", program, PROXY_OPS)``."""
     if name == AZ_NAS_FITNESS:
         return "az_nas", name, None
-    if name in PROXY_NAMES or name in MODERN_PROXY_NAMES:
+    if name in PROXY_NAMES or name in OPT_IN_PROXY_NAMES:
         return "proxy", name, None
     if name in NAMED_PROGRAMS:
         program = NAMED_PROGRAMS[name]

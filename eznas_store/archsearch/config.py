@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-from eznas_store.collect import MODERN_PROXY_NAMES, PROXY_NAMES
+from eznas_store.collect import OPT_IN_PROXY_NAMES, PROXY_NAMES
 from eznas_store.errors import ConfigError
 from eznas_store.config import MAX_THREADS, check_seed, check_sizes, is_int
 from eznas_store.programs import NAMED_PROGRAMS
@@ -189,7 +189,7 @@ class ArchSearchConfig:
 
 
 def _check_proxy_name(name: str) -> None:
-    if name in PROXY_NAMES or name in MODERN_PROXY_NAMES or name in NAMED_PROGRAMS or name == AZ_NAS_FITNESS:
+    if name in PROXY_NAMES or name in OPT_IN_PROXY_NAMES or name in NAMED_PROGRAMS or name == AZ_NAS_FITNESS:
         return
     try:
         is_file = Path(name).is_file()
@@ -197,7 +197,7 @@ def _check_proxy_name(name: str) -> None:
         is_file = False
     if not is_file:
         raise ConfigError(
-            f"--proxy {name!r} is neither a hand-crafted proxy ({', '.join(PROXY_NAMES + MODERN_PROXY_NAMES)}), "
+            f"--proxy {name!r} is neither a hand-crafted proxy ({', '.join(PROXY_NAMES + OPT_IN_PROXY_NAMES)}), "
             f"the AZ-NAS aggregate ({AZ_NAS_FITNESS}), "
             f"a registered program ({', '.join(sorted(NAMED_PROGRAMS))}) nor a program JSON file"
         )
