@@ -145,3 +145,32 @@ def write_image_folder_fixture(
                 pixels = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
                 Image.fromarray(pixels, "RGB").save(d / f"{i:04d}{suffix}")
     return root
+
+
+def write_darts_csv(path: Path, n: int = 5, seed: int = 0) -> Path:
+    """A header-less (quoted genotype, valid_acc %) CSV of ``n`` distinct random DARTS
+    genotypes, laid out like SWAP's ``darts_1000_cifar10_valid.csv``."""
+    import csv
+
+    from eznas_store.sources.spaces import darts_genotype
+
+    rng = np.random.default_rng(seed)
+    cells: list[str] = []
+    while len(cells) < n:
+        g = darts_genotype.random_cell(rng)
+        if g not in cells:
+            cells.append(g)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, quoting=csv.QUOTE_MINIMAL)
+        for g, acc in zip(cells, rng.uniform(60, 86, n)):
+            w.writerow([g, f"{acc:.2f}"])
+    return path
+
+
+def darts_csv_cells(path: Path) -> list[str]:
+    """The genotypes of a :func:`write_darts_csv` file, in order."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        return [row[0] for row in csv.reader(f)]
+

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import shared_path
+from fixtures_data import write_darts_csv
 
 from eznas_store.collect.proxies.networks import network_factory
 from eznas_store.collect.proxies.registry import PROXY_NAMES
@@ -44,24 +45,11 @@ N_GENOTYPES = 8
 EVOLVE = dict(population=4, mu=2, lambda_=4, generations=1, max_depth=4, workers=0, progress=False)
 
 
-def write_darts_csv(path: Path, n: int = N_GENOTYPES, seed: int = 0) -> Path:
-    """A header-less (quoted genotype, valid_acc %) CSV of ``n`` distinct random genotypes."""
-    rng = np.random.default_rng(seed)
-    cells: list[str] = []
-    while len(cells) < n:
-        g = dg.random_cell(rng)
-        if g not in cells:
-            cells.append(g)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, quoting=csv.QUOTE_MINIMAL)
-        for g, acc in zip(cells, rng.uniform(60, 86, n)):
-            w.writerow([g, f"{acc:.2f}"])
-    return path
 
 
 @pytest.fixture(scope="module")
 def darts_bench(tmp_path_factory) -> Path:
-    return write_darts_csv(tmp_path_factory.mktemp("darts") / "darts_tiny.csv")
+    return write_darts_csv(tmp_path_factory.mktemp("darts") / "darts_tiny.csv", n=N_GENOTYPES)
 
 
 @pytest.fixture(scope="module")

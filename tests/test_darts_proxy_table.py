@@ -13,6 +13,8 @@ import pytest
 import torch
 
 from eznas_store.collect.proxies.networks import network_factory
+from fixtures_data import darts_csv_cells
+from fixtures_data import write_darts_csv as _write_darts_csv
 from eznas_store.collect.proxies.runner import compute_all
 from eznas_store.errors import ConfigError
 from eznas_store.ingest.networks import proxy_network
@@ -35,18 +37,9 @@ PROXIES = ("swap", "params", "meco", "nwot")
 
 
 def write_darts_csv(path: Path, n: int = 5, seed: int = 0) -> tuple[Path, list[str]]:
-    """A header-less (quoted genotype, valid_acc %) CSV like darts_1000_cifar10_valid.csv."""
-    rng = np.random.default_rng(seed)
-    cells: list[str] = []
-    while len(cells) < n:
-        g = dg.random_cell(rng)
-        if g not in cells:
-            cells.append(g)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        for g, acc in zip(cells, rng.uniform(60, 86, n)):
-            w.writerow([g, f"{acc:.2f}"])
-    return path, cells
+    """The shared DARTS fixture, with its genotypes."""
+    out = _write_darts_csv(path, n, seed)
+    return out, darts_csv_cells(out)
 
 
 def _cfg(tmp: Path, bench: Path, **kw) -> ProxyTableConfig:

@@ -132,7 +132,7 @@ def test_darts_cells_form_a_chain_for_per_cell_features():
 
 
 def test_ingest_skeleton_swap_records_the_network_in_the_plan(tmp_path):
-    from test_darts_pipeline import write_darts_csv
+    from fixtures_data import write_darts_csv
 
     bench = write_darts_csv(tmp_path / "darts.csv", n=4)
     cfg = IngestConfig(store=str(tmp_path / "s.zarr"), dataset="digits", space="darts", skeleton="swap",
