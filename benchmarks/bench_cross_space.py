@@ -54,12 +54,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np
-from scipy.stats import rankdata
 from tqdm import tqdm
 
 from eznas_store.evolution import evolve as evolve_module
 from eznas_store.evolution.evolve import EvolveConfig, run_evolve
 from eznas_store.fitness.correlations import kendall_tau, spearman_rho
+from eznas_store.fitness.learned import rank_columns
 from eznas_store.fitness.problems import ProxyProblem, load_problems
 from eznas_store.fitness.proxy_table_scorer import ProxyTableScorer
 from eznas_store.outputs import ensure_dir, figure, png, write_atomic
@@ -275,10 +275,8 @@ def load_darts(sources) -> ProxyProblem:
 
 def restrict(p: ProxyProblem, cols, *, name: str | None = None, rank: bool = False) -> ProxyProblem:
     """``p`` with only ``cols`` (ranked in [0, 1] within its own cells when ``rank``)."""
-    def col(v):
-        return (rankdata(v) - 1.0) / max(len(v) - 1, 1) if rank else v
-
-    return ProxyProblem(name=name or p.name, archs=p.archs, columns={c: col(p.columns[c]) for c in cols},
+    return ProxyProblem(name=name or p.name, archs=p.archs,
+                        columns={c: rank_columns(p.columns[c]) if rank else p.columns[c] for c in cols},
                         accuracy=p.accuracy, source=p.source, split=p.split)
 
 
@@ -394,8 +392,7 @@ def _learned(model: str, x_fit, y_fit, x_val, y_val, seed: int, trees: int = 300
 
 
 def _ranked_matrix(p: ProxyProblem, cols) -> np.ndarray:
-    x = np.stack([p.columns[c] for c in cols], axis=1)
-    return (rankdata(x, axis=0) - 1.0) / max(len(x) - 1, 1)
+    return rank_columns(np.stack([p.columns[c] for c in cols], axis=1))
 
 
 # ----------------------------------------------------------------------------- correlations
