@@ -51,47 +51,47 @@ MEMORY_FRACTION = 0.25
 MB = 2**20
 
 
-class OpenStores:
-    """Open stores by URL, the ``size`` most recently used kept (least recently used dropped)."""
+class _Recent:
+    """Values kept by key, the ``size`` most recently used (least recently used dropped);
+    ``load(key)`` makes a missing one."""
 
-    def __init__(self, size: int = STORE_CACHE_SIZE) -> None:
-        self.size = size
-        self._stores: OrderedDict[str, Store] = OrderedDict()
+    def __init__(self, size: int, load) -> None:
+        self.size, self._load = size, load
+        self._items: OrderedDict = OrderedDict()
 
-    def get(self, url: str) -> Store:
-        store = self._stores.pop(url, None)
-        if store is None:
-            store = open_store(url)
-        self._stores[url] = store
-        while len(self._stores) > self.size:
-            self._stores.popitem(last=False)
-        return store
+    def _get(self, key, *args):
+        value = self._items.pop(key, None)
+        if value is None:
+            value = self._load(*args)
+        self._items[key] = value
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return value
 
     def clear(self) -> None:
-        self._stores.clear()
+        self._items.clear()
 
 
-class ProgramCache:
+class OpenStores(_Recent):
+    """Open stores by URL, the ``size`` most recently used kept."""
+
+    def __init__(self, size: int = STORE_CACHE_SIZE) -> None:
+        super().__init__(size, open_store)
+
+    def get(self, url: str) -> Store:
+        return self._get(url, url)
+
+
+class ProgramCache(_Recent):
     """Program JSON text → decoded program: a population is scored chunk after chunk, and
     validating its JSON against the schema once per chunk cost more than reading."""
 
     def __init__(self, size: int = PROGRAM_CACHE_SIZE) -> None:
-        self.size = size
-        self._programs: OrderedDict[str, Program] = OrderedDict()
+        super().__init__(size, program_from_json)
 
     def get(self, doc: dict) -> Program:
         """``program_from_json(doc)``, decoded (and validated) once per distinct document."""
-        key = json.dumps(doc, sort_keys=True)
-        prog = self._programs.pop(key, None)
-        if prog is None:
-            prog = program_from_json(doc)
-        self._programs[key] = prog
-        while len(self._programs) > self.size:
-            self._programs.popitem(last=False)
-        return prog
-
-    def clear(self) -> None:
-        self._programs.clear()
+        return self._get(json.dumps(doc, sort_keys=True), doc)
 
 
 class ChunkCache:
